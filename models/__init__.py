@@ -1,0 +1,1 @@
+"""hiergan core: pure PyTorch/numpy, importable without ZenML, MLflow or BentoML."""

@@ -1,0 +1,56 @@
+"""Pictures people would rather look at than read: sample grids of images per class."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+
+def sample_grid_png(
+    images: np.ndarray,
+    labels: np.ndarray,
+    class_names: tuple[str, ...] | list[str],
+    per_class: int = 8,
+    seed: int = 0,
+) -> bytes:
+    """A PNG with one row per class and ``per_class`` random examples of it.
+
+    Args:
+        images: ``[N, H, W, C]`` uint8.
+        labels: ``[N]`` class indices into ``class_names``.
+        class_names: row titles.
+        per_class: columns.
+        seed: which examples are drawn.
+
+    Returns:
+        PNG bytes.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless; the pipeline never opens a window
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(seed)
+    n_rows = len(class_names)
+    fig, axes = plt.subplots(
+        n_rows, per_class, figsize=(per_class * 0.8 + 1.6, n_rows * 0.8), squeeze=False
+    )
+    for row, name in enumerate(class_names):
+        members = np.flatnonzero(labels == row)
+        picks = rng.choice(members, size=min(per_class, len(members)), replace=False)
+        for col in range(per_class):
+            ax = axes[row, col]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if col < len(picks):
+                img = images[picks[col]]
+                ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=255)
+        axes[row, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+    fig.tight_layout(pad=0.2)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return buf.getvalue()

@@ -1,0 +1,62 @@
+"""ZenML materializers for the core's types: plain files, never pickle."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, ClassVar
+
+from zenml.enums import ArtifactType, VisualizationType
+from zenml.io import fileio
+from zenml.materializers.base_materializer import BaseMaterializer
+from zenml.metadata.metadata_types import MetadataType
+
+from models.data import ARRAYS_FILE, META_FILE, LabelledImages
+from models.plots import sample_grid_png
+
+_FILES = (ARRAYS_FILE, META_FILE)
+
+
+class LabelledImagesMaterializer(BaseMaterializer):
+    """Stores a :class:`LabelledImages` as ``dataset.npz`` + ``dataset.json``.
+
+    Works with any artifact store: files are staged in a local temporary folder and copied
+    with ``fileio``. Loading verifies the content hash.
+    """
+
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (LabelledImages,)
+    ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA
+
+    def load(self, data_type: type[Any]) -> LabelledImages:
+        """Copy the files to a local folder and read them (``allow_pickle=False``)."""
+        with tempfile.TemporaryDirectory(prefix="hiergan-") as tmp:
+            for name in _FILES:
+                fileio.copy(os.path.join(self.uri, name), os.path.join(tmp, name))
+            return LabelledImages.load(tmp)
+
+    def save(self, data: LabelledImages) -> None:
+        """Write the files locally, then copy them into the artifact store."""
+        with tempfile.TemporaryDirectory(prefix="hiergan-") as tmp:
+            data.save(tmp)
+            for name in _FILES:
+                fileio.copy(os.path.join(tmp, name), os.path.join(self.uri, name), overwrite=True)
+
+    def save_visualizations(self, data: LabelledImages) -> dict[str, VisualizationType]:
+        """A grid of training examples, one row per leaf class."""
+        images, labels = data.split("train")
+        png = sample_grid_png(images, labels, data.hierarchy.leaves)
+        path = os.path.join(self.uri, "train_samples.png")
+        with fileio.open(path, "wb") as fh:
+            fh.write(png)
+        return {path: VisualizationType.IMAGE}
+
+    def extract_metadata(self, data: LabelledImages) -> dict[str, MetadataType]:
+        """Content hash, shape and split sizes, searchable in the dashboard."""
+        return {
+            "content_hash": data.content_hash,
+            "num_images": len(data.images),
+            "image_shape": str(data.image_shape),
+            "tree": data.hierarchy.name,
+            **{f"{s}_count": int(len(data.splits[s])) for s in data.splits},
+            "skipped_files": len(data.skipped),
+        }
