@@ -17,7 +17,7 @@ export GE_USAGE_STATS := FALSE
 export BENTOML_DO_NOT_TRACK := true
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup data train test lint format lock clean
+.PHONY: help setup data train test lint format lock clean mlflow-ui dashboard
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -46,6 +46,13 @@ test: setup  ## Lint, then run the test suite.
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest
+
+mlflow-ui: $(STAMP)  ## Open the MLflow UI on the local stack's tracking store (127.0.0.1:5000).
+	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 \
+		--backend-store-uri "$$($(PY) -m pipelines.stack tracking-uri | tail -1)"
+
+dashboard: $(STAMP)  ## Start the local ZenML dashboard.
+	$(VENV)/bin/zenml login --local
 
 lint: $(STAMP)  ## ruff check + format check.
 	$(PY) -m ruff check .

@@ -150,7 +150,7 @@ def structural_checks(
             name="identical_images_same_label",
             success=len(conflicting) == 0,
             severity="critical",
-            summary=f"{len(conflicting)} images appear with different labels",
+            summary=f"{len(conflicting)} distinct image(s) appear with different labels",
             examples=_rows(conflict_rows, k),
         )
     )

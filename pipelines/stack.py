@@ -89,3 +89,21 @@ def tracking_uri() -> str | None:
     if tracker is None or not hasattr(tracker, "get_tracking_uri"):
         return None
     return tracker.get_tracking_uri()
+
+
+def main() -> None:
+    """CLI: ``python -m pipelines.stack [ensure|tracking-uri]``."""
+    import sys
+
+    command = sys.argv[1] if len(sys.argv) > 1 else "ensure"
+    if command == "ensure":
+        print(f"experiment tracker: {ensure_stack()}")
+    elif command == "tracking-uri":
+        ensure_stack()
+        print(tracking_uri() or "")
+    else:
+        sys.exit(f"unknown command {command!r}; use 'ensure' or 'tracking-uri'")
+
+
+if __name__ == "__main__":
+    main()

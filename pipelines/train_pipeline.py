@@ -17,6 +17,7 @@ from zenml import pipeline
 from models.ingest import DatasetConfig
 from models.sources import SOURCES, source_fingerprint
 from models.validation import ValidationConfig
+from pipelines.failures import failure_reason
 from pipelines.run_config import (
     ConfigError,
     load_run_config,
@@ -95,7 +96,7 @@ def main(config_path: str, dataset: str | None, data_dir: str | None, no_cache: 
             source_fingerprint=source_fingerprint(params.dataset.source, params.dataset.data_dir),
         )
     except Exception as err:  # noqa: BLE001 - report the failing step's own message, then exit 1
-        click.echo(f"\ntrain_pipeline failed: {type(err).__name__}: {err}", err=True)
+        click.echo(f"\ntrain_pipeline failed in {failure_reason('train_pipeline', err)}", err=True)
         sys.exit(1)
     finally:
         os.unlink(options_file)
