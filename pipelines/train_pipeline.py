@@ -1,4 +1,4 @@
-"""The train pipeline: ingest -> validate -> (GAN, classifier, calibration, ... in later steps).
+"""The train pipeline: ingest -> validate -> GAN pretraining (classifier, calibration ... next).
 
 Run ``python -m pipelines.train_pipeline [--config pipelines/configs/train.yaml]
 [--dataset NAME] [--data-dir DIR] [--no-cache]``.
@@ -25,13 +25,14 @@ from pipelines.run_config import (
     with_step_tracker,
     write_options,
 )
-from steps import enforce_data_validation, ingest_dataset, validate_dataset
+from steps import enforce_data_validation, ingest_dataset, pretrain_gan, validate_dataset
+from steps.pretrain_gan import PretrainGanConfig
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = "pipelines/configs/train.yaml"
 # Steps that log to MLflow through the stack's experiment tracker.
-TRACKED_STEPS = ["ingest_dataset", "validate_dataset"]
+TRACKED_STEPS = ["ingest_dataset", "validate_dataset", "pretrain_gan"]
 
 
 class TrainParams(BaseModel):
@@ -41,16 +42,21 @@ class TrainParams(BaseModel):
 
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    gan: PretrainGanConfig = Field(default_factory=PretrainGanConfig)
 
 
 @pipeline(name="train_pipeline")
 def train_pipeline(
-    dataset: DatasetConfig, validation: ValidationConfig, source_fingerprint: str = ""
+    dataset: DatasetConfig,
+    validation: ValidationConfig,
+    gan: PretrainGanConfig,
+    source_fingerprint: str = "",
 ) -> None:
-    """Ingest the dataset, validate it, and stop on critical data problems."""
+    """Ingest and validate the dataset (stop on critical problems), then pretrain the GAN."""
     data = ingest_dataset(config=dataset, source_fingerprint=source_fingerprint)
     _, checks = validate_dataset(data, config=validation)
     enforce_data_validation(checks)
+    pretrain_gan(data, config=gan, after="enforce_data_validation")
 
 
 @click.command()
@@ -93,6 +99,7 @@ def main(config_path: str, dataset: str | None, data_dir: str | None, no_cache: 
         run = train_pipeline.with_options(config_path=options_file)(
             dataset=params.dataset,
             validation=params.validation,
+            gan=params.gan,
             source_fingerprint=source_fingerprint(params.dataset.source, params.dataset.data_dir),
         )
     except Exception as err:  # noqa: BLE001 - report the failing step's own message, then exit 1

@@ -3,3 +3,4 @@
 DATASET = "dataset"
 DATA_DOCS = "data_docs"
 DATA_CHECKS = "data_checks"
+GAN = "gan"

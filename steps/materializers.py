@@ -12,6 +12,7 @@ from zenml.materializers.base_materializer import BaseMaterializer
 from zenml.metadata.metadata_types import MetadataType
 
 from models.data import ARRAYS_FILE, META_FILE, LabelledImages
+from models.gan_io import SAMPLES_FILE, TrainedGan
 from models.plots import sample_grid_png
 
 _FILES = (ARRAYS_FILE, META_FILE)
@@ -60,3 +61,39 @@ class LabelledImagesMaterializer(BaseMaterializer):
             **{f"{s}_count": int(len(data.splits[s])) for s in data.splits},
             "skipped_files": len(data.skipped),
         }
+
+
+class TrainedGanMaterializer(BaseMaterializer):
+    """Stores a :class:`TrainedGan` as safetensors weights + JSON + the sample grid."""
+
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (TrainedGan,)
+    ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.MODEL
+
+    def load(self, data_type: type[Any]) -> TrainedGan:
+        """Copy the files to a local folder and read them (safetensors: no code runs)."""
+        with tempfile.TemporaryDirectory(prefix="hiergan-") as tmp:
+            _copy_dir(self.uri, tmp)
+            return TrainedGan.load(tmp)
+
+    def save(self, data: TrainedGan) -> None:
+        """Write locally, then copy into the artifact store."""
+        with tempfile.TemporaryDirectory(prefix="hiergan-") as tmp:
+            data.save(tmp)
+            _copy_dir(tmp, self.uri)
+
+    def save_visualizations(self, data: TrainedGan) -> dict[str, VisualizationType]:
+        """The final fixed-noise sample grid."""
+        if not data.samples_png:
+            return {}
+        return {os.path.join(self.uri, SAMPLES_FILE): VisualizationType.IMAGE}
+
+    def extract_metadata(self, data: TrainedGan) -> dict[str, MetadataType]:
+        """Scalar facts of the run (probe accuracies, images/s, steps)."""
+        return {k: v for k, v in data.info.items() if isinstance(v, int | float | str | bool)}
+
+
+def _copy_dir(src: str, dst: str) -> None:
+    fileio.makedirs(dst)
+    for name in fileio.listdir(src):
+        name = name.decode() if isinstance(name, bytes) else name
+        fileio.copy(os.path.join(src, name), os.path.join(dst, name), overwrite=True)

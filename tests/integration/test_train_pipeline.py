@@ -37,6 +37,8 @@ print(json.dumps({
     "splits": {k: len(v) for k, v in data.splits.items()}, "viz": viz,
     "mlflow_dataset_hash": params[0]["dataset_hash"] if params else None,
     "docs_html": "<html" in run.steps["validate_dataset"].outputs["data_docs"][0].load(),
+    "gan_type": run.steps["pretrain_gan"].outputs["gan"][0].type.value,
+    "gan_info": run.steps["pretrain_gan"].outputs["gan"][0].load().info,
 }))
 """
 
@@ -55,13 +57,20 @@ def _run(args: list[str], env: dict[str, str], cwd: Path = REPO) -> subprocess.C
     )
 
 
+def smoke_config(tmp_path: Path) -> Path:
+    """The smoke config, checkpointing into tmp_path."""
+    config = yaml.safe_load((REPO / "pipelines/configs/train_smoke.yaml").read_text())
+    config["parameters"]["gan"]["checkpoint_root"] = str(tmp_path / "checkpoints")
+    path = tmp_path / "smoke.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def test_smoke_pipeline_completes_and_stores_artifacts(
     tmp_path: Path, real_fashion_mnist_dir: Path
 ) -> None:
     env = _env(tmp_path)
-    proc = _run(
-        ["-m", "pipelines.train_pipeline", "--config", "pipelines/configs/train_smoke.yaml"], env
-    )
+    proc = _run(["-m", "pipelines.train_pipeline", "--config", str(smoke_config(tmp_path))], env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "completed" in proc.stdout
 
@@ -73,13 +82,23 @@ def test_smoke_pipeline_completes_and_stores_artifacts(
     facts = json.loads(info.stdout.strip().splitlines()[-1])
     assert facts["status"] == "completed"
     assert facts["stack"] == "hiergan-local"
-    assert set(facts["steps"]) == {"ingest_dataset", "validate_dataset", "enforce_data_validation"}
+    assert set(facts["steps"]) == {
+        "ingest_dataset",
+        "validate_dataset",
+        "enforce_data_validation",
+        "pretrain_gan",
+    }
     assert set(facts["steps"].values()) == {"completed"}
     assert facts["outputs"]["validate_dataset"] == ["data_checks", "data_docs"]
     assert facts["splits"] == {"train": 600, "val": 200, "test": 200}
     assert facts["hash"] == facts["meta_hash"] == facts["mlflow_dataset_hash"]
     assert "image" in facts["viz"]
     assert facts["docs_html"]
+    assert facts["gan_type"] == "ModelArtifact"
+    gan = facts["gan_info"]
+    assert gan["steps"] == 20 and gan["dataset_hash"] == facts["hash"]
+    assert {"probe_trained_item", "probe_random_item", "probe_trained_category"} <= set(gan)
+    assert (tmp_path / "checkpoints" / gan["run_key"] / "checkpoint.pt").exists()
 
 
 def test_corrupted_data_stops_at_the_gate_with_a_readable_message(tmp_path: Path) -> None:
