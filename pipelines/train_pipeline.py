@@ -1,4 +1,4 @@
-"""The train pipeline: ingest -> validate -> GAN pretraining (classifier, calibration ... next).
+"""The train pipeline: ingest, validate, GAN, hierarchical classifier, calibrate, evaluate.
 
 Run ``python -m pipelines.train_pipeline [--config pipelines/configs/train.yaml]
 [--dataset NAME] [--data-dir DIR] [--no-cache]``.
@@ -14,6 +14,7 @@ import click
 from pydantic import BaseModel, ConfigDict, Field
 from zenml import pipeline
 
+from models.classifier import ClassifierConfig
 from models.ingest import DatasetConfig
 from models.sources import SOURCES, source_fingerprint
 from models.validation import ValidationConfig
@@ -25,14 +26,29 @@ from pipelines.run_config import (
     with_step_tracker,
     write_options,
 )
-from steps import enforce_data_validation, ingest_dataset, pretrain_gan, validate_dataset
+from steps import (
+    calibrate_classifier,
+    enforce_data_validation,
+    evaluate_classifier,
+    fit_hierarchical_classifier,
+    ingest_dataset,
+    pretrain_gan,
+    validate_dataset,
+)
 from steps.pretrain_gan import PretrainGanConfig
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = "pipelines/configs/train.yaml"
 # Steps that log to MLflow through the stack's experiment tracker.
-TRACKED_STEPS = ["ingest_dataset", "validate_dataset", "pretrain_gan"]
+TRACKED_STEPS = [
+    "ingest_dataset",
+    "validate_dataset",
+    "pretrain_gan",
+    "fit_hierarchical_classifier",
+    "calibrate_classifier",
+    "evaluate_classifier",
+]
 
 
 class TrainParams(BaseModel):
@@ -43,6 +59,7 @@ class TrainParams(BaseModel):
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     gan: PretrainGanConfig = Field(default_factory=PretrainGanConfig)
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
 
 
 @pipeline(name="train_pipeline")
@@ -50,13 +67,20 @@ def train_pipeline(
     dataset: DatasetConfig,
     validation: ValidationConfig,
     gan: PretrainGanConfig,
+    classifier: ClassifierConfig,
     source_fingerprint: str = "",
 ) -> None:
-    """Ingest and validate the dataset (stop on critical problems), then pretrain the GAN."""
+    """Ingest and validate the data, pretrain the GAN, fit, calibrate and evaluate the classifier.
+
+    The validation gate runs before any training; the test split is read by evaluation only.
+    """
     data = ingest_dataset(config=dataset, source_fingerprint=source_fingerprint)
     _, checks = validate_dataset(data, config=validation)
     enforce_data_validation(checks)
-    pretrain_gan(data, config=gan, after="enforce_data_validation")
+    trained_gan = pretrain_gan(data, config=gan, after="enforce_data_validation")
+    model = fit_hierarchical_classifier(data, trained_gan, config=classifier)
+    calibrated, _, _ = calibrate_classifier(model, data)
+    evaluate_classifier(calibrated, data)
 
 
 @click.command()
@@ -100,6 +124,7 @@ def main(config_path: str, dataset: str | None, data_dir: str | None, no_cache: 
             dataset=params.dataset,
             validation=params.validation,
             gan=params.gan,
+            classifier=params.classifier,
             source_fingerprint=source_fingerprint(params.dataset.source, params.dataset.data_dir),
         )
     except Exception as err:  # noqa: BLE001 - report the failing step's own message, then exit 1

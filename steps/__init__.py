@@ -1,8 +1,19 @@
 """Thin ZenML steps: each calls the core in ``models/``, logs, and returns artifacts."""
 
+from steps.calibrate_classifier import calibrate_classifier
 from steps.enforce_data_validation import enforce_data_validation
+from steps.evaluate_classifier import evaluate_classifier
+from steps.fit_hierarchical_classifier import fit_hierarchical_classifier
 from steps.ingest_dataset import ingest_dataset
 from steps.pretrain_gan import pretrain_gan
 from steps.validate_dataset import validate_dataset
 
-__all__ = ["enforce_data_validation", "ingest_dataset", "pretrain_gan", "validate_dataset"]
+__all__ = [
+    "calibrate_classifier",
+    "enforce_data_validation",
+    "evaluate_classifier",
+    "fit_hierarchical_classifier",
+    "ingest_dataset",
+    "pretrain_gan",
+    "validate_dataset",
+]

@@ -11,6 +11,7 @@ from zenml.io import fileio
 from zenml.materializers.base_materializer import BaseMaterializer
 from zenml.metadata.metadata_types import MetadataType
 
+from models.classifier_io import TrainedClassifier
 from models.data import ARRAYS_FILE, META_FILE, LabelledImages
 from models.gan_io import SAMPLES_FILE, TrainedGan
 from models.plots import sample_grid_png
@@ -97,3 +98,27 @@ def _copy_dir(src: str, dst: str) -> None:
     for name in fileio.listdir(src):
         name = name.decode() if isinstance(name, bytes) else name
         fileio.copy(os.path.join(src, name), os.path.join(dst, name), overwrite=True)
+
+
+class TrainedClassifierMaterializer(BaseMaterializer):
+    """Stores a :class:`TrainedClassifier` as safetensors weights + JSON (tree, temperatures)."""
+
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (TrainedClassifier,)
+    ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.MODEL
+
+    def load(self, data_type: type[Any]) -> TrainedClassifier:
+        """Copy the files to a local folder and read them (safetensors: no code runs)."""
+        with tempfile.TemporaryDirectory(prefix="hiergan-") as tmp:
+            _copy_dir(self.uri, tmp)
+            return TrainedClassifier.load(tmp)
+
+    def save(self, data: TrainedClassifier) -> None:
+        """Write locally, then copy into the artifact store."""
+        with tempfile.TemporaryDirectory(prefix="hiergan-") as tmp:
+            data.save(tmp)
+            _copy_dir(tmp, self.uri)
+
+    def extract_metadata(self, data: TrainedClassifier) -> dict[str, MetadataType]:
+        """Temperatures and the scalar facts of the run."""
+        scalars = {k: v for k, v in data.info.items() if isinstance(v, int | float | str | bool)}
+        return scalars | {"temperatures": str([round(t, 4) for t in data.temperatures])}

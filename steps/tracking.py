@@ -63,3 +63,12 @@ def log_png(png: bytes, artifact_file: str) -> None:
         from PIL import Image
 
         mlflow.log_image(Image.open(io.BytesIO(png)), artifact_file=artifact_file)
+
+
+def png_image(png: bytes) -> Any:
+    """PNG bytes as a PIL image: ZenML stores and shows it as an image artifact."""
+    import io
+
+    from PIL import Image
+
+    return Image.open(io.BytesIO(png)).convert("RGB")
