@@ -63,9 +63,9 @@ class GanTrainConfig(BaseModel):
 
     def run_key(self, data_hash: str) -> str:
         """Identity of a run: what must match for a checkpoint to be resumed."""
-        decisive = self.model_dump(
-            exclude={"device", "compile", "progress", "num_threads", "log_every", "sample_every"}
-        )
+        # Only GanTrainConfig's own fields that change the numbers (subclasses add step options).
+        speed_only = {"device", "compile", "progress", "num_threads", "log_every", "sample_every"}
+        decisive = self.model_dump(include=set(GanTrainConfig.model_fields) - speed_only)
         blob = json.dumps({"config": decisive, "data": data_hash}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

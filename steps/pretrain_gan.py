@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 from pydantic import Field
 from zenml import ArtifactConfig, log_metadata, step
 from zenml.enums import ArtifactType
@@ -30,6 +31,7 @@ class PretrainGanConfig(GanTrainConfig):
     )
     resume: bool = True
     probe_train_size: int = Field(10000, ge=10, description="train images the probe is fitted on")
+    probe_random_inits: int = Field(3, ge=1, description="random discriminators averaged")
 
 
 class MlflowCallback(TrainerCallback):
@@ -75,25 +77,33 @@ def pretrain_gan(
     result = trainer.fit(resume=config.resume)
     train_seconds = time.perf_counter() - started
 
-    # Linear probe, per tree level, on frozen features: trained D beside a random D of the same
-    # architecture (different seed), both fitted on the same train subset, scored on val.
+    # Linear probe, per tree level, on frozen features: the trained D beside randomly initialised
+    # Ds of the same architecture (mean over `probe_random_inits` seeds: a single random init
+    # varies by about a point), all fitted on the same train subset and scored on val.
     val_x, val_y = dataset.split("val")
     tree = dataset.hierarchy
     n = min(config.probe_train_size, len(train_x))
-    sub = slice(0, n)
+    probe_args = (
+        train_x[:n],
+        tree.all_level_labels(train_y[:n]),
+        val_x,
+        tree.all_level_labels(val_y),
+        tree.level_sizes,
+    )
+    trained = probe_accuracy(result.discriminator, *probe_args)
+    random = np.mean(
+        [
+            probe_accuracy(
+                build_gan(config.architecture, config.seed + 10_000 + i)[1].to(trainer.device),
+                *probe_args,
+            )
+            for i in range(config.probe_random_inits)
+        ],
+        axis=0,
+    )
     levels = tree.level_names
-    probes = {}
-    _, random_d = build_gan(config.architecture, config.seed + 10_000)
-    for name, disc in (("trained", result.discriminator), ("random", random_d.to(trainer.device))):
-        accs = probe_accuracy(
-            disc,
-            train_x[sub],
-            tree.all_level_labels(train_y[sub]),
-            val_x,
-            tree.all_level_labels(val_y),
-            tree.level_sizes,
-        )
-        probes.update({f"probe_{name}_{lvl}": acc for lvl, acc in zip(levels, accs, strict=True)})
+    probes = {f"probe_trained_{lvl}": float(a) for lvl, a in zip(levels, trained, strict=True)}
+    probes |= {f"probe_random_{lvl}": float(a) for lvl, a in zip(levels, random, strict=True)}
     info = {
         "mode": config.mode,
         "loss": config.loss,

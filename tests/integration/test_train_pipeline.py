@@ -21,6 +21,9 @@ from zenml.client import Client
 import mlflow
 client = Client()
 run = client.get_pipeline("train_pipeline").last_run
+def out(step, name):
+    return run.steps[step].outputs[name][0]
+report = out("evaluate_classifier", "evaluation_report")
 steps = {name: s.status.value for name, s in run.steps.items()}
 outputs = {name: sorted(s.outputs) for name, s in run.steps.items()}
 dataset = run.steps["ingest_dataset"].outputs["dataset"][0]
@@ -39,6 +42,10 @@ print(json.dumps({
     "docs_html": "<html" in run.steps["validate_dataset"].outputs["data_docs"][0].load(),
     "gan_type": run.steps["pretrain_gan"].outputs["gan"][0].type.value,
     "gan_info": run.steps["pretrain_gan"].outputs["gan"][0].load().info,
+    "classifier_type": out("fit_hierarchical_classifier", "classifier").type.value,
+    "temperatures": out("calibrate_classifier", "calibrated_classifier").load().temperatures,
+    "evaluation": out("evaluate_classifier", "evaluation").load(),
+    "eval_viz": [v.type.value for v in report.visualizations],
 }))
 """
 
@@ -87,6 +94,9 @@ def test_smoke_pipeline_completes_and_stores_artifacts(
         "validate_dataset",
         "enforce_data_validation",
         "pretrain_gan",
+        "fit_hierarchical_classifier",
+        "calibrate_classifier",
+        "evaluate_classifier",
     }
     assert set(facts["steps"].values()) == {"completed"}
     assert facts["outputs"]["validate_dataset"] == ["data_checks", "data_docs"]
@@ -99,6 +109,19 @@ def test_smoke_pipeline_completes_and_stores_artifacts(
     assert gan["steps"] == 20 and gan["dataset_hash"] == facts["hash"]
     assert {"probe_trained_item", "probe_random_item", "probe_trained_category"} <= set(gan)
     assert (tmp_path / "checkpoints" / gan["run_key"] / "checkpoint.pt").exists()
+    assert facts["classifier_type"] == "ModelArtifact"
+    assert len(facts["temperatures"]) == 3 and all(t > 0 for t in facts["temperatures"])
+    evaluation = facts["evaluation"]
+    assert evaluation["split"] == "test" and evaluation["test_images"] == 200
+    assert evaluation["path_consistency_merged"] == 1.0
+    for key in (
+        "global_accuracy_fine",
+        "greedy_accuracy_fine",
+        "global_mistake_severity",
+        "ece_fine_after",
+    ):
+        assert 0.0 <= evaluation[key] <= 3.0, key
+    assert "html" in facts["eval_viz"]
 
 
 def test_corrupted_data_stops_at_the_gate_with_a_readable_message(tmp_path: Path) -> None:

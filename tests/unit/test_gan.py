@@ -185,3 +185,17 @@ def test_probe_accuracy_per_level() -> None:
     _, d = build_gan(GanArchitecture(latent_dim=8, g_width=8, d_width=8), seed=0)
     accs = probe_accuracy(d, images[:80], labels[:80], images[80:], labels[80:], [2, 4])
     assert len(accs) == 2 and all(0 <= a <= 1 for a in accs)
+
+
+def test_run_key_depends_on_what_changes_the_numbers() -> None:
+    base = GanTrainConfig()
+    assert base.run_key("h") == GanTrainConfig(device="cpu", progress=False, log_every=7).run_key(
+        "h"
+    )
+    assert base.run_key("h") != GanTrainConfig(lr_g=1e-3).run_key("h")
+    assert base.run_key("h") != base.run_key("other data")
+
+    class WithStepOptions(GanTrainConfig):
+        checkpoint_root: str = "x"
+
+    assert WithStepOptions(checkpoint_root="y").run_key("h") == base.run_key("h")
