@@ -50,6 +50,7 @@ class StudyConfig(BaseModel):
     fractions: list[float] = Field(default_factory=lambda: [0.01, 0.1, 1.0])
     arms: list[str] = Field(default_factory=lambda: ["scratch", "gan"], description="+ gan-semi")
     seeds: list[int] = Field(default_factory=lambda: [0])
+    semi_fractions: list[float] | None = Field(None, description="gan-semi only at these")
     checkpoint_root: str = "checkpoints"
 
 
@@ -81,7 +82,8 @@ def pretrain(
     data_key = data.content_hash
     if labelled is not None:
         data_key += "-labelled-" + hashlib.sha256(labelled.tobytes()).hexdigest()[:12]
-    run_dir = Path(root) / f"study-{config.run_key(data_key)}"
+    # same key as the train pipeline's pretrain_gan for the same settings: its run is reused
+    run_dir = Path(root) / config.run_key(data_key)
     trainer = GanTrainer(config, x, run_dir, data_key, labels=y, labelled_indices=labelled)
     result = trainer.fit(resume=True)
     return config.architecture, {
@@ -105,6 +107,7 @@ def main() -> None:
         params.gan = params.gan.model_copy(update={"steps": 60, "progress": False})
         params.classifier = params.classifier.model_copy(update={"epochs": 2})
         params.study.fractions = [0.05, 1.0]
+        params.study.semi_fractions = [0.05]
         params.study.checkpoint_root = "/tmp/hiergan-label-efficiency-quick"
 
     started = time.perf_counter()
@@ -119,6 +122,9 @@ def main() -> None:
         for fraction in params.study.fractions:
             labelled = labelled_fraction_indices(train_y, fraction, seed)
             for arm in params.study.arms:
+                semi_at = params.study.semi_fractions
+                if arm == "gan-semi" and semi_at is not None and fraction not in semi_at:
+                    continue
                 init_state, arm_arch = gan_state, arch
                 if arm == "gan-semi":
                     arm_arch, init_state = pretrain(
@@ -171,6 +177,7 @@ def main() -> None:
             f"{arm}_fine_{f:g}": round(mean(arm, f, "fine"), 4)
             for arm in params.study.arms
             for f in params.study.fractions
+            if not np.isnan(mean(arm, f, "fine"))
         },
         "gain_at_lowest_fraction": round(mean("gan", lo, "fine") - mean("scratch", lo, "fine"), 4),
         "seconds": round(time.perf_counter() - started, 1),
@@ -195,6 +202,8 @@ def main() -> None:
         ]
         for f in params.study.fractions:
             for arm in params.study.arms:
+                if np.isnan(mean(arm, f, "fine")):
+                    continue
                 fine, coarse = mean(arm, f, "fine"), mean(arm, f, "coarse")
                 lines.append(f"| {f:.0%} | {arm} | {fine:.4f} | {coarse:.4f} |")
         lines.append(f"\nSettings: {json.dumps(params.model_dump(), default=str)}\n")

@@ -30,7 +30,7 @@ class GanArchitecture(BaseModel):
     d_width: int = Field(64, ge=4, description="discriminator channels at full resolution")
     spectral_norm: bool = Field(False, description="spectral norm on D (then no batch norm in D)")
     feature_pool: int = Field(
-        2, ge=1, le=4, description="features: each block average-pooled to this size, concatenated"
+        2, ge=1, le=7, description="features: each block average-pooled to this size, concatenated"
     )
     num_classes: int = Field(
         0, ge=0, description="0: one real/fake logit; K: K class logits (semi-supervised)"

@@ -100,9 +100,9 @@ def _leaf_from_last_level(nodes: Tensor, tt: TreeTensors) -> Tensor:
     return lookup[nodes]
 
 
-def independent_argmax_paths(logits: list[Tensor]) -> Tensor:
-    """``[B, depth]`` per-level argmax with no merge (may be inconsistent paths)."""
-    return torch.stack([z.argmax(dim=1) for z in logits], dim=1)
+def independent_argmax_paths(scores: list[Tensor]) -> Tensor:
+    """``[B, depth]`` argmax of each level's scores on its own (paths may be inconsistent)."""
+    return torch.stack([z.argmax(dim=1) for z in scores], dim=1)
 
 
 def path_consistency(paths: Tensor, tt: TreeTensors) -> float:

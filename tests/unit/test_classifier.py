@@ -216,3 +216,15 @@ def test_scratch_and_gan_inits_share_one_code_path() -> None:
     assert len(scratch.history) == 1
     with pytest.raises(ValueError, match="needs the GAN discriminator"):
         fit_classifier(ClassifierConfig(init="gan", **base), arch, tree, images, labels)
+
+
+def test_saved_classifier_with_full_map_pooling_loads(tmp_path: Path) -> None:
+    # the classifier's feature_pool is copied into its architecture: it must survive a reload
+    tree, images, labels = toy_tree_data(32)
+    arch = GanArchitecture(latent_dim=8, g_width=8, d_width=8)
+    config = ClassifierConfig(
+        init="scratch", feature_pool=7, epochs=1, batch_size=16, hidden=8, num_threads=1
+    )
+    fit = fit_classifier(config, arch, tree, images, labels)
+    TrainedClassifier.from_model(fit.model, config, tree, {}).save(tmp_path)
+    assert TrainedClassifier.load(tmp_path).architecture.feature_pool == 7
