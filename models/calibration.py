@@ -11,13 +11,12 @@ ECE is torchmetrics' ``MulticlassCalibrationError`` (15 bins, L1), the standard 
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import torch
 from torch import Tensor
 
 from models.merge import TreeTensors, conditional_log_probs, level_conditional_log_probs
+from models.plots import figure_png, pyplot
 
 
 def fit_temperatures(
@@ -100,10 +99,7 @@ def reliability_diagram_png(
     curves: dict[str, tuple[Tensor, Tensor]], title: str, n_bins: int = 15
 ) -> bytes:
     """PNG: accuracy vs confidence per bin for each named ``(probs, labels)``, with ECE."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 4.2), squeeze=False)
     for ax, (name, (probs, labels)) in zip(axes[0], curves.items(), strict=True):
@@ -137,7 +133,4 @@ def reliability_diagram_png(
         ax.legend(loc="upper left", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)

@@ -7,12 +7,12 @@ the mistakes (severity) or over the top-k predictions of every image (distance@k
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
 
 from models.hierarchy import Hierarchy
+from models.plots import figure_png, pyplot
 
 
 def hierarchical_metrics(
@@ -58,10 +58,7 @@ def confusion_matrices(
 
 def confusion_png(matrices: list[np.ndarray], tree: Hierarchy, title: str = "") -> bytes:
     """PNG with one row-normalised confusion matrix per level."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     sizes = [m.shape[0] for m in matrices]
     fig, axes = plt.subplots(
@@ -93,10 +90,7 @@ def confusion_png(matrices: list[np.ndarray], tree: Hierarchy, title: str = "") 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 def metrics_table(rows: dict[str, dict[str, Any]], keys: list[str]) -> str:

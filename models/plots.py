@@ -3,8 +3,27 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
+
+
+def pyplot() -> Any:
+    """Matplotlib's pyplot on the headless Agg backend (the pipeline never opens a window)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def figure_png(fig: Any, dpi: int = 90) -> bytes:
+    """Render a figure to PNG bytes and close it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    pyplot().close(fig)
+    return buf.getvalue()
 
 
 def sample_grid_png(
@@ -26,11 +45,7 @@ def sample_grid_png(
     Returns:
         PNG bytes.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless; the pipeline never opens a window
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rng = np.random.default_rng(seed)
     n_rows = len(class_names)
     fig, axes = plt.subplots(
@@ -50,7 +65,4 @@ def sample_grid_png(
                 ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=255)
         axes[row, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
     fig.tight_layout(pad=0.2)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig, dpi=80)

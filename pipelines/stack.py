@@ -49,22 +49,16 @@ def _create_local_stack(client: Client) -> None:
         for kind in (StackComponentType.EXPERIMENT_TRACKER, StackComponentType.MODEL_REGISTRY)
         for c in client.list_stack_components(type=kind, size=100).items
     }
-    if TRACKER not in existing:
-        # No tracking_uri: ZenML keeps a SQLite MLflow store inside the local artifact store and
-        # creates experiments with an explicit artifact location (no stray ./mlruns).
-        client.create_stack_component(
-            name=TRACKER,
-            flavor="mlflow",
-            component_type=StackComponentType.EXPERIMENT_TRACKER,
-            configuration={},
-        )
-    if REGISTRY not in existing:
-        client.create_stack_component(
-            name=REGISTRY,
-            flavor="mlflow",
-            component_type=StackComponentType.MODEL_REGISTRY,
-            configuration={},
-        )
+    # No tracking_uri: ZenML keeps a SQLite MLflow store inside the local artifact store and
+    # creates experiments with an explicit artifact location (no stray ./mlruns).
+    for name, kind in (
+        (TRACKER, StackComponentType.EXPERIMENT_TRACKER),
+        (REGISTRY, StackComponentType.MODEL_REGISTRY),
+    ):
+        if name not in existing:
+            client.create_stack_component(
+                name=name, flavor="mlflow", component_type=kind, configuration={}
+            )
     stacks = {s.name for s in client.list_stacks(size=100).items}
     if LOCAL_STACK not in stacks:
         default = client.get_stack("default")

@@ -12,36 +12,38 @@ from zenml.materializers.base_materializer import BaseMaterializer
 from zenml.metadata.metadata_types import MetadataType
 
 from models.classifier_io import TrainedClassifier
-from models.data import ARRAYS_FILE, META_FILE, LabelledImages
+from models.data import LabelledImages
 from models.gan_io import SAMPLES_FILE, TrainedGan
 from models.plots import sample_grid_png
 
-_FILES = (ARRAYS_FILE, META_FILE)
 
+class _DirectoryMaterializer(BaseMaterializer):
+    """Types with ``save(directory)`` and a ``load(directory)`` classmethod, as plain files.
 
-class LabelledImagesMaterializer(BaseMaterializer):
-    """Stores a :class:`LabelledImages` as ``dataset.npz`` + ``dataset.json``.
-
-    Works with any artifact store: files are staged in a local temporary folder and copied
-    with ``fileio``. Loading verifies the content hash.
+    Works with any artifact store: files are staged in a local temporary folder and copied with
+    ``fileio``. Nothing is pickled; each type's ``load`` validates what it reads.
     """
 
-    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (LabelledImages,)
-    ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA
+    SKIP_REGISTRATION: ClassVar[bool] = True
 
-    def load(self, data_type: type[Any]) -> LabelledImages:
-        """Copy the files to a local folder and read them (``allow_pickle=False``)."""
+    def load(self, data_type: type[Any]) -> Any:
+        """Copy the files to a local folder and read them with the type's own loader."""
         with tempfile.TemporaryDirectory(prefix="hiergan-") as tmp:
-            for name in _FILES:
-                fileio.copy(os.path.join(self.uri, name), os.path.join(tmp, name))
-            return LabelledImages.load(tmp)
+            _copy_dir(self.uri, tmp)
+            return data_type.load(tmp)
 
-    def save(self, data: LabelledImages) -> None:
+    def save(self, data: Any) -> None:
         """Write the files locally, then copy them into the artifact store."""
         with tempfile.TemporaryDirectory(prefix="hiergan-") as tmp:
             data.save(tmp)
-            for name in _FILES:
-                fileio.copy(os.path.join(tmp, name), os.path.join(self.uri, name), overwrite=True)
+            _copy_dir(tmp, self.uri)
+
+
+class LabelledImagesMaterializer(_DirectoryMaterializer):
+    """Stores a :class:`LabelledImages` as ``dataset.npz`` + ``dataset.json`` (hash verified)."""
+
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (LabelledImages,)
+    ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA
 
     def save_visualizations(self, data: LabelledImages) -> dict[str, VisualizationType]:
         """A grid of training examples, one row per leaf class."""
@@ -64,23 +66,11 @@ class LabelledImagesMaterializer(BaseMaterializer):
         }
 
 
-class TrainedGanMaterializer(BaseMaterializer):
+class TrainedGanMaterializer(_DirectoryMaterializer):
     """Stores a :class:`TrainedGan` as safetensors weights + JSON + the sample grid."""
 
     ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (TrainedGan,)
     ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.MODEL
-
-    def load(self, data_type: type[Any]) -> TrainedGan:
-        """Copy the files to a local folder and read them (safetensors: no code runs)."""
-        with tempfile.TemporaryDirectory(prefix="hiergan-") as tmp:
-            _copy_dir(self.uri, tmp)
-            return TrainedGan.load(tmp)
-
-    def save(self, data: TrainedGan) -> None:
-        """Write locally, then copy into the artifact store."""
-        with tempfile.TemporaryDirectory(prefix="hiergan-") as tmp:
-            data.save(tmp)
-            _copy_dir(tmp, self.uri)
 
     def save_visualizations(self, data: TrainedGan) -> dict[str, VisualizationType]:
         """The final fixed-noise sample grid."""
@@ -100,23 +90,11 @@ def _copy_dir(src: str, dst: str) -> None:
         fileio.copy(os.path.join(src, name), os.path.join(dst, name), overwrite=True)
 
 
-class TrainedClassifierMaterializer(BaseMaterializer):
+class TrainedClassifierMaterializer(_DirectoryMaterializer):
     """Stores a :class:`TrainedClassifier` as safetensors weights + JSON (tree, temperatures)."""
 
     ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (TrainedClassifier,)
     ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.MODEL
-
-    def load(self, data_type: type[Any]) -> TrainedClassifier:
-        """Copy the files to a local folder and read them (safetensors: no code runs)."""
-        with tempfile.TemporaryDirectory(prefix="hiergan-") as tmp:
-            _copy_dir(self.uri, tmp)
-            return TrainedClassifier.load(tmp)
-
-    def save(self, data: TrainedClassifier) -> None:
-        """Write locally, then copy into the artifact store."""
-        with tempfile.TemporaryDirectory(prefix="hiergan-") as tmp:
-            data.save(tmp)
-            _copy_dir(tmp, self.uri)
 
     def extract_metadata(self, data: TrainedClassifier) -> dict[str, MetadataType]:
         """Temperatures and the scalar facts of the run."""
