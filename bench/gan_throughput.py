@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -238,7 +239,9 @@ def main() -> None:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         name = (
-            torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu"
+            torch.cuda.get_device_name()
+            if device.type == "cuda"
+            else f"{platform.machine()} CPU, {os.cpu_count()} cores"
         )
         table = (
             f"# GAN training throughput ({device.type})\n\n"

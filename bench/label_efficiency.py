@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import platform
 import sys
 import time
@@ -193,7 +194,7 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         lines = [
             "# Label efficiency: GAN-pretrained vs from scratch\n",
-            f"Machine: {platform.processor() or 'cpu'}; command: "
+            f"Machine: {platform.machine() + ' CPU, ' + str(os.cpu_count()) + ' cores'}; command: "
             f"`python bench/label_efficiency.py {' '.join(sys.argv[1:])}`; "
             f"seeds {params.study.seeds}; test split ({len(test_y)} images); every arm trains "
             f"{full_steps} optimiser steps with the same architecture.\n",
