@@ -31,13 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.classifier import (  # noqa: E402
-    ClassifierConfig,
-    fit_classifier,
-    labelled_fraction_indices,
-)
+from models.classifier import ClassifierConfig, fit_classifier  # noqa: E402
 from models.classifier_io import TrainedClassifier  # noqa: E402
-from models.data import LabelledImages  # noqa: E402
+from models.data import LabelledImages, stratified_fraction  # noqa: E402
 from models.gan_training import GanTrainConfig, GanTrainer  # noqa: E402
 from models.ingest import DatasetConfig, build_dataset  # noqa: E402
 from models.metrics import hierarchical_metrics  # noqa: E402
@@ -121,7 +117,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for seed in params.study.seeds:
         for fraction in params.study.fractions:
-            labelled = labelled_fraction_indices(train_y, fraction, seed)
+            labelled = stratified_fraction(train_y, fraction, seed)
             for arm in params.study.arms:
                 semi_at = params.study.semi_fractions
                 if arm == "gan-semi" and semi_at is not None and fraction not in semi_at:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
+from models.data import stratified_fraction
 from models.device import configure_threads, enable_fast_math, resolve_device
 from models.gan import Discriminator, GanArchitecture
 from models.gan_training import to_model_range
@@ -134,20 +135,6 @@ class FitResult:
     seconds: float = 0.0
 
 
-def labelled_fraction_indices(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Stratified ``fraction`` of the indices (at least one per class), fixed by ``seed``."""
-    if fraction >= 1.0:
-        return np.arange(len(labels))
-    rng = np.random.default_rng(seed + 104729)
-    out = []
-    for cls_ in np.unique(labels):
-        members = np.flatnonzero(labels == cls_)
-        out.append(
-            rng.choice(members, size=max(1, int(round(len(members) * fraction))), replace=False)
-        )
-    return np.sort(np.concatenate(out))
-
-
 @torch.no_grad()
 def predict_logits(
     model: HierarchicalClassifier, images: np.ndarray, batch_size: int = 1024
@@ -211,7 +198,7 @@ def fit_classifier(
             f"level_weights has {len(weights)} entries for a tree of depth {tree.depth}"
         )
 
-    idx = labelled_fraction_indices(train_labels, config.label_fraction, config.seed)
+    idx = stratified_fraction(train_labels, config.label_fraction, config.seed)
     x_all = torch.from_numpy(np.ascontiguousarray(train_images[idx])).permute(0, 3, 1, 2).to(device)
     y_all = torch.from_numpy(tree.all_level_labels(train_labels[idx])).to(device)
     n = len(idx)

@@ -243,3 +243,20 @@ def image_digests(images: np.ndarray) -> np.ndarray:
     """One hex BLAKE2b digest per image (``[N]`` str), for exact-duplicate and leakage checks."""
     flat = np.ascontiguousarray(images).reshape(len(images), -1)
     return np.asarray([hashlib.blake2b(row.data, digest_size=12).hexdigest() for row in flat])
+
+
+def stratified_fraction(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Sorted indices of a stratified ``fraction`` of ``labels`` (at least one per class).
+
+    The subset whose labels a semi-supervised GAN or a classifier may use; all indices when
+    ``fraction >= 1``.
+    """
+    if fraction >= 1.0:
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed + 104729)
+    chosen = []
+    for cls_ in np.unique(labels):
+        members = np.flatnonzero(labels == cls_)
+        k = max(1, int(round(len(members) * fraction)))
+        chosen.append(rng.choice(members, size=k, replace=False))
+    return np.sort(np.concatenate(chosen))

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from models.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from models.data import stratified_fraction
 from models.device import configure_threads, enable_fast_math, resolve_device
 from models.gan import Discriminator, GanArchitecture, Generator, build_gan
 from models.gan_objectives import StepBatch, build_objective
@@ -96,17 +97,6 @@ class GanResult:
     labelled_indices: np.ndarray | None = None
 
 
-def labelled_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Stratified indices of the ``fraction`` of labels that may be used (at least 1 per class)."""
-    rng = np.random.default_rng(seed + 7919)
-    chosen = []
-    for cls_ in np.unique(labels):
-        members = np.flatnonzero(labels == cls_)
-        k = max(1, int(round(len(members) * fraction)))
-        chosen.append(rng.choice(members, size=k, replace=False))
-    return np.sort(np.concatenate(chosen))
-
-
 def to_model_range(images_u8: Tensor) -> Tensor:
     """uint8 ``[B, C, H, W]`` -> float in [-1, 1] (the generator's tanh range)."""
     return images_u8.float().div_(127.5).sub_(1.0)
@@ -171,7 +161,7 @@ class GanTrainer:
                     f"architecture.num_classes={arch.num_classes}, labels go up to {labels.max()}"
                 )
             if labelled_indices is None:
-                labelled_indices = labelled_subset(labels, config.label_fraction, config.seed)
+                labelled_indices = stratified_fraction(labels, config.label_fraction, config.seed)
             self.labelled_indices = np.asarray(labelled_indices, dtype=np.int64)
             # Only the allowed labels ever reach the device.
             self.labelled_images = self.images[

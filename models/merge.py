@@ -89,15 +89,8 @@ def decode_greedy(cond: list[Tensor], tt: TreeTensors) -> Tensor:
     for level, c in enumerate(cond):
         allowed = tt.sibling_masks[level][chosen]  # [B, n_l]: children of the chosen parent
         chosen = c.masked_fill(~allowed, float("-inf")).argmax(dim=1)
-    # the chosen leaf-level node index is the leaf index (leaf level nodes are in leaf order)
-    return _leaf_from_last_level(chosen, tt)
-
-
-def _leaf_from_last_level(nodes: Tensor, tt: TreeTensors) -> Tensor:
-    # map a node index of the last level to its leaf label
-    lookup = torch.empty_like(tt.leaf_paths[:, -1])
-    lookup[tt.leaf_paths[:, -1]] = torch.arange(len(lookup), device=lookup.device)
-    return lookup[nodes]
+    # the leaf level's nodes are numbered in leaf order, so the node index is the leaf label
+    return chosen
 
 
 def independent_argmax_paths(scores: list[Tensor]) -> Tensor:

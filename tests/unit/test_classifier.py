@@ -14,9 +14,9 @@ from models.classifier import (
     ClassifierConfig,
     augment_batch,
     fit_classifier,
-    labelled_fraction_indices,
 )
 from models.classifier_io import TrainedClassifier
+from models.data import stratified_fraction
 from models.gan import GanArchitecture, build_gan
 from models.hierarchy import Hierarchy, load_builtin_tree
 from models.merge import (
@@ -155,9 +155,9 @@ def test_augment_keeps_shape_and_range() -> None:
 
 def test_label_fraction_is_stratified() -> None:
     labels = np.repeat(np.arange(10), 100)
-    idx = labelled_fraction_indices(labels, 0.05, seed=0)
+    idx = stratified_fraction(labels, 0.05, seed=0)
     np.testing.assert_array_equal(np.bincount(labels[idx]), [5] * 10)
-    np.testing.assert_array_equal(labelled_fraction_indices(labels, 1.0, 0), np.arange(1000))
+    np.testing.assert_array_equal(stratified_fraction(labels, 1.0, 0), np.arange(1000))
 
 
 def toy_tree_data(n: int = 240, seed: int = 0):

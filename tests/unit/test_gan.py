@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from models.checkpoint import CheckpointError
+from models.data import stratified_fraction
 from models.gan import Discriminator, GanArchitecture, Generator, build_gan
 from models.gan_io import TrainedGan
-from models.gan_training import GanTrainConfig, GanTrainer, TrainerCallback, labelled_subset
+from models.gan_training import GanTrainConfig, GanTrainer, TrainerCallback
 from models.losses import LOSSES, real_fake_logit
 from models.probe import fit_linear_probe, probe_accuracy
 
@@ -136,7 +137,7 @@ def test_checkpoint_of_another_run_is_refused(tmp_path: Path) -> None:
 def test_semi_supervised_reads_only_the_allowed_labels(tmp_path: Path) -> None:
     images = toy_images(200)
     labels = np.arange(200) % 4
-    allowed = labelled_subset(labels, 0.1, seed=0)
+    allowed = stratified_fraction(labels, 0.1, seed=0)
     assert len(allowed) == 20 and set(labels[allowed]) == {0, 1, 2, 3}
     poisoned = np.full(200, 10_000)  # any use of a label outside `allowed` would crash
     poisoned[allowed] = labels[allowed]

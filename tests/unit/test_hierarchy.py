@@ -149,3 +149,11 @@ def test_from_folders_rejects_mixed_and_uneven(tmp_path: Path) -> None:
     (tmp_path / "c" / "z.png").write_bytes(b"")
     with pytest.raises(HierarchyError, match="same depth"):
         Hierarchy.from_folders(tmp_path)
+
+
+def test_leaf_level_nodes_are_in_label_order() -> None:
+    # decode_greedy relies on it: the leaf-level node index is the leaf label
+    for name in ("fashion-mnist", "cifar10", "cifar100"):
+        tree = load_builtin_tree(name)
+        assert tree.level_nodes[-1] == tree.leaves
+        np.testing.assert_array_equal(tree.leaf_paths[:, -1], np.arange(tree.num_leaves))
