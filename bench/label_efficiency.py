@@ -67,14 +67,9 @@ def pretrain(
 ):
     """Train (or resume/reuse, by run key) a GAN on the train split."""
     x, y = data.split("train")
-    h, _, c = data.image_shape
-    update: dict[str, Any] = {"image_size": h, "channels": c}
     if labelled is not None:
-        update["num_classes"] = data.hierarchy.num_leaves
         config = config.model_copy(update={"mode": "semi-supervised"})
-    config = config.model_copy(
-        update={"architecture": config.architecture.model_copy(update=update)}
-    )
+    config = config.for_data(data.image_shape, data.hierarchy.num_leaves)
     # the labelled subset is part of what the semi-supervised run is: it goes into the run key
     data_key = data.content_hash
     if labelled is not None:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from models.data import SPLITS
 from models.hierarchy import Hierarchy
-from models.validation import CheckOutcome, ValidationConfig
+from models.validation import CheckOutcome, ValidationConfig, to_native
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def _outcome(
         if mask.any():
             row = frame[mask].iloc[0]
             keep = [c for c in frame.columns if c != "digest"]
-            examples.append({c: _native(row[c]) for c in keep})
+            examples.append({c: to_native(row[c]) for c in keep})
     if r.exception_info and r.exception_info.get("raised_exception"):
         summary = f"{table}: could not run: {r.exception_info.get('exception_message')}"
     elif "unexpected_count" in res:
@@ -205,22 +205,12 @@ def _outcome(
     )
 
 
-def _native(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _native(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_native(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def _make_native(result: Any) -> None:
     # GX 0.18's renderer rejects numpy 2 scalars (num_to_str parses their repr "np.int64(1)"),
     # so results are converted to plain Python numbers before rendering.
     for r in result.results:
-        r.result = _native(r.result)
-    result.statistics = _native(result.statistics)
+        r.result = to_native(r.result)
+    result.statistics = to_native(result.statistics)
 
 
 def _render(result: Any) -> str:

@@ -62,6 +62,20 @@ class GanTrainConfig(BaseModel):
     sample_every: int = Field(500, ge=1)
     progress: bool = True
 
+    def for_data(self, image_shape: tuple[int, int, int], num_classes: int) -> GanTrainConfig:
+        """This config with the architecture fitted to the data.
+
+        Image size and channels follow the data; in semi-supervised mode the discriminator gets
+        one logit per class.
+        """
+        h, _, c = image_shape
+        update: dict[str, int] = {"image_size": h, "channels": c}
+        if self.mode == "semi-supervised":
+            update["num_classes"] = num_classes
+        # validated again, so a size or channel count the networks do not support fails here
+        arch = GanArchitecture(**(self.architecture.model_dump() | update))
+        return self.model_copy(update={"architecture": arch})
+
     def run_key(self, data_hash: str) -> str:
         """Identity of a run: what must match for a checkpoint to be resumed."""
         # Only GanTrainConfig's own fields that change the numbers (subclasses add step options).

@@ -207,12 +207,19 @@ def structural_checks(
 def _rows(frame: pd.DataFrame, k: int) -> list[dict[str, Any]]:
     cols = [c for c in ("split", "index", "label", "label_name", "digest") if c in frame]
     return [
-        {c: _native(v) for c, v in row.items()} for row in frame[cols].head(k).to_dict("records")
+        {c: to_native(v) for c, v in row.items()} for row in frame[cols].head(k).to_dict("records")
     ]
 
 
-def _native(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
+def to_native(value: Any) -> Any:
+    """Numpy scalars (also inside dicts and lists) as plain Python values, for JSON and GX."""
+    if isinstance(value, dict):
+        return {k: to_native(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_native(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def format_failures(outcomes: list[CheckOutcome], severity: Severity = "critical") -> str:

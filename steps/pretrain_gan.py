@@ -56,13 +56,7 @@ def pretrain_gan(
     the discriminator gets one logit per leaf class.
     """
     train_x, train_y = dataset.split("train")
-    h, _, c = dataset.image_shape
-    arch_update = {"image_size": h, "channels": c}
-    if config.mode == "semi-supervised":
-        arch_update["num_classes"] = dataset.hierarchy.num_leaves
-    config = config.model_copy(
-        update={"architecture": config.architecture.model_copy(update=arch_update)}
-    )
+    config = config.for_data(dataset.image_shape, dataset.hierarchy.num_leaves)
     run_key = config.run_key(dataset.content_hash)
     run_dir = Path(config.checkpoint_root) / run_key
     tracking.log_params(

@@ -200,3 +200,13 @@ def test_run_key_depends_on_what_changes_the_numbers() -> None:
         checkpoint_root: str = "x"
 
     assert WithStepOptions(checkpoint_root="y").run_key("h") == base.run_key("h")
+
+
+def test_config_fits_the_architecture_to_the_data() -> None:
+    cfg = GanTrainConfig().for_data((32, 32, 3), num_classes=10)
+    assert (cfg.architecture.image_size, cfg.architecture.channels) == (32, 3)
+    assert cfg.architecture.num_classes == 0
+    semi = GanTrainConfig(mode="semi-supervised").for_data((28, 28, 1), num_classes=10)
+    assert semi.architecture.num_classes == 10
+    with pytest.raises(ValueError, match="image_size must be one of"):
+        GanTrainConfig().for_data((48, 48, 1), num_classes=10)
