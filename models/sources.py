@@ -25,6 +25,7 @@ import numpy as np
 
 from models.data import DatasetError, SkippedFile
 from models.hierarchy import IMAGE_SUFFIXES, Hierarchy, HierarchyError, load_builtin_tree
+from models.images import decode_image
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = {
@@ -188,21 +189,6 @@ def read_cifar(kind: str, data_dir: str | Path, allow_download: bool = True) -> 
 
 
 # --------------------------------------------------------------------------- image folders
-def _decode(path: Path, size: int, channels: int) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as img:
-        img.load()  # decode now, so that a truncated file fails here
-        mode = "L" if channels == 1 else "RGB"
-        if img.mode in ("RGBA", "LA", "P") and mode == "RGB":
-            img = img.convert("RGBA")  # honour palette transparency before dropping alpha
-        img = img.convert(mode)
-        if img.size != (size, size):
-            img = img.resize((size, size), Image.Resampling.BILINEAR)
-        arr = np.asarray(img, dtype=np.uint8)
-    return arr.reshape(size, size, channels)
-
-
 def read_image_folder(
     root: str | Path,
     image_size: int,
@@ -246,7 +232,7 @@ def read_image_folder(
 
     def decode(item: tuple[Path, int]) -> np.ndarray | str:
         try:
-            return _decode(item[0], image_size, channels)
+            return decode_image(item[0], image_size, channels)
         except Exception as err:  # noqa: BLE001 - PIL raises many types; every one means "skip"
             return f"unreadable image ({type(err).__name__}: {err})"
 

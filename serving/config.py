@@ -1,0 +1,71 @@
+"""The service's settings: input limits, batching, where the model comes from.
+
+Read from the YAML named by ``HIERGAN_SERVICE_CONFIG`` (default ``serving/service.yaml``) so that
+limits change without code; environment variables pick the model.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_CONFIG = Path(__file__).with_name("service.yaml")
+CONFIG_ENV = "HIERGAN_SERVICE_CONFIG"
+# A TrainedClassifier directory (development, tests) ...
+MODEL_DIR_ENV = "HIERGAN_MODEL_DIR"
+# ... else a BentoML model tag; a bento pins this to the model it was built with.
+BENTO_MODEL_ENV = "HIERGAN_BENTO_MODEL"
+BENTO_MODEL_NAME = "hiergan"
+
+
+class InputLimits(BaseModel):
+    """What one request may carry; beyond these the answer is 413 or 400, never a crash."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_request_bytes: int = Field(32 * 2**20, gt=0)
+    max_file_bytes: int = Field(8 * 2**20, gt=0)
+    max_pixels: int = Field(4096 * 4096, gt=0)
+    max_images: int = Field(64, gt=0)
+    max_top_k: int = Field(10, gt=0)
+
+
+class BatchingConfig(BaseModel):
+    """BentoML adaptive batching of the array endpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_batch_size: int = Field(64, gt=0)
+    max_latency_ms: int = Field(20, gt=0)
+
+
+class RequestLogSettings(BaseModel):
+    """A bounded sample of requests for the drift monitor (off by default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    directory: str = "request_log"
+    max_records: int = Field(10_000, gt=0)
+    sample_rate: float = Field(1.0, gt=0, le=1)
+
+
+class ServiceConfig(BaseModel):
+    """All service settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limits: InputLimits = Field(default_factory=InputLimits)
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    request_log: RequestLogSettings = Field(default_factory=RequestLogSettings)
+    torch_threads: int = Field(2, gt=0)
+
+
+def load_service_config(path: str | Path | None = None) -> ServiceConfig:
+    """The config at ``path``, else ``$HIERGAN_SERVICE_CONFIG``, else ``serving/service.yaml``."""
+    path = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+    raw = yaml.safe_load(path.read_text()) or {}
+    return ServiceConfig.model_validate(raw)

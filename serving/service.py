@@ -1,0 +1,197 @@
+"""The HTTP service: one BentoML service class serving a calibrated hierarchical classifier.
+
+Endpoints (all POST, JSON answers):
+  /classify        image files (multipart field ``images``, PNG/JPEG/WebP/..., any size or mode)
+  /classify_array  uint8 arrays ``[N, H, W(, C)]`` as JSON, adaptively batched across requests
+  /model_info      which model, its tree, its preprocessing and the input limits
+BentoML adds /livez, /readyz, /healthz and /metrics. Bad input answers 4xx with ``{"error": ...}``.
+
+Run: ``bentoml serve serving.service:HierganService`` (binds 127.0.0.1:3000 by default) with
+``HIERGAN_MODEL_DIR`` set to a TrainedClassifier directory, or from a bento built by the train
+pipeline (``make serve`` serves the registry's champion).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import bentoml
+import numpy as np
+from bentoml.exceptions import BadInput
+from pydantic import AfterValidator, Field
+
+from serving.config import (
+    BENTO_MODEL_ENV,
+    BENTO_MODEL_NAME,
+    MODEL_DIR_ENV,
+    load_service_config,
+)
+from serving.limits import BodySizeLimit
+
+logger = logging.getLogger(__name__)
+
+# Read at import because BentoML's decorators take the batching settings as arguments.
+CONFIG = load_service_config()
+# The expected image shape is known once the model is loaded (in __init__, before any request);
+# the array validator below reads it so that a wrong shape is refused per request, before
+# adaptive batching would stack it with other clients' arrays.
+_EXPECTED_SHAPE: dict[str, tuple[int, int, int]] = {}
+
+
+def _checked_array(images: np.ndarray) -> np.ndarray:
+    from models.prediction import InputShapeError, Predictor
+
+    shape = _EXPECTED_SHAPE.get("shape")
+    if shape is None:
+        raise ValueError("the model is not loaded yet")
+    if np.asarray(images).ndim >= 1 and len(images) > CONFIG.limits.max_images:
+        raise ValueError(
+            f"{len(images)} images in one call, over the limit of {CONFIG.limits.max_images}"
+        )
+    try:
+        return Predictor.check_shape(images, shape)
+    except InputShapeError as err:
+        raise ValueError(str(err)) from None
+
+
+ImageArray = Annotated[np.ndarray, AfterValidator(_checked_array)]
+
+
+@bentoml.service(
+    name="hiergan_service",
+    http={"host": "127.0.0.1", "port": 3000},
+    workers=1,
+    traffic={"timeout": 30, "max_concurrency": 512},
+)
+class HierganService:
+    """Hierarchical classification over HTTP: the path through the tree, per-level probabilities."""
+
+    def __init__(self) -> None:
+        import torch
+
+        from models.classifier_io import TrainedClassifier
+        from models.device import resolve_device
+        from models.prediction import Predictor
+
+        torch.set_num_threads(CONFIG.torch_threads)
+        self.device = resolve_device("auto")
+        directory, self.model_source = self._model_location()
+        classifier = TrainedClassifier.load(directory)
+        self.predictor = Predictor(classifier, self.device)
+        _EXPECTED_SHAPE["shape"] = self.predictor.image_shape
+        self.limits = CONFIG.limits
+        self.request_log = self._request_log()
+        # one warm-up pass: the first request should not pay for lazy initialisation
+        self.predictor.predict(np.zeros((1, *self.predictor.image_shape), np.uint8))
+        logger.info(
+            "hiergan model %s loaded on %s (%d leaves, levels %s)",
+            self.model_source,
+            self.device,
+            classifier.tree.num_leaves,
+            list(classifier.tree.level_names),
+        )
+
+    @staticmethod
+    def _model_location() -> tuple[Path, str]:
+        if directory := os.environ.get(MODEL_DIR_ENV):
+            return Path(directory), f"dir:{directory}"
+        tag = os.environ.get(BENTO_MODEL_ENV, f"{BENTO_MODEL_NAME}:latest")
+        model = bentoml.models.get(tag)
+        return Path(model.path), f"bentoml:{model.tag}"
+
+    @staticmethod
+    def _request_log() -> Any:
+        settings = CONFIG.request_log
+        if not settings.enabled:
+            return None
+        from serving.request_log import RequestLog
+
+        logger.info("recording a sample of requests under %s", settings.directory)
+        return RequestLog(
+            settings.directory, max_records=settings.max_records, sample_rate=settings.sample_rate
+        )
+
+    def __is_ready__(self) -> bool:
+        return getattr(self, "predictor", None) is not None
+
+    def _answer(
+        self, images: np.ndarray, top_k: int, names: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        answers = self.predictor.describe(self.predictor.leaf_probs(images), top_k)
+        for name, answer in zip(names or [], answers, strict=False):
+            answer["input"] = name
+        if self.request_log is not None:
+            self.request_log.record(images, answers)
+        return answers
+
+    @bentoml.api(route="/classify")
+    def classify(
+        self,
+        images: Annotated[list[Path], Field(min_length=1)],
+        ctx: bentoml.Context,
+        top_k: int = 3,
+    ) -> dict[str, Any]:
+        """Classify image files; answers per image, in the order sent."""
+        try:
+            return {"predictions": self._classify_files(images, top_k)}
+        except BadInput as err:
+            # answered here rather than raised: BentoML 1.4 wraps a raised error's JSON in a list
+            logger.info("refused /classify request: %s", err)
+            ctx.response.status_code = 400
+            return {"error": str(err)}
+
+    def _classify_files(self, images: list[Path], top_k: int) -> list[dict[str, Any]]:
+        from models.images import ImageDecodeError, decode_image
+
+        if not 1 <= top_k <= self.limits.max_top_k:
+            raise BadInput(f"top_k must be between 1 and {self.limits.max_top_k}, got {top_k}")
+        if len(images) > self.limits.max_images:
+            raise BadInput(f"{len(images)} files, over the limit of {self.limits.max_images}")
+        size, _, channels = self.predictor.image_shape
+        decoded, names = [], []
+        for i, path in enumerate(images):
+            name = f"images[{i}]"
+            n_bytes = path.stat().st_size
+            if n_bytes > self.limits.max_file_bytes:
+                raise BadInput(
+                    f"{name}: {n_bytes} bytes, over the limit of {self.limits.max_file_bytes}"
+                )
+            try:
+                decoded.append(
+                    decode_image(path, size, channels, max_pixels=self.limits.max_pixels)
+                )
+            except ImageDecodeError as err:
+                raise BadInput(f"{name}: {err}") from None
+            names.append(name)
+        return self._answer(np.stack(decoded), top_k, names)
+
+    @bentoml.api(
+        route="/classify_array",
+        batchable=True,
+        batch_dim=0,
+        max_batch_size=CONFIG.batching.max_batch_size,
+        max_latency_ms=CONFIG.batching.max_latency_ms,
+    )
+    def classify_array(self, images: ImageArray) -> list[dict[str, Any]]:
+        """Classify uint8 arrays ``[N, H, W, C]``; one answer per image (top-3 leaves)."""
+        return self._answer(images, 3)
+
+    @bentoml.api(route="/model_info")
+    def model_info(self) -> dict[str, Any]:
+        """The model being served, its tree, its preprocessing and the input limits."""
+        classifier = self.predictor.classifier
+        return {
+            "model": self.model_source,
+            "levels": list(classifier.tree.level_names),
+            "leaves": list(classifier.tree.leaves),
+            "preprocessing": classifier.preprocessing,
+            "temperatures": classifier.temperatures,
+            "info": classifier.info,
+            "limits": self.limits.model_dump(),
+        }
+
+
+HierganService.add_asgi_middleware(BodySizeLimit, max_bytes=CONFIG.limits.max_request_bytes)
