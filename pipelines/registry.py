@@ -1,0 +1,202 @@
+"""The MLflow model registry: log a classifier as a version of ``hiergan``, move aliases, load.
+
+Aliases: ``challenger`` is the newest registered version; ``champion`` is what serves. The
+history of champions lives in the registered model's ``champion_history`` tag so that a rollback
+knows where to go. Nothing here imports ZenML except :func:`use_stack_tracking_uri`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from models.classifier_io import TrainedClassifier
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "hiergan"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+HISTORY_TAG = "champion_history"
+REPO = Path(__file__).resolve().parents[1]
+# MLflow refuses tag values over 5000 characters.
+MAX_TAG_CHARS = 5000
+
+
+class RegistryError(RuntimeError):
+    """The registry does not hold what was asked for (no such alias, no previous champion)."""
+
+
+@dataclass(frozen=True)
+class RegisteredClassifier:
+    """A classifier loaded from the registry, with the version it came from."""
+
+    classifier: TrainedClassifier
+    version: str
+    tags: dict[str, str]
+    directory: Path
+
+
+def use_stack_tracking_uri() -> str:
+    """Point MLflow at the active ZenML stack's tracking store (the local one by default)."""
+    from pipelines.stack import ensure_stack, tracking_uri
+
+    ensure_stack()
+    uri = tracking_uri()
+    if not uri:
+        raise RegistryError("the active ZenML stack has no MLflow experiment tracker")
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+def git_commit() -> str:
+    """The repository's commit, with ``-dirty`` when there are uncommitted changes."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{sha}-dirty" if dirty else sha
+
+
+def _pip_requirements() -> list[str]:
+    """What the pyfunc needs, pinned to this environment (MLflow would spend ~25 s inferring)."""
+    from importlib.metadata import version
+
+    packages = ["mlflow", "torch", "numpy", "safetensors", "pydantic", "pyyaml", "pillow"]
+    return [f"{p}=={version(p).split('+')[0]}" for p in packages]
+
+
+def log_classifier_version(
+    classifier: TrainedClassifier, tags: Mapping[str, Any], name: str = MODEL_NAME
+) -> ModelVersion:
+    """Log the classifier as a pyfunc model in the active run and register it as a new version.
+
+    The version gets ``tags`` (stringified, truncated to MLflow's limit) and the ``challenger``
+    alias. Weights stay safetensors; the pyfunc is logged from code, so nothing is pickled.
+    """
+    from mlflow.models import infer_signature
+
+    with tempfile.TemporaryDirectory() as tmp:
+        classifier.save(Path(tmp) / "classifier")
+        size = classifier.architecture.image_size
+        example = _example_input(size, classifier.architecture.channels)
+        signature = infer_signature(example, params={"top_k": 3})
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(REPO / "serving" / "mlflow_model.py"),
+            artifacts={"classifier": str(Path(tmp) / "classifier")},
+            code_paths=[str(REPO / "models"), str(REPO / "serving")],
+            pip_requirements=_pip_requirements(),
+            signature=signature,
+            registered_model_name=name,
+        )
+    client = MlflowClient()
+    version = str(info.registered_model_version)
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, _tag_value(value))
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    logger.info("Registered %s version %s as %r", name, version, CHALLENGER)
+    return client.get_model_version(name, version)
+
+
+def _example_input(size: int, channels: int) -> Any:
+    import numpy as np
+
+    return np.zeros((1, size, size, channels), dtype=np.uint8)
+
+
+def _tag_value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= MAX_TAG_CHARS else text[: MAX_TAG_CHARS - 3] + "..."
+
+
+def version_by_alias(alias: str, name: str = MODEL_NAME) -> ModelVersion | None:
+    """The version an alias points at, or None when the alias (or the model) does not exist."""
+    try:
+        return MlflowClient().get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def load_version(version: str, name: str = MODEL_NAME) -> RegisteredClassifier:
+    """Download a version's classifier directory and load it (safetensors + JSON)."""
+    client = MlflowClient()
+    mv = client.get_model_version(name, version)
+    root = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}"))
+    directory = root / "artifacts" / "classifier"
+    if not directory.is_dir():
+        raise RegistryError(f"{name} version {version} has no classifier artifact in {root}")
+    classifier = TrainedClassifier.load(directory)
+    return RegisteredClassifier(classifier, version, dict(mv.tags), directory)
+
+
+def load_classifier(
+    alias: str = CHAMPION, name: str = MODEL_NAME
+) -> tuple[TrainedClassifier, dict[str, str]]:
+    """The classifier an alias points at, and its version's tags (``version`` included)."""
+    mv = version_by_alias(alias, name)
+    if mv is None:
+        raise RegistryError(f"registered model {name!r} has no {alias!r} alias")
+    loaded = load_version(str(mv.version), name)
+    return loaded.classifier, {**loaded.tags, "version": loaded.version}
+
+
+def champion_history(name: str = MODEL_NAME) -> list[str]:
+    """Versions that have been champion, oldest first (the last one is the current champion)."""
+    try:
+        tags = MlflowClient().get_registered_model(name).tags
+    except MlflowException:
+        return []
+    return [str(v) for v in json.loads(tags.get(HISTORY_TAG, "[]"))]
+
+
+def set_champion(version: str, name: str = MODEL_NAME) -> None:
+    """Point ``champion`` at ``version`` (one alias update), then record it in the history."""
+    client = MlflowClient()
+    client.set_registered_model_alias(name, CHAMPION, version)
+    history = [v for v in champion_history(name) if v != version] + [version]
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+    logger.info("%s version %s is now %r", name, version, CHAMPION)
+
+
+def rollback_champion(name: str = MODEL_NAME) -> tuple[str, str]:
+    """Point ``champion`` back at the previous champion; returns ``(from_version, to_version)``."""
+    client = MlflowClient()
+    current = version_by_alias(CHAMPION, name)
+    history = champion_history(name)
+    if current is None:
+        raise RegistryError(f"registered model {name!r} has no {CHAMPION!r} to roll back")
+    current_version = str(current.version)
+    earlier = [v for v in history if v != current_version]
+    if not earlier:
+        raise RegistryError(
+            f"{name} version {current_version} is the only champion there has been: "
+            "nothing to roll back to"
+        )
+    previous = earlier[-1]
+    client.set_registered_model_alias(name, CHAMPION, previous)
+    # the rolled-back version leaves the history, so a second rollback goes one further back
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(earlier))
+    logger.info("%s champion rolled back from version %s to %s", name, current_version, previous)
+    return current_version, previous
