@@ -5,7 +5,9 @@ from steps.enforce_data_validation import enforce_data_validation
 from steps.evaluate_classifier import evaluate_classifier
 from steps.fit_hierarchical_classifier import fit_hierarchical_classifier
 from steps.ingest_dataset import ingest_dataset
+from steps.package_bento import package_bento
 from steps.pretrain_gan import pretrain_gan
+from steps.register_model import register_model
 from steps.validate_dataset import validate_dataset
 
 __all__ = [
@@ -14,6 +16,8 @@ __all__ = [
     "evaluate_classifier",
     "fit_hierarchical_classifier",
     "ingest_dataset",
+    "package_bento",
     "pretrain_gan",
+    "register_model",
     "validate_dataset",
 ]
