@@ -18,6 +18,16 @@ def decide_promotion(
     scores: dict[str, Any], gates: PromotionGates
 ) -> Annotated[dict[str, Any], artifacts.PROMOTION_DECISION]:
     """Apply the gates; the decision carries every reason, passed or failed."""
+    decision = promotion_decision(scores, gates)
+    verdict = "PROMOTE" if decision["promote"] else "KEEP CHAMPION"
+    logger.info("Promotion gate: %s\n  %s", verdict, "\n  ".join(decision["reasons"]))
+    tracking.log_json(decision, "promotion/decision.json")
+    log_metadata(metadata={"promotion_decision": decision})
+    return decision
+
+
+def promotion_decision(scores: dict[str, Any], gates: PromotionGates) -> dict[str, Any]:
+    """The gate's decision on :func:`score_aliases` output, with versions and reasons."""
     challenger, champion = scores["challenger"], scores["champion"]
     same = champion is not None and champion["version"] == challenger["version"]
     if same:
@@ -35,8 +45,4 @@ def decide_promotion(
             "already_champion": same,
         }
     )
-    verdict = "PROMOTE" if decision["promote"] else "KEEP CHAMPION"
-    logger.info("Promotion gate: %s\n  %s", verdict, "\n  ".join(decision["reasons"]))
-    tracking.log_json(decision, "promotion/decision.json")
-    log_metadata(metadata={"promotion_decision": decision})
     return decision

@@ -14,7 +14,19 @@ logger = logging.getLogger(__name__)
 
 @step(enable_cache=False)
 def evaluate_registered_models() -> Annotated[dict[str, Any], artifacts.PROMOTION_SCORES]:
-    """Accuracy per level and ECE for both aliases, on the challenger's dataset's test split.
+    """Accuracy per level and ECE for both aliases, on the challenger's dataset's test split."""
+    result = score_aliases()
+    for role in ("challenger", "champion"):
+        if scores := result[role]:
+            tracking.log_metrics(
+                {f"{role}_{k}": v for k, v in scores.items() if isinstance(v, float)}
+            )
+    log_metadata(metadata={"promotion_scores": result})
+    return result
+
+
+def score_aliases() -> dict[str, Any]:
+    """Score ``challenger`` and ``champion`` on the challenger's dataset's test split.
 
     Robust accuracies come from the versions' tags (measured by each train run's robustness
     step on the same test subset). A missing champion is ``None``.
@@ -53,6 +65,4 @@ def evaluate_registered_models() -> Annotated[dict[str, Any], artifacts.PROMOTIO
             scores["note"] = "trained on a different dataset than the challenger's"
         result[role] = scores
         logger.info("%s (version %s): %s", role, loaded.version, scores)
-        tracking.log_metrics({f"{role}_{k}": v for k, v in scores.items() if isinstance(v, float)})
-    log_metadata(metadata={"promotion_scores": result})
     return result

@@ -30,6 +30,13 @@ def set_zenml_stage(zenml_model_version_id: str | None) -> None:
 @step(enable_cache=False)
 def promote_champion(decision: dict[str, Any]) -> Annotated[dict[str, Any], artifacts.PROMOTION]:
     """One registry operation (the alias move) when ``decision["promote"]``; else nothing."""
+    outcome = apply_promotion(decision)
+    log_metadata(metadata={"promotion": outcome})
+    return outcome
+
+
+def apply_promotion(decision: dict[str, Any]) -> dict[str, Any]:
+    """Move ``champion`` to the challenger if the decision says so; the outcome, either way."""
     from mlflow import MlflowClient
 
     from pipelines.registry import MODEL_NAME, set_champion
@@ -41,5 +48,4 @@ def promote_champion(decision: dict[str, Any]) -> Annotated[dict[str, Any], arti
         tags = MlflowClient().get_model_version(MODEL_NAME, version).tags
         set_zenml_stage(tags.get("zenml_model_version"))
         outcome["champion_after"] = version
-    log_metadata(metadata={"promotion": outcome})
     return outcome
