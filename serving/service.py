@@ -194,4 +194,8 @@ class HierganService:
         }
 
 
-HierganService.add_asgi_middleware(BodySizeLimit, max_bytes=CONFIG.limits.max_request_bytes)
+HierganService.add_asgi_middleware(
+    BodySizeLimit,
+    max_bytes=CONFIG.limits.max_request_bytes,
+    form_fields={"/classify": ({"images"}, {"top_k"})},
+)
