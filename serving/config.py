@@ -12,6 +12,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from serving.request_log import RequestLogConfig
+
 DEFAULT_CONFIG = Path(__file__).with_name("service.yaml")
 CONFIG_ENV = "HIERGAN_SERVICE_CONFIG"
 # A TrainedClassifier directory (development, tests) ...
@@ -39,18 +41,7 @@ class BatchingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_batch_size: int = Field(64, gt=0)
-    max_latency_ms: int = Field(20, gt=0)
-
-
-class RequestLogSettings(BaseModel):
-    """A bounded sample of requests for the drift monitor (off by default)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = False
-    directory: str = "request_log"
-    max_records: int = Field(10_000, gt=0)
-    sample_rate: float = Field(1.0, gt=0, le=1)
+    max_latency_ms: int = Field(500, gt=0)
 
 
 class ServiceConfig(BaseModel):
@@ -60,7 +51,7 @@ class ServiceConfig(BaseModel):
 
     limits: InputLimits = Field(default_factory=InputLimits)
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
-    request_log: RequestLogSettings = Field(default_factory=RequestLogSettings)
+    request_log: RequestLogConfig = Field(default_factory=RequestLogConfig)
     torch_threads: int = Field(2, gt=0)
 
 

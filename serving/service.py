@@ -104,15 +104,12 @@ class HierganService:
 
     @staticmethod
     def _request_log() -> Any:
-        settings = CONFIG.request_log
-        if not settings.enabled:
-            return None
         from serving.request_log import RequestLog
 
-        logger.info("recording a sample of requests under %s", settings.directory)
-        return RequestLog(
-            settings.directory, max_records=settings.max_records, sample_rate=settings.sample_rate
-        )
+        request_log = RequestLog.from_config(CONFIG.request_log)
+        if request_log is not None:
+            logger.info("recording a sample of requests under %s", request_log.directory)
+        return request_log
 
     def __is_ready__(self) -> bool:
         return getattr(self, "predictor", None) is not None

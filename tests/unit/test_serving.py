@@ -160,3 +160,21 @@ def test_array_endpoint_matches_file_endpoint(service, tmp_path: Path) -> None:
     from_array = service.classify_array(array[None, :, :, None])[0]
     assert from_file["top_k"] == from_array["top_k"]
     assert service.model_info()["levels"] == ["category", "group", "item"]
+
+
+def test_request_log_records_what_the_model_saw(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HIERGAN_MODEL_DIR", str(tiny_model_dir))
+    import serving.service as service_module
+    from serving.request_log import RequestLogConfig, read_request_log
+
+    config = RequestLogConfig(enabled=True, directory=str(tmp_path / "log"), shard_records=1)
+    monkeypatch.setattr(service_module.CONFIG, "request_log", config)
+    service = service_module.HierganService()
+    array = np.random.default_rng(2).integers(0, 256, (3, 28, 28, 1), dtype=np.uint8)
+    answers = service.classify_array(array)
+    service.request_log.flush()
+    images, records = read_request_log(tmp_path / "log")
+    np.testing.assert_array_equal(images, array)
+    assert [r["prediction"]["leaf"] for r in records] == [a["leaf"] for a in answers]
