@@ -17,7 +17,7 @@ export GE_USAGE_STATS := FALSE
 export BENTOML_DO_NOT_TRACK := true
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup data train test lint format lock clean mlflow-ui dashboard
+.PHONY: help setup data train monitor promote registry serve test lint format lock clean mlflow-ui dashboard
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -41,6 +41,19 @@ data: $(STAMP)  ## Put Fashion-MNIST under $(DATA_DIR)/FashionMNIST/raw (Debian 
 
 train: setup  ## Run the train pipeline with $(CONFIG).
 	$(PY) -m pipelines.train_pipeline --config $(CONFIG)
+
+monitor: setup  ## Drift of BATCH (folder, .npz or request log) vs the champion; exit 3 on drift.
+	@[ -n "$(BATCH)" ] || { echo "usage: make monitor BATCH=path [MONITOR_ARGS='--model-dir DIR']"; exit 2; }
+	$(PY) -m pipelines.monitor_pipeline --batch $(BATCH) $(MONITOR_ARGS)
+
+promote: setup  ## Promote the registry's challenger to champion if it passes the gates.
+	$(PY) -m pipelines.promote_pipeline --config pipelines/configs/promote.yaml
+
+registry: $(STAMP)  ## Show the registered model's versions, aliases and key tags.
+	$(PY) -m pipelines.registry
+
+serve: $(STAMP)  ## Serve the registry's champion on http://127.0.0.1:3000.
+	$(PY) -m serving.serve_champion --host 127.0.0.1 --port 3000
 
 test: setup  ## Lint, then run the test suite.
 	$(PY) -m ruff check .

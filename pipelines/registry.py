@@ -200,3 +200,43 @@ def rollback_champion(name: str = MODEL_NAME) -> tuple[str, str]:
     client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(earlier))
     logger.info("%s champion rolled back from version %s to %s", name, current_version, previous)
     return current_version, previous
+
+
+def describe_registry(name: str = MODEL_NAME) -> str:
+    """A table of the registered versions: aliases, test accuracy, ECE, robust accuracy, bento."""
+    client = MlflowClient()
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+    except MlflowException as err:
+        return f"no registered model {name!r} ({err})"
+    aliases: dict[str, list[str]] = {}
+    for alias, version in client.get_registered_model(name).aliases.items():
+        aliases.setdefault(str(version), []).append(alias)
+    lines = [
+        f"registered model {name!r}; champion history: {champion_history(name)}",
+        "| version | aliases | test acc (fine) | ECE (fine) | robust acc | bento | git |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for mv in sorted(versions, key=lambda v: int(v.version)):
+        tags = mv.tags
+        robust = {k: v for k, v in tags.items() if k.startswith("robust_accuracy")}
+        lines.append(
+            f"| {mv.version} | {', '.join(sorted(aliases.get(str(mv.version), []))) or '-'} "
+            f"| {tags.get('test_accuracy_fine', '-')} | {tags.get('test_ece_fine', '-')} "
+            f"| {robust or '-'} | {tags.get('bento_tag', '-')} "
+            f"| {tags.get('git_commit', '-')[:12]} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """CLI: ``python -m pipelines.registry`` prints the local stack's registry."""
+    from pipelines.environment import quiet_telemetry
+
+    quiet_telemetry()
+    use_stack_tracking_uri()
+    print(describe_registry())
+
+
+if __name__ == "__main__":
+    main()
