@@ -14,6 +14,7 @@ the store holds at most ``max_records`` with it: the log is a ring of the most r
 from __future__ import annotations
 
 import atexit
+import fcntl
 import logging
 import os
 import threading
@@ -36,6 +37,8 @@ from models.request_store import (
 logger = logging.getLogger(__name__)
 
 __all__ = ["RequestLog", "RequestLogConfig", "read_request_log"]
+
+LOCK_FILE = ".write.lock"
 
 
 class RequestLogConfig(BaseModel):
@@ -164,7 +167,10 @@ class RequestLog:
         return images, records
 
     def _write(self, images: np.ndarray, records: list[dict[str, Any]]) -> None:
-        with self._write_lock:
+        # the thread lock orders this process's writers; the file lock the service's workers,
+        # which share the store: trimming and writing is one step, so the bound holds for all
+        with self._write_lock, open(self.directory / LOCK_FILE, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
             # make room first, so the store never holds more than max_records
             shards = list_shards(self.directory)
             total = sum(s.count for s in shards)

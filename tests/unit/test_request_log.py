@@ -117,3 +117,26 @@ def test_config_is_off_by_default_and_strict() -> None:
         RequestLogConfig(enable=True)
     with pytest.raises(ValueError):
         RequestLogConfig(sample_rate=0)
+
+
+def _worker_process(directory: str, seed: int) -> None:
+    log = RequestLog(directory, max_records=60, shard_records=16, seed=seed)
+    for start in range(0, 300, 5):
+        log.record(*batch(5, start))
+        if log.stored_records() > 60:
+            raise SystemExit(f"store over its bound: {log.stored_records()}")
+    log.flush()
+
+
+def test_service_workers_in_several_processes_share_one_bound(tmp_path: Path) -> None:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_worker_process, args=(str(tmp_path), k)) for k in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    images, records = read_request_log(tmp_path)
+    assert 0 < len(images) == len(records) <= 60
