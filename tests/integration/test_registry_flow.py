@@ -1,0 +1,115 @@
+"""Two train runs, promotions, a rollback and the champion's bento served — all through the CLIs."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import REPO
+from tests.integration.test_train_pipeline import _env, _run, smoke_config
+
+pytestmark = pytest.mark.integration
+
+REGISTRY = r"""
+import json
+from mlflow import MlflowClient
+from pipelines.registry import use_stack_tracking_uri, champion_history
+from zenml.client import Client
+use_stack_tracking_uri()
+client = MlflowClient()
+versions = client.search_model_versions("name='hiergan'")
+stages = {str(v.number): str(v.stage) for v in Client().list_model_versions("hiergan").items}
+print(json.dumps({
+    "versions": sorted(int(v.version) for v in versions),
+    "aliases": {a: str(v) for a, v in client.get_registered_model("hiergan").aliases.items()},
+    "history": champion_history(),
+    "tags": {v.version: v.tags for v in versions},
+    "zenml_stages": stages,
+}))
+"""
+
+
+def _registry(env: dict[str, str], tmp_path: Path) -> dict:
+    script = tmp_path / "registry.py"
+    script.write_text(REGISTRY)
+    proc = _run([str(script)], {**env, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _promote(env: dict[str, str], *extra: str) -> subprocess.CompletedProcess:
+    config = "pipelines/configs/promote_smoke.yaml"
+    return _run(["-m", "pipelines.promote_pipeline", "--config", config, *extra], env)
+
+
+def test_train_twice_promote_rollback_and_serve_champion(
+    tmp_path: Path, real_fashion_mnist_dir: Path
+) -> None:
+    env = {**_env(tmp_path), "BENTOML_HOME": str(tmp_path / "bentoml")}
+    config = str(smoke_config(tmp_path))
+    first = _run(["-m", "pipelines.train_pipeline", "--config", config], env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    promoted = _promote(env)
+    assert promoted.returncode == 0, promoted.stdout[-2000:] + promoted.stderr[-3000:]
+    assert "PROMOTED" in promoted.stdout and "no champion yet" in promoted.stdout
+
+    nothing = _promote(env, "--rollback")
+    assert nothing.returncode == 1 and "nothing to roll back to" in nothing.stderr
+
+    second = _run(["-m", "pipelines.train_pipeline", "--config", config], env)
+    assert second.returncode == 0, second.stderr[-3000:]
+    state = _registry(env, tmp_path)
+    assert state["versions"] == [1, 2]
+    assert state["aliases"] == {"champion": "1", "challenger": "2"}
+    tags = state["tags"]["2"]
+    for key in ("test_accuracy_fine", "test_ece_fine", "dataset_hash", "git_commit", "bento_tag"):
+        assert tags.get(key), key
+    assert json.loads(tags["dataset_config"])["source"] == "fashion-mnist"
+    assert tags["zenml_model_version_name"] == "2"
+    assert state["zenml_stages"]["1"] == "production"
+
+    again = _promote(env)
+    assert again.returncode == 0 and "PROMOTED" in again.stdout, again.stdout[-2000:]
+    assert _registry(env, tmp_path)["aliases"]["champion"] == "2"
+    back = _promote(env, "--rollback")
+    assert back.returncode == 0 and "version 2 -> version 1" in back.stdout, back.stderr[-2000:]
+    state = _registry(env, tmp_path)
+    assert state["aliases"]["champion"] == "1" and state["zenml_stages"]["1"] == "production"
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "serving.serve_champion", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert server.poll() is None, server.stdout.read()[-3000:]
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        info = requests.post(f"http://127.0.0.1:{port}/model_info", timeout=30).json()
+        # served from the champion's own bento: the model tag inside it is a BentoML one
+        assert info["model"].startswith("bentoml:hiergan:")
+        assert info["info"]["dataset_hash"] == state["tags"]["1"]["dataset_hash"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert os.path.isdir(tmp_path / "bentoml" / "bentos" / "hiergan_service")
