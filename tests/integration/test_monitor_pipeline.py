@@ -20,6 +20,25 @@ from tests.conftest import REPO, make_fashion_like
 
 pytestmark = pytest.mark.integration
 
+INSPECT = r"""
+import json
+import mlflow
+from zenml.client import Client
+client = Client()
+run = client.get_pipeline("monitor_pipeline").last_run
+report = run.steps["report_drift"].outputs["drift_report"][0]
+mlflow.set_tracking_uri(client.active_stack.experiment_tracker.get_tracking_uri())
+runs = mlflow.search_runs(experiment_names=["monitor_pipeline"], output_format="list")
+last = max(runs, key=lambda r: r.info.start_time)
+files = [a.path for a in mlflow.MlflowClient().list_artifacts(last.info.run_id, "drift")]
+print(json.dumps({
+    "viz": [v.type.value for v in report.visualizations],
+    "decision": run.steps["gate_drift"].outputs["drift_decision"][0].load()["drifted"],
+    "mlflow_files": sorted(files),
+    "mlflow_drift_detected": last.data.metrics.get("drift_detected"),
+}))
+"""
+
 
 def _env(tmp_path: Path) -> dict[str, str]:
     env = dict(os.environ)
@@ -101,6 +120,23 @@ def test_clean_batch_passes_and_shifted_batch_exits_3(
     saved = json.loads(report.with_suffix(".json").read_text())
     assert saved["drifted"] is True
     assert saved["context"]["reference"]["split"] == "val"
+
+    # the report is the step's HTML visualization and an MLflow artifact of the run
+    script = tmp_path / "inspect_run.py"
+    script.write_text(INSPECT)
+    info = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=REPO,
+        env=env | {"PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert info.returncode == 0, info.stderr[-3000:]
+    facts = json.loads(info.stdout.strip().splitlines()[-1])
+    assert facts["viz"] == ["html"] and facts["decision"] is True
+    assert facts["mlflow_files"] == ["drift/report.html", "drift/summary.json"]
+    assert facts["mlflow_drift_detected"] == 1.0
 
 
 def test_usage_and_config_errors_exit_2(tmp_path: Path) -> None:
