@@ -111,6 +111,12 @@ class HierganService:
             logger.info("recording a sample of requests under %s", request_log.directory)
         return request_log
 
+    @bentoml.on_shutdown
+    def flush_request_log(self) -> None:
+        """Write the request log's partial shard before the worker exits."""
+        if getattr(self, "request_log", None) is not None:
+            self.request_log.flush()
+
     def __is_ready__(self) -> bool:
         return getattr(self, "predictor", None) is not None
 
