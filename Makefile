@@ -17,10 +17,10 @@ export GE_USAGE_STATS := FALSE
 export BENTOML_DO_NOT_TRACK := true
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup data train monitor promote registry serve test lint format lock clean mlflow-ui dashboard
+.PHONY: help setup data train monitor promote registry serve test k8s-check lint format lock clean mlflow-ui dashboard
 
 help:  ## List the targets.
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
 setup: $(STAMP) data  ## Create .venv from requirements.lock and fetch Fashion-MNIST.
 
@@ -59,6 +59,10 @@ test: setup  ## Lint, then run the test suite.
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest
+
+k8s-check: $(STAMP)  ## Kubernetes: validate infra/k8s; register the stack, submit run + schedule to a loopback API.
+	$(PY) -m pytest -v -s -p no:logging tests/unit/test_k8s_manifests.py tests/unit/test_schedule.py \
+		tests/integration/test_k8s_stack.py
 
 mlflow-ui: $(STAMP)  ## Open the MLflow UI on the local stack's tracking store (127.0.0.1:5000).
 	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 \
