@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
+from models.attacks import AdversarialTrainingConfig
 from models.data import stratified_fraction
 from models.device import configure_threads, enable_fast_math, resolve_device
 from models.gan import Discriminator, GanArchitecture
@@ -57,6 +58,9 @@ class ClassifierConfig(BaseModel):
     device: str = "auto"
     channels_last: bool = True
     num_threads: int | None = None
+    adversarial: AdversarialTrainingConfig | None = Field(
+        None, description="PGD adversarial fine-tuning epochs after the clean ones; off if None"
+    )
 
 
 class HierarchicalClassifier(nn.Module):
@@ -133,6 +137,7 @@ class FitResult:
     labelled_indices: np.ndarray | None = None
     images_per_second: float = 0.0
     seconds: float = 0.0
+    adversarial_seconds: float = 0.0
 
 
 @torch.no_grad()
@@ -253,21 +258,50 @@ def fit_classifier(
             "frozen": float(frozen),
         }
         if val_images is not None and val_labels is not None:
-            logits = predict_logits(model, val_images)
-            pred = (
-                decode_global(leaf_log_probs(conditional_log_probs(logits, tt), tt)).cpu().numpy()
-            )
-            metrics["val_fine_accuracy"] = float((pred == val_labels).mean())
+            metrics["val_fine_accuracy"] = fine_accuracy(model, tt, val_images, val_labels)
         history.append(metrics)
         logger.info("classifier epoch %d/%d: %s", epoch + 1, epochs, metrics)
         if on_epoch is not None:
             on_epoch(epoch + 1, metrics)
     seconds = time.perf_counter() - started
+    adversarial_seconds = 0.0
+    if config.adversarial is not None:
+        # imported here because models.adversarial builds on this module
+        from models.adversarial import adversarial_finetune
+
+        started = time.perf_counter()
+        history += adversarial_finetune(
+            model,
+            opt,
+            base_lrs,
+            config,
+            tt,
+            x_all,
+            y_all,
+            weights,
+            gen,
+            first_epoch=epochs,
+            validate=None
+            if val_images is None or val_labels is None
+            else lambda: {"val_fine_accuracy": fine_accuracy(model, tt, val_images, val_labels)},
+            on_epoch=on_epoch,
+        )
+        adversarial_seconds = time.perf_counter() - started
     model.eval()
     return FitResult(
         model=model,
         history=history,
         labelled_indices=idx,
         images_per_second=step * batch / max(seconds, 1e-9),
-        seconds=seconds,
+        seconds=seconds + adversarial_seconds,
+        adversarial_seconds=adversarial_seconds,
     )
+
+
+def fine_accuracy(
+    model: HierarchicalClassifier, tt: TreeTensors, images: np.ndarray, labels: np.ndarray
+) -> float:
+    """Leaf accuracy of the merged (uncalibrated) prediction, global decoding."""
+    logits = predict_logits(model, images)
+    pred = decode_global(leaf_log_probs(conditional_log_probs(logits, tt), tt)).cpu().numpy()
+    return float((pred == labels).mean())

@@ -61,6 +61,10 @@ def fit_hierarchical_classifier(
             result.history[-1].get("val_fine_accuracy", 0.0), 4
         ),
     }
+    if config.adversarial is not None:
+        # what the PGD fine-tuning epochs cost, on top of the clean ones
+        info["adversarial_epochs"] = config.adversarial.epochs
+        info["adversarial_seconds"] = round(result.adversarial_seconds, 1)
     logger.info("Classifier trained: %s", info)
     log_metadata(metadata={"classifier": info})
     return TrainedClassifier.from_model(result.model, config, dataset.hierarchy, info)
