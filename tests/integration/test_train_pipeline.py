@@ -46,6 +46,10 @@ print(json.dumps({
     "temperatures": out("calibrate_classifier", "calibrated_classifier").load().temperatures,
     "evaluation": out("evaluate_classifier", "evaluation").load(),
     "eval_viz": [v.type.value for v in report.visualizations],
+    "robustness": out("evaluate_robustness", "robustness").load(),
+    "robustness_viz": [
+        v.type.value for v in out("evaluate_robustness", "robustness_report").visualizations
+    ],
 }))
 """
 
@@ -97,6 +101,8 @@ def test_smoke_pipeline_completes_and_stores_artifacts(
         "fit_hierarchical_classifier",
         "calibrate_classifier",
         "evaluate_classifier",
+        "evaluate_robustness",
+        "enforce_robustness",
     }
     assert set(facts["steps"].values()) == {"completed"}
     assert facts["outputs"]["validate_dataset"] == ["data_checks", "data_docs"]
@@ -122,6 +128,12 @@ def test_smoke_pipeline_completes_and_stores_artifacts(
     ):
         assert 0.0 <= evaluation[key] <= 3.0, key
     assert "html" in facts["eval_viz"]
+    robustness = facts["robustness"]
+    assert robustness["attack_images"] == 100 and robustness["gate"]["passed"]
+    assert robustness["dataset_hash"] == facts["hash"]
+    for key in ("clean_accuracy_fine", "robust_accuracy_fine_pgd_eps0.1", "corruption_ece_fine"):
+        assert 0.0 <= robustness[key] <= 1.0, key
+    assert "html" in facts["robustness_viz"]
 
 
 def test_corrupted_data_stops_at_the_gate_with_a_readable_message(tmp_path: Path) -> None:
