@@ -188,6 +188,11 @@ def evaluate_robustness(
     """
     tree = classifier.tree
     tree.check_labels(test_labels, "robustness test labels")
+    if config.gate.level not in level_keys(tree):
+        raise ValueError(
+            f"robustness.gate.level {config.gate.level!r} is not a level of the tree "
+            f"{tree.name!r}; use one of {level_keys(tree)} ('fine' is the leaf level)"
+        )
     device = resolve_device(config.device)
     if device.type == "cpu":
         configure_threads(config.num_threads)

@@ -255,3 +255,10 @@ def test_adversarial_fine_tuning_appends_epochs_and_leaves_the_clean_run_alone(
     saved = TrainedClassifier.from_model(adv.model, adv_config, TREE, {})
     saved.save(tmp_path)
     assert TrainedClassifier.load(tmp_path).config.adversarial == adv_config.adversarial
+
+
+def test_a_gate_on_an_unknown_level_fails_before_any_work(trained: TrainedClassifier) -> None:
+    test_x, test_y = toy_images(20, seed=10)
+    config = RobustnessConfig(gate=RobustnessGate(level="item"))
+    with pytest.raises(ValueError, match=r"gate.level 'item' is not a level.*'fine'"):
+        evaluate_robustness(trained, test_x, test_y, config)
