@@ -202,7 +202,9 @@ def rollback_champion(name: str = MODEL_NAME) -> tuple[str, str]:
     return current_version, previous
 
 
-def describe_registry(name: str = MODEL_NAME) -> str:
+def describe_registry(
+    name: str = MODEL_NAME, robust_metric: str = "robust_accuracy_fine_pgd_eps0.1"
+) -> str:
     """A table of the registered versions: aliases, test accuracy, ECE, robust accuracy, bento."""
     client = MlflowClient()
     try:
@@ -214,16 +216,18 @@ def describe_registry(name: str = MODEL_NAME) -> str:
         aliases.setdefault(str(version), []).append(alias)
     lines = [
         f"registered model {name!r}; champion history: {champion_history(name)}",
-        "| version | aliases | test acc (fine) | ECE (fine) | robust acc | bento | git |",
+        f"| version | aliases | test acc (fine) | ECE (fine) | {robust_metric} | bento | git |",
         "|---|---|---|---|---|---|---|",
     ]
     for mv in sorted(versions, key=lambda v: int(v.version)):
         tags = mv.tags
-        robust = {k: v for k, v in tags.items() if k.startswith("robust_accuracy")}
+        numbers = [
+            f"{float(tags[key]):.4f}" if key in tags else "-"
+            for key in ("test_accuracy_fine", "test_ece_fine", robust_metric)
+        ]
         lines.append(
             f"| {mv.version} | {', '.join(sorted(aliases.get(str(mv.version), []))) or '-'} "
-            f"| {tags.get('test_accuracy_fine', '-')} | {tags.get('test_ece_fine', '-')} "
-            f"| {robust or '-'} | {tags.get('bento_tag', '-')} "
+            f"| {' | '.join(numbers)} | {tags.get('bento_tag', '-')} "
             f"| {tags.get('git_commit', '-')[:12]} |"
         )
     return "\n".join(lines)
