@@ -96,7 +96,15 @@ class HierarchicalClassifier(nn.Module):
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """Per-level logits ``[B, n_l]``, top level first."""
-        h = self.neck(self.backbone.features(x))
+        return self.logits_from_features(self.backbone.features(x))
+
+    def logits_from_features(self, features: Tensor) -> list[Tensor]:
+        """Per-level logits from the trunk's pooled features ``[B, feature_dim]``.
+
+        With ``backbone.features(x)`` this is ``forward`` in two halves: the drift monitor reads
+        the embeddings and the predictions from one pass.
+        """
+        h = self.neck(features)
         return [head(h) for head in self.heads]
 
 
