@@ -1,7 +1,7 @@
-"""The train pipeline: ingest, validate, GAN, hierarchical classifier, calibrate, evaluate.
+"""The train pipeline: ingest, validate, GAN, classifier, calibrate, evaluate, package, register.
 
 Run ``python -m pipelines.train_pipeline [--config pipelines/configs/train.yaml]
-[--dataset NAME] [--data-dir DIR] [--no-cache]``.
+[--dataset NAME] [--data-dir DIR] [--no-cache] [--schedule CRON]``.
 """
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ import sys
 
 import click
 from pydantic import BaseModel, ConfigDict, Field
-from zenml import pipeline
+from zenml import Model, pipeline
 
 from models.classifier import ClassifierConfig
 from models.ingest import DatasetConfig
+from models.robustness import RobustnessConfig
 from models.sources import SOURCES, source_fingerprint
 from models.validation import ValidationConfig
+from pipelines.environment import use_repo_source_root
 from pipelines.failures import failure_reason
 from pipelines.run_config import (
     ConfigError,
@@ -26,13 +28,18 @@ from pipelines.run_config import (
     with_step_tracker,
     write_options,
 )
+from pipelines.schedule import cron_schedule
 from steps import (
     calibrate_classifier,
     enforce_data_validation,
+    enforce_robustness,
     evaluate_classifier,
+    evaluate_robustness,
     fit_hierarchical_classifier,
     ingest_dataset,
+    package_bento,
     pretrain_gan,
+    register_model,
     validate_dataset,
 )
 from steps.pretrain_gan import PretrainGanConfig
@@ -40,6 +47,9 @@ from steps.pretrain_gan import PretrainGanConfig
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = "pipelines/configs/train.yaml"
+# The ZenML model whose versions mirror the MLflow registered model's (same name).
+MODEL_NAME = "hiergan"
+MODEL_DESCRIPTION = "GAN-pretrained hierarchical image classifier (one head per tree level)."
 # Steps that log to MLflow through the stack's experiment tracker.
 TRACKED_STEPS = [
     "ingest_dataset",
@@ -48,6 +58,9 @@ TRACKED_STEPS = [
     "fit_hierarchical_classifier",
     "calibrate_classifier",
     "evaluate_classifier",
+    "evaluate_robustness",
+    "package_bento",
+    "register_model",
 ]
 
 
@@ -60,19 +73,24 @@ class TrainParams(BaseModel):
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     gan: PretrainGanConfig = Field(default_factory=PretrainGanConfig)
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    robustness: RobustnessConfig = Field(default_factory=RobustnessConfig)
 
 
-@pipeline(name="train_pipeline")
+@pipeline(name="train_pipeline", model=Model(name=MODEL_NAME, description=MODEL_DESCRIPTION))
 def train_pipeline(
     dataset: DatasetConfig,
     validation: ValidationConfig,
     gan: PretrainGanConfig,
     classifier: ClassifierConfig,
+    robustness: RobustnessConfig,
     source_fingerprint: str = "",
 ) -> None:
-    """Ingest and validate the data, pretrain the GAN, fit, calibrate and evaluate the classifier.
+    """From raw images to a registered ``challenger``: data, GAN, classifier, checks, bento.
 
-    The validation gate runs before any training; the test split is read by evaluation only.
+    Ingest and validate the data, pretrain the GAN, fit, calibrate and evaluate the classifier,
+    measure its robustness, then package it as a bento and register it. The validation gate
+    runs before any training; the test split is read by evaluation only; a model that fails
+    the robustness gate is neither packaged nor registered.
     """
     data = ingest_dataset(config=dataset, source_fingerprint=source_fingerprint)
     _, checks = validate_dataset(data, config=validation)
@@ -80,7 +98,14 @@ def train_pipeline(
     trained_gan = pretrain_gan(data, config=gan, after="enforce_data_validation")
     model = fit_hierarchical_classifier(data, trained_gan, config=classifier)
     calibrated, _, _ = calibrate_classifier(model, data)
-    evaluate_classifier(calibrated, data)
+    evaluation, _, _ = evaluate_classifier(calibrated, data)
+    robustness_scores, _, _ = evaluate_robustness(calibrated, data, config=robustness)
+    enforce_robustness(robustness_scores, config=robustness)
+    # only a model that passed the robustness gate is packaged and registered
+    bento_tag = package_bento(calibrated, evaluation, after="enforce_robustness")
+    register_model(
+        calibrated, evaluation, bento_tag, dataset_config=dataset, robustness=robustness_scores
+    )
 
 
 @click.command()
@@ -95,10 +120,20 @@ def train_pipeline(
 @click.option("--dataset", type=click.Choice(SOURCES), help="Override parameters.dataset.source.")
 @click.option("--data-dir", help="Override parameters.dataset.data_dir.")
 @click.option("--no-cache", is_flag=True, help="Re-run every step.")
-def main(config_path: str, dataset: str | None, data_dir: str | None, no_cache: bool) -> None:
+@click.option(
+    "--schedule",
+    "cron",
+    metavar="CRON",
+    help='Submit a cron schedule instead of one run, e.g. "0 3 * * 0" (Sundays 03:00); '
+    "needs a stack whose orchestrator schedules (Kubernetes: a CronJob).",
+)
+def main(
+    config_path: str, dataset: str | None, data_dir: str | None, no_cache: bool, cron: str | None
+) -> None:
     """Run the train pipeline on the active (or the local hiergan) ZenML stack."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        schedule = cron_schedule(cron) if cron else None
         params, options = load_run_config(config_path, TrainParams)
         overrides = params.model_dump()
         if dataset and dataset != params.dataset.source:
@@ -116,15 +151,17 @@ def main(config_path: str, dataset: str | None, data_dir: str | None, no_cache: 
 
     from pipelines.stack import ensure_stack  # imports the ZenML client: after config checks
 
+    use_repo_source_root()
     tracker = ensure_stack()
     options = with_step_tracker(options, TRACKED_STEPS, tracker)
     options_file = write_options(options)
     try:
-        run = train_pipeline.with_options(config_path=options_file)(
+        run = train_pipeline.with_options(config_path=options_file, schedule=schedule)(
             dataset=params.dataset,
             validation=params.validation,
             gan=params.gan,
             classifier=params.classifier,
+            robustness=params.robustness,
             source_fingerprint=source_fingerprint(params.dataset.source, params.dataset.data_dir),
         )
     except Exception as err:  # noqa: BLE001 - report the failing step's own message, then exit 1
@@ -132,7 +169,10 @@ def main(config_path: str, dataset: str | None, data_dir: str | None, no_cache: 
         sys.exit(1)
     finally:
         os.unlink(options_file)
-    click.echo(f"\ntrain_pipeline run {run.name!r}: {run.status}")
+    if schedule is not None:
+        click.echo(f"\ntrain_pipeline scheduled with cron {schedule.cron_expression!r}")
+    elif run is not None:
+        click.echo(f"\ntrain_pipeline run {run.name!r}: {run.status}")
 
 
 if __name__ == "__main__":
