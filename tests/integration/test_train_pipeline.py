@@ -103,6 +103,8 @@ def test_smoke_pipeline_completes_and_stores_artifacts(
         "evaluate_classifier",
         "evaluate_robustness",
         "enforce_robustness",
+        "package_bento",
+        "register_model",
     }
     assert set(facts["steps"].values()) == {"completed"}
     assert facts["outputs"]["validate_dataset"] == ["data_checks", "data_docs"]
