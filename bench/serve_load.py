@@ -311,13 +311,18 @@ def main() -> None:
             f"{args.seconds:.0f} s per round.\n\n{table}\n"
             f"Throughput ratio (ours, batched array endpoint / mlflow): **{ratio:.2f}x**\n"
         )
+    png = rows["ours /classify (PNG)"]
+    # Headline latency: /classify, the single-image endpoint. The batched array endpoint holds a
+    # lone request for its batching window (max_latency_ms), so its p50 is reported beside it.
     print(
         json.dumps(
             {
-                "p50_ms": round(ours["p50_ms"], 2),
-                "p99_ms": round(ours["p99_ms"], 2),
-                "png_p50_ms": round(rows["ours /classify (PNG)"]["p50_ms"], 2),
+                "p50_ms": round(png["p50_ms"], 2),
+                "p99_ms": round(png["p99_ms"], 2),
+                "array_p50_ms": round(ours["p50_ms"], 2),
+                "array_p99_ms": round(ours["p99_ms"], 2),
                 "img_s": round(ours["img_s"], 1),
+                "png_img_s": round(png["img_s"], 1),
                 "baseline_p50_ms": round(base["p50_ms"], 2),
                 "baseline_img_s": round(base["img_s"], 1),
                 "ratio": round(ratio, 2),
