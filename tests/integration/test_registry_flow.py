@@ -53,7 +53,7 @@ def _promote(env: dict[str, str], *extra: str) -> subprocess.CompletedProcess:
 def test_train_twice_promote_rollback_and_serve_champion(
     tmp_path: Path, real_fashion_mnist_dir: Path
 ) -> None:
-    env = {**_env(tmp_path), "BENTOML_HOME": str(tmp_path / "bentoml")}
+    env = _env(tmp_path)
     config = str(smoke_config(tmp_path))
     first = _run(["-m", "pipelines.train_pipeline", "--config", config], env)
     assert first.returncode == 0, first.stderr[-3000:]

@@ -59,6 +59,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
     env["ZENML_CONFIG_PATH"] = str(tmp_path / "zenml")
     env.pop("ZENML_STORE_URL", None)
     env["HIERGAN_OFFLINE"] = "1"
+    env["BENTOML_HOME"] = str(tmp_path / "bentoml")  # package_bento builds into tmp, not ~/bentoml
     return env
 
 
