@@ -33,8 +33,8 @@ from models.classifier import (
     ClassifierConfig,
     HierarchicalClassifier,
     augment_batch,
-    conditional_nll,
     fine_accuracy,
+    optimizer_step,
 )
 from models.data import stratified_fraction
 from models.gan_training import to_model_range
@@ -116,13 +116,7 @@ def adversarial_finetune(
             if config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             scale = adv.lr_scale * 0.5 * (1 + math.cos(math.pi * step / total_steps))
-            for g, lr in zip(opt.param_groups, base_lrs, strict=True):
-                g["lr"] = lr * scale
-            loss = conditional_nll(model(x), y_all[sel], tt, weights)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += float(loss.detach())
+            loss_sum += optimizer_step(model, opt, base_lrs, scale, x, y_all[sel], tt, weights)
             step += 1
         metrics = {
             "epoch": float(first_epoch + epoch + 1),

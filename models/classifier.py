@@ -148,6 +148,26 @@ class FitResult:
     adversarial_seconds: float = 0.0
 
 
+def optimizer_step(
+    model: HierarchicalClassifier,
+    opt: torch.optim.Optimizer,
+    base_lrs: list[float],
+    lr_scale: float,
+    x: Tensor,
+    level_labels: Tensor,
+    tt: TreeTensors,
+    weights: list[float],
+) -> float:
+    """One step on the conditional NLL with every group's rate at ``base * lr_scale``; the loss."""
+    for group, lr in zip(opt.param_groups, base_lrs, strict=True):
+        group["lr"] = lr * lr_scale
+    loss = conditional_nll(model(x), level_labels, tt, weights)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return float(loss.detach())
+
+
 @torch.no_grad()
 def predict_logits(
     model: HierarchicalClassifier, images: np.ndarray, batch_size: int = 1024
@@ -252,13 +272,7 @@ def fit_classifier(
                 x = x.contiguous(memory_format=torch.channels_last)
             # cosine schedule over the whole run
             scale = 0.5 * (1 + math.cos(math.pi * step / total_steps))
-            for g, lr in zip(opt.param_groups, base_lrs, strict=True):
-                g["lr"] = lr * scale
-            loss = conditional_nll(model(x), y_all[sel], tt, weights)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += float(loss.detach())
+            loss_sum += optimizer_step(model, opt, base_lrs, scale, x, y_all[sel], tt, weights)
             step += 1
         metrics = {
             "epoch": float(epoch + 1),

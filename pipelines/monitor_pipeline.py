@@ -29,6 +29,7 @@ from models.ingest import DatasetConfig
 from pipelines.failures import failure_reason
 from pipelines.run_config import (
     ConfigError,
+    config_option,
     load_run_config,
     validate_params,
     with_step_tracker,
@@ -134,14 +135,7 @@ def _usage_error(message: str) -> None:
     type=click.Path(),
     help="A folder of images, an .npz (key 'images') or the service's request-log directory.",
 )
-@click.option(
-    "--config",
-    "config_path",
-    default=DEFAULT_CONFIG,
-    show_default=True,
-    type=click.Path(dir_okay=False),
-    help="Monitor config YAML.",
-)
+@config_option(DEFAULT_CONFIG, "Monitor config YAML.")
 @click.option("--model-dir", help="Monitor this TrainedClassifier directory (not the registry).")
 @click.option("--alias", help="Registry alias of the model to monitor (default: champion).")
 @click.option(

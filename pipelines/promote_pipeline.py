@@ -17,7 +17,13 @@ from zenml import pipeline
 
 from models.promotion import PromotionGates
 from pipelines.failures import failure_reason
-from pipelines.run_config import ConfigError, load_run_config, with_step_tracker, write_options
+from pipelines.run_config import (
+    ConfigError,
+    config_option,
+    load_run_config,
+    with_step_tracker,
+    write_options,
+)
 from steps.decide_promotion import decide_promotion
 from steps.evaluate_registered_models import evaluate_registered_models
 from steps.promote_champion import promote_champion
@@ -61,14 +67,7 @@ def rollback() -> None:
 
 
 @click.command()
-@click.option(
-    "--config",
-    "config_path",
-    default=DEFAULT_CONFIG,
-    show_default=True,
-    type=click.Path(dir_okay=False),
-    help="Promote config YAML (the gates).",
-)
+@config_option(DEFAULT_CONFIG, "Promote config YAML (the gates).")
 @click.option("--rollback", "do_rollback", is_flag=True, help="Restore the previous champion.")
 def main(config_path: str, do_rollback: bool) -> None:
     """Promote the registry's challenger to champion when it passes the gates."""

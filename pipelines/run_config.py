@@ -8,6 +8,7 @@ so a misplaced key fails before anything runs); every other key (``enable_cache`
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 P = TypeVar("P", bound=BaseModel)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class ConfigError(ValueError):
@@ -72,3 +74,17 @@ def write_options(options: dict[str, Any]) -> str:
     with handle:
         yaml.safe_dump(options, handle)
     return handle.name
+
+
+def config_option(default: str, help_text: str) -> Callable[[F], F]:
+    """The ``--config PATH`` click option every pipeline CLI takes (into ``config_path``)."""
+    import click
+
+    return click.option(
+        "--config",
+        "config_path",
+        default=default,
+        show_default=True,
+        type=click.Path(dir_okay=False),
+        help=help_text,
+    )

@@ -23,6 +23,7 @@ from pipelines.environment import use_repo_source_root
 from pipelines.failures import failure_reason
 from pipelines.run_config import (
     ConfigError,
+    config_option,
     load_run_config,
     validate_params,
     with_step_tracker,
@@ -109,14 +110,7 @@ def train_pipeline(
 
 
 @click.command()
-@click.option(
-    "--config",
-    "config_path",
-    default=DEFAULT_CONFIG,
-    show_default=True,
-    type=click.Path(dir_okay=False),
-    help="Run config YAML (pipelines/configs/*.yaml).",
-)
+@config_option(DEFAULT_CONFIG, "Run config YAML (pipelines/configs/*.yaml).")
 @click.option("--dataset", type=click.Choice(SOURCES), help="Override parameters.dataset.source.")
 @click.option("--data-dir", help="Override parameters.dataset.data_dir.")
 @click.option("--no-cache", is_flag=True, help="Re-run every step.")
