@@ -25,7 +25,7 @@ from models.attacks import AdversarialTrainingConfig
 from models.data import stratified_fraction
 from models.device import configure_threads, enable_fast_math, resolve_device
 from models.gan import Discriminator, GanArchitecture
-from models.gan_training import to_model_range
+from models.gan_training import map_image_batches, to_model_range
 from models.hierarchy import Hierarchy
 from models.merge import TreeTensors, conditional_log_probs, decode_global, leaf_log_probs
 
@@ -173,14 +173,7 @@ def predict_logits(
     model: HierarchicalClassifier, images: np.ndarray, batch_size: int = 1024
 ) -> list[Tensor]:
     """Per-level logits for ``[N, H, W, C]`` uint8 images (eval mode), on the model's device."""
-    device = next(model.parameters()).device
-    was = model.training
-    model.eval()
-    chunks: list[list[Tensor]] = []
-    for start in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device)
-        chunks.append([z.float() for z in model(to_model_range(x.permute(0, 3, 1, 2)))])
-    model.train(was)
+    chunks = map_image_batches(model, lambda x: [z.float() for z in model(x)], images, batch_size)
     return [torch.cat([c[lv] for c in chunks]) for lv in range(len(model.level_sizes))]
 
 

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from models.classifier import HierarchicalClassifier
 from models.classifier_io import TrainedClassifier
 from models.device import resolve_device
-from models.gan_training import to_model_range
+from models.gan_training import map_image_batches
 from models.hierarchy import Hierarchy
 from models.merge import TreeTensors, node_probs
 
@@ -102,17 +102,17 @@ def score_images(
 ) -> ScoredImages:
     """Trunk features and calibrated leaf probabilities of uint8 ``[N, H, W, C]`` images."""
     model = model or classifier.build()
-    model.eval()
-    device = next(model.parameters()).device
-    embeddings, probs = [], []
-    for start in range(0, len(images), batch_size):
-        chunk = np.ascontiguousarray(images[start : start + batch_size])
-        x = to_model_range(torch.from_numpy(chunk).to(device).permute(0, 3, 1, 2))
+
+    def score(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         features = model.backbone.features(x)
         logits = [z.float() for z in model.logits_from_features(features)]
-        embeddings.append(features.float().cpu().numpy())
-        probs.append(classifier.leaf_probs(logits, calibrated=True).cpu().numpy())
-    return ScoredImages(np.concatenate(embeddings), np.concatenate(probs))
+        probs = classifier.leaf_probs(logits, calibrated=True)
+        return features.float().cpu().numpy(), probs.cpu().numpy()
+
+    batches = map_image_batches(model, score, images, batch_size)
+    return ScoredImages(
+        np.concatenate([e for e, _ in batches]), np.concatenate([p for _, p in batches])
+    )
 
 
 @dataclass

@@ -14,11 +14,11 @@ import io
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -30,6 +30,8 @@ from models.data import stratified_fraction
 from models.device import configure_threads, enable_fast_math, resolve_device
 from models.gan import Discriminator, GanArchitecture, Generator, build_gan
 from models.gan_objectives import StepBatch, build_objective
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +116,33 @@ class GanResult:
 def to_model_range(images_u8: Tensor) -> Tensor:
     """uint8 ``[B, C, H, W]`` -> float in [-1, 1] (the generator's tanh range)."""
     return images_u8.float().div_(127.5).sub_(1.0)
+
+
+def map_image_batches(
+    module: nn.Module, fn: Callable[[Tensor], T], images: np.ndarray, batch_size: int
+) -> list[T]:
+    """``fn`` over batches of uint8 ``[N, H, W, C]`` images as model-range ``[B, C, H, W]``.
+
+    Runs without gradients, on ``module``'s device, with ``module`` in eval mode (its mode is
+    restored afterwards); returns one result per batch.
+    """
+    device = next(module.parameters()).device
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            return [
+                fn(
+                    to_model_range(
+                        torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
+                        .to(device)
+                        .permute(0, 3, 1, 2)
+                    )
+                )
+                for start in range(0, len(images), batch_size)
+            ]
+    finally:
+        module.train(was_training)
 
 
 class GanTrainer:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from models.gan import Discriminator
-from models.gan_training import to_model_range
+from models.gan_training import map_image_batches
 
 
 @torch.no_grad()
@@ -25,15 +25,10 @@ def extract_features(
     discriminator: Discriminator, images: np.ndarray, batch_size: int = 1024
 ) -> Tensor:
     """``[N, H, W, C]`` uint8 -> ``[N, F]`` float32 features (eval mode), on the D's device."""
-    device = next(discriminator.parameters()).device
-    was_training = discriminator.training
-    discriminator.eval()
-    out = []
-    for start in range(0, len(images), batch_size):
-        chunk = torch.from_numpy(images[start : start + batch_size]).to(device)
-        out.append(discriminator.features(to_model_range(chunk.permute(0, 3, 1, 2))).float())
-    discriminator.train(was_training)
-    return torch.cat(out)
+    features = map_image_batches(
+        discriminator, lambda x: discriminator.features(x).float(), images, batch_size
+    )
+    return torch.cat(features)
 
 
 def fit_linear_probe(

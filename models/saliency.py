@@ -17,7 +17,7 @@ from torch import Tensor
 
 from models.attacks import MergedLeafModel, input_gradients_only
 from models.classifier import HierarchicalClassifier
-from models.gan_training import to_model_range
+from models.gan_training import map_image_batches
 from models.plots import figure_png, pyplot
 
 
@@ -98,16 +98,12 @@ def neck_features(
     model: HierarchicalClassifier, images: np.ndarray, batch_size: int = 1024
 ) -> Tensor:
     """``[N, hidden]`` L2-normalised output of the shared neck for uint8 ``[N, H, W, C]`` images."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    chunks = []
-    for start in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device)
-        h = model.neck(model.backbone.features(to_model_range(x.permute(0, 3, 1, 2))))
-        chunks.append(torch.nn.functional.normalize(h.float(), dim=1))
-    model.train(was_training)
-    return torch.cat(chunks)
+
+    def normalised_neck(x: Tensor) -> Tensor:
+        h = model.neck(model.backbone.features(x))
+        return torch.nn.functional.normalize(h.float(), dim=1)
+
+    return torch.cat(map_image_batches(model, normalised_neck, images, batch_size))
 
 
 def nearest_neighbours(queries: Tensor, pool: Tensor, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
