@@ -79,12 +79,8 @@ def git_commit() -> str:
     return f"{sha}-dirty" if dirty else sha
 
 
-def _pip_requirements() -> list[str]:
-    """What the pyfunc needs, pinned to this environment (MLflow would spend ~25 s inferring)."""
-    from importlib.metadata import version
-
-    packages = ["mlflow", "torch", "numpy", "safetensors", "pydantic", "pyyaml", "pillow"]
-    return [f"{p}=={version(p).split('+')[0]}" for p in packages]
+# What the pyfunc needs, pinned to this environment (MLflow would spend ~25 s inferring).
+PYFUNC_PACKAGES = ["mlflow", "torch", "numpy", "safetensors", "pydantic", "pyyaml", "pillow"]
 
 
 def log_classifier_version(
@@ -97,6 +93,8 @@ def log_classifier_version(
     """
     from mlflow.models import infer_signature
 
+    from serving.packaging import pinned_requirements
+
     with tempfile.TemporaryDirectory() as tmp:
         classifier.save(Path(tmp) / "classifier")
         size = classifier.architecture.image_size
@@ -107,7 +105,7 @@ def log_classifier_version(
             python_model=str(REPO / "serving" / "mlflow_model.py"),
             artifacts={"classifier": str(Path(tmp) / "classifier")},
             code_paths=[str(REPO / "models"), str(REPO / "serving")],
-            pip_requirements=_pip_requirements(),
+            pip_requirements=pinned_requirements(PYFUNC_PACKAGES),
             signature=signature,
             registered_model_name=name,
         )

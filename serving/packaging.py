@@ -23,6 +23,13 @@ BENTO_INCLUDE = ["serving/*.py", "serving/service.yaml", "models/*.py", "models/
 SERVICE_PACKAGES = ["bentoml", "torch", "numpy", "safetensors", "pydantic", "pyyaml", "pillow"]
 
 
+def pinned_requirements(packages: list[str]) -> list[str]:
+    """``name==version`` for each package as installed here (local version labels dropped)."""
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p).split('+')[0]}" for p in packages]
+
+
 def save_bento_model(
     classifier: TrainedClassifier, labels: dict[str, str], metadata: dict[str, Any]
 ) -> str:
@@ -39,11 +46,9 @@ def save_bento_model(
 
 def build_bento(model_tag: str, labels: dict[str, str]) -> str:
     """Build a bento of the service pinned to ``model_tag``; return the bento's tag."""
-    from importlib.metadata import version
-
     from bentoml._internal.bento.build_config import BentoEnvSchema  # build() wants instances
 
-    packages = [f"{p}=={version(p).split('+')[0]}" for p in SERVICE_PACKAGES]
+    packages = pinned_requirements(SERVICE_PACKAGES)
     bento = bentoml.bentos.build(
         SERVICE,
         name="hiergan_service",
