@@ -65,7 +65,8 @@ def register_model(
             "zenml_run": context.pipeline_run.name,
         }
     )
-    zenml_model = context.model if context.model else None
+    # a pipeline without a ZenML model: the MLflow version stands alone
+    zenml_model = context.model if context.model_version else None
     if zenml_model is not None:
         tags["zenml_model_version"] = str(zenml_model.id)
         tags["zenml_model_version_name"] = str(zenml_model.version)
