@@ -31,7 +31,8 @@ from zenml.integrations.kubernetes.constants import STEP_NAME_ANNOTATION_KEY
 
 from tests.conftest import REPO
 from tests.k8s_stand_in import KubeStandIn, Submission
-from tests.zenml_server import free_port, local_zenml_server
+from tests.servers import free_port
+from tests.zenml_server import local_zenml_server
 
 pytestmark = pytest.mark.integration
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ import requests
 
 from tests.conftest import REPO
 from tests.integration.test_train_pipeline import _env, _run, smoke_config
+from tests.servers import free_port, wait_until_ready
 
 pytestmark = pytest.mark.integration
 
@@ -84,27 +83,18 @@ def test_train_twice_promote_rollback_and_serve_champion(
     state = _registry(env, tmp_path)
     assert state["aliases"]["champion"] == "1" and state["zenml_stages"]["1"] == "production"
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "serving.serve_champion", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "serving.serve_champion", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert server.poll() is None, server.stdout.read()[-3000:]
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
+        wait_until_ready(f"http://127.0.0.1:{port}/readyz", server, log)
         info = requests.post(f"http://127.0.0.1:{port}/model_info", timeout=30).json()
         # served from the champion's own bento: the model tag inside it is a BentoML one
         assert info["model"].startswith("bentoml:hiergan:")

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -18,6 +16,7 @@ from PIL import Image
 
 from models.hierarchy import load_builtin_tree
 from tests.conftest import REPO
+from tests.servers import free_port, wait_until_ready
 from tests.toy_models import train_tiny_classifier
 
 pytestmark = pytest.mark.integration
@@ -29,12 +28,6 @@ LIMITS = {
     "max_images": 4,
     "max_top_k": 10,
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _png(array: np.ndarray, fmt: str = "PNG") -> bytes:
@@ -54,7 +47,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     config = yaml.safe_load((REPO / "serving/service.yaml").read_text())
     config["limits"] = LIMITS
     (tmp / "service.yaml").write_text(yaml.safe_dump(config))
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "HIERGAN_MODEL_DIR": str(tmp / "model"),
@@ -72,18 +65,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"bentoml serve exited: {(tmp / 'server.log').read_text()[-3000:]}")
-            try:
-                if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:  # not listening yet, or still starting
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("the service did not become ready in 120 s")
+        wait_until_ready(f"{url}/readyz", proc, tmp / "server.log")
         yield url
     finally:
         proc.terminate()
