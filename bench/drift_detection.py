@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -38,6 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.machine import machine  # noqa: E402
 from models.classifier_io import TrainedClassifier  # noqa: E402
 from models.drift_features import DriftFeatureExtractor  # noqa: E402
 from models.ingest import build_dataset  # noqa: E402
@@ -87,21 +87,6 @@ def shifts(tree_leaves: list[str]) -> dict[str, tuple[str, Shift]]:
         "contrast_0.6": ("pixels x 0.6", lambda x, y, r: _clip(x * 0.6)),
         "hflip": ("mirrored (the classifier trains with flips)", lambda x, y, r: x[:, :, ::-1]),
     }
-
-
-def machine() -> str:
-    """CPU model, cores this process may use, GPU presence, torch version."""
-    model = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0))
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{model}, {cores} cores, {gpu}, torch {torch.__version__}"
 
 
 def run_cli(batch: np.ndarray, model_dir: str, config: str) -> dict[str, Any]:

@@ -21,7 +21,6 @@ import asyncio
 import io
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -35,18 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-
-def machine() -> str:
-    """CPU model and core count."""
-    name = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores"
+from bench.machine import machine  # noqa: E402
 
 
 def free_port() -> int:
