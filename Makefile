@@ -37,7 +37,7 @@ data: $(STAMP)  ## Put Fashion-MNIST under $(DATA_DIR)/FashionMNIST/raw (Debian 
 		 (apt-get update -qq >/dev/null && apt-get install -y -qq dataset-fashion-mnist >/dev/null)) || \
 		echo "apt-get could not install dataset-fashion-mnist; trying the download next."; \
 	fi
-	$(PY) -m models.sources fetch-fashion-mnist --data-dir $(DATA_DIR)
+	$(PY) -m models.data.sources fetch-fashion-mnist --data-dir $(DATA_DIR)
 
 train: setup  ## Run the train pipeline with $(CONFIG).
 	$(PY) -m pipelines.train_pipeline --config $(CONFIG)
@@ -50,7 +50,7 @@ promote: setup  ## Promote the registry's challenger to champion if it passes th
 	$(PY) -m pipelines.promote_pipeline --config pipelines/configs/promote.yaml
 
 registry: $(STAMP)  ## Show the registered model's versions, aliases and key tags.
-	$(PY) -m pipelines.registry
+	$(PY) -m registry
 
 serve: $(STAMP)  ## Serve the registry's champion on http://127.0.0.1:3000.
 	$(PY) -m serving.serve_champion --host 127.0.0.1 --port 3000
@@ -66,7 +66,7 @@ k8s-check: $(STAMP)  ## Kubernetes: validate infra/k8s; register the stack, subm
 
 mlflow-ui: $(STAMP)  ## Open the MLflow UI on the local stack's tracking store (127.0.0.1:5000).
 	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 \
-		--backend-store-uri "$$($(PY) -m pipelines.stack tracking-uri | tail -1)"
+		--backend-store-uri "$$($(PY) -m registry.stack tracking-uri | tail -1)"
 
 dashboard: $(STAMP)  ## Start the local ZenML dashboard.
 	$(VENV)/bin/zenml login --local

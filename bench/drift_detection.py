@@ -37,13 +37,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.machine import machine  # noqa: E402
-from models.classifier_io import TrainedClassifier  # noqa: E402
-from models.drift_features import DriftFeatureExtractor  # noqa: E402
-from models.ingest import build_dataset  # noqa: E402
-from pipelines.monitor_pipeline import MonitorParams  # noqa: E402
-from pipelines.run_config import load_run_config  # noqa: E402
-from steps.drift_report import drift_decision, run_drift_report  # noqa: E402
+from bench.machine import machine
+from models.classifier.io import TrainedClassifier
+from models.data.ingest import build_dataset
+from models.monitoring.drift import drift_decision, run_drift_report
+from models.monitoring.features import DriftFeatureExtractor
+from pipelines.monitor_pipeline import MonitorParams
+from pipelines.run_config import load_run_config
 
 REPO = Path(__file__).resolve().parents[1]
 Shift = Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray]

@@ -1,6 +1,6 @@
 """GAN training throughput: our loop vs a loop written the way pytorch/examples' dcgan trains.
 
-Both sides train the same architecture (``models.gan``) at the same batch size, in this one
+Both sides train the same architecture (``models.gan.networks``) at the same batch size, in this one
 process, alternating in chunks so that a noisy machine slows both alike. The reference follows
 pytorch/examples/dcgan/main.py: a ``DataLoader`` over a dataset with per-image
 ``ToTensor``/``Normalize`` transforms (``--workers`` processes, 2 as there), fp32, contiguous
@@ -32,15 +32,16 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.device import configure_threads, resolve_device  # noqa: E402
-from models.gan import GanArchitecture, build_gan  # noqa: E402
-from models.gan_training import GanTrainConfig, GanTrainer  # noqa: E402
+from models.gan.config import GanTrainConfig
+from models.gan.networks import GanArchitecture, build_gan
+from models.gan.training import GanTrainer
+from models.runtime.device import configure_threads, resolve_device
 
 
 def load_images(data_dir: str, n: int) -> tuple[np.ndarray, str]:
     """Fashion-MNIST train images if present, else random uint8 images of the same shape."""
     try:
-        from models.sources import read_fashion_mnist
+        from models.data.sources import read_fashion_mnist
 
         src = read_fashion_mnist(data_dir, allow_download=False)
         return src.images[~src.test_mask][:n], "fashion-mnist"

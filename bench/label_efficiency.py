@@ -31,12 +31,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.classifier import ClassifierConfig, fit_classifier  # noqa: E402
-from models.classifier_io import TrainedClassifier  # noqa: E402
-from models.data import LabelledImages, stratified_fraction  # noqa: E402
-from models.gan_training import GanTrainConfig, GanTrainer  # noqa: E402
-from models.ingest import DatasetConfig, build_dataset  # noqa: E402
-from models.metrics import hierarchical_metrics  # noqa: E402
+from models.classifier.config import ClassifierConfig
+from models.classifier.io import TrainedClassifier
+from models.classifier.training import fit_classifier
+from models.data.dataset import LabelledImages, stratified_fraction
+from models.data.ingest import DatasetConfig, build_dataset
+from models.evaluation.metrics import hierarchical_metrics
+from models.gan.config import GanTrainConfig
+from models.gan.training import GanTrainer
 
 
 class StudyConfig(BaseModel):

@@ -36,20 +36,19 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.adversarial import finetune_classifier  # noqa: E402
-from models.attacks import AdversarialTrainingConfig  # noqa: E402
-from models.calibration import fit_temperatures  # noqa: E402
-from models.classifier import ClassifierConfig, fit_classifier  # noqa: E402
-from models.classifier_io import TrainedClassifier  # noqa: E402
-from models.gan import GanArchitecture  # noqa: E402
-from models.ingest import DatasetConfig, build_dataset  # noqa: E402
-from models.merge import TreeTensors  # noqa: E402
-from models.robustness import (  # noqa: E402
-    RobustnessConfig,
-    RobustnessResult,
-    evaluate_robustness,
-    level_keys,
+from models.attacks.adversarial_training import AdversarialTrainingConfig
+from models.calibration.temperature import fit_temperatures
+from models.classifier.config import ClassifierConfig
+from models.classifier.io import TrainedClassifier
+from models.classifier.training import (
+    finetune_adversarially,
+    fit_classifier,
 )
+from models.data.ingest import DatasetConfig, build_dataset
+from models.gan.networks import GanArchitecture
+from models.robustness.config import RobustnessConfig, level_keys
+from models.robustness.evaluate import RobustnessResult, evaluate_robustness
+from models.tree.merge import TreeTensors
 
 
 def load_section(path: str, *keys: str) -> dict[str, Any]:
@@ -117,7 +116,7 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for noisy in ("models.robustness", "models.adversarial", "models.classifier"):
+    for noisy in ("models.robustness", "models.attacks", "models.classifier"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     config = RobustnessConfig.model_validate(load_section(args.config, "robustness"))
@@ -161,8 +160,8 @@ def main() -> None:
         cfg = base.config.model_copy(update={"adversarial": adversarial})
         model = base.build()
         torch.set_num_threads(args.finetune_threads or len(os.sched_getaffinity(0)))
-        history, finetune_seconds = finetune_classifier(
-            model, cfg, base.tree, train_x, train_y, val_x, val_y
+        history, finetune_seconds = finetune_adversarially(
+            model, cfg, base.tree, (train_x, train_y), (val_x, val_y)
         )
         print(json.dumps({"finetune_history": history}), flush=True)
         tuned = TrainedClassifier.from_model(model, cfg, base.tree, {"adversarial_from": "default"})

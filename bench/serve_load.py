@@ -34,7 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.machine import machine  # noqa: E402
+from bench.machine import machine  # noqa: E402 - after the path set-up above
 
 
 def free_port() -> int:
@@ -48,8 +48,8 @@ def register_temporary(model_dir: str, tmp: Path) -> tuple[str, str]:
     """Register ``model_dir`` in a temporary MLflow store; return (tracking URI, model URI)."""
     import mlflow
 
-    from models.classifier_io import TrainedClassifier
-    from pipelines.registry import log_classifier_version
+    from models.classifier.io import TrainedClassifier
+    from registry.versions import log_classifier_version
 
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
@@ -62,7 +62,8 @@ def register_temporary(model_dir: str, tmp: Path) -> tuple[str, str]:
 
 def champion(tmp: Path) -> tuple[str, str, str]:
     """The stack's champion: (tracking URI, model URI, local classifier directory)."""
-    from pipelines.registry import load_classifier, use_stack_tracking_uri
+    from registry.stack import use_stack_tracking_uri
+    from registry.versions import load_classifier
 
     uri = use_stack_tracking_uri()
     classifier, tags = load_classifier("champion")
@@ -183,7 +184,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (256, 28, 28, 1), dtype=np.uint8)
     try:
-        from models.ingest import DatasetConfig, build_dataset
+        from models.data.ingest import DatasetConfig, build_dataset
 
         data = build_dataset(DatasetConfig(source="fashion-mnist", data_dir="data"))
         images = data.split("test")[0][:256]
@@ -260,7 +261,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict:
 
 def main() -> None:
     """CLI."""
-    from pipelines.environment import quiet_telemetry
+    from models.runtime.environment import quiet_telemetry
 
     quiet_telemetry()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

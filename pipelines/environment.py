@@ -1,26 +1,11 @@
-"""Process environment for the entry points: telemetry off, offline by default."""
+"""Where ZenML looks for the project's code when it runs or ships a pipeline."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-# The folder that holds models/, steps/ and pipelines/.
+# The folder that holds models/, registry/, steps/, serving/ and pipelines/.
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-TELEMETRY_OFF = {
-    "ZENML_ANALYTICS_OPT_IN": "false",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "GE_USAGE_STATS": "FALSE",
-    "BENTOML_DO_NOT_TRACK": "true",
-    "DO_NOT_TRACK": "1",
-}
-
-
-def quiet_telemetry() -> None:
-    """Turn off every library's usage reporting, unless the user set the variable already."""
-    for key, value in TELEMETRY_OFF.items():
-        os.environ.setdefault(key, value)
 
 
 def use_repo_source_root() -> None:

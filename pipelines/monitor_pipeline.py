@@ -18,14 +18,15 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from pydantic import BaseModel, ConfigDict, Field
 from zenml import pipeline
 
-from models.drift_features import DriftFeatureConfig
-from models.ingest import DatasetConfig
+from models.data.ingest import DatasetConfig
+from models.monitoring.drift import DriftGateConfig, DriftTestConfig
+from models.monitoring.features import DriftFeatureConfig
 from pipelines.failures import failure_reason
 from pipelines.run_config import (
     ConfigError,
@@ -36,10 +37,7 @@ from pipelines.run_config import (
     write_options,
 )
 from steps import artifacts
-from steps.compute_drift_features import compute_drift_features
-from steps.drift_report import DriftGateConfig, DriftTestConfig
-from steps.gate_drift import gate_drift
-from steps.report_drift import report_drift
+from steps.monitoring import compute_drift_features, gate_drift, report_drift
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +120,38 @@ def write_report(html: str, decision: dict[str, Any], report_dir: str, run_name:
     return html_path.resolve()
 
 
-def _usage_error(message: str) -> None:
+def _checked_params(
+    config_path: str,
+    batch_path: str,
+    model_dir: str | None,
+    alias: str | None,
+    on_drift: str | None,
+    allow_reference_mismatch: bool,
+) -> tuple[MonitorParams, dict[str, Any]]:
+    """The config with the command line's overrides, validated; exit 2 when it is not usable."""
+    try:
+        params, options = load_run_config(config_path, MonitorParams)
+        overrides = params.model_dump()
+        if alias:  # the registry, unless --model-dir is given too
+            overrides["alias"] = alias
+            overrides["model_dir"] = None
+        if model_dir:
+            overrides["model_dir"] = model_dir
+        if on_drift:
+            overrides["gate"]["on_drift"] = on_drift
+        if allow_reference_mismatch:
+            overrides["allow_reference_mismatch"] = True
+        params = validate_params(overrides, MonitorParams, config_path)
+    except ConfigError as err:
+        _usage_error(str(err))
+    if not Path(batch_path).exists():
+        _usage_error(f"--batch {batch_path} does not exist")
+    if params.model_dir and not Path(params.model_dir).is_dir():
+        _usage_error(f"model directory {params.model_dir} does not exist")
+    return params, options
+
+
+def _usage_error(message: str) -> NoReturn:
     click.echo(f"Error: {message}", err=True)
     sys.exit(EXIT_USAGE)
 
@@ -156,27 +185,10 @@ def main(
 ) -> None:
     """Score a batch against the champion's training data; exit 3 when it drifted."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        params, options = load_run_config(config_path, MonitorParams)
-        overrides = params.model_dump()
-        if alias:  # the registry, unless --model-dir is given too
-            overrides["alias"] = alias
-            overrides["model_dir"] = None
-        if model_dir:
-            overrides["model_dir"] = model_dir
-        if on_drift:
-            overrides["gate"]["on_drift"] = on_drift
-        if allow_reference_mismatch:
-            overrides["allow_reference_mismatch"] = True
-        params = validate_params(overrides, MonitorParams, config_path)
-    except ConfigError as err:
-        _usage_error(str(err))
-    if not Path(batch_path).exists():
-        _usage_error(f"--batch {batch_path} does not exist")
-    if params.model_dir and not Path(params.model_dir).is_dir():
-        _usage_error(f"model directory {params.model_dir} does not exist")
-
-    from pipelines.stack import ensure_stack  # imports the ZenML client: after config checks
+    params, options = _checked_params(
+        config_path, batch_path, model_dir, alias, on_drift, allow_reference_mismatch
+    )
+    from registry.stack import ensure_stack  # imports the ZenML client: after config checks
 
     tracker = ensure_stack()
     options = with_step_tracker(options, TRACKED_STEPS, tracker)

@@ -15,7 +15,7 @@ import click
 from pydantic import BaseModel, ConfigDict, Field
 from zenml import pipeline
 
-from models.promotion import PromotionGates
+from models.evaluation.promotion import PromotionGates
 from pipelines.failures import failure_reason
 from pipelines.run_config import (
     ConfigError,
@@ -24,9 +24,7 @@ from pipelines.run_config import (
     with_step_tracker,
     write_options,
 )
-from steps.decide_promotion import decide_promotion
-from steps.evaluate_registered_models import evaluate_registered_models
-from steps.promote_champion import promote_champion
+from steps.promotion import decide_promotion, evaluate_registered_models, promote_champion
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +53,9 @@ def rollback() -> None:
     """Point ``champion`` at the previous champion and mark it production in ZenML."""
     from mlflow import MlflowClient
 
-    from pipelines.registry import MODEL_NAME, rollback_champion, use_stack_tracking_uri
-    from steps.promote_champion import set_zenml_stage
+    from registry.promotion import set_zenml_stage
+    from registry.stack import use_stack_tracking_uri
+    from registry.versions import MODEL_NAME, rollback_champion
 
     use_stack_tracking_uri()
     old, new = rollback_champion()
@@ -72,7 +71,7 @@ def rollback() -> None:
 def main(config_path: str, do_rollback: bool) -> None:
     """Promote the registry's challenger to champion when it passes the gates."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from pipelines.registry import RegistryError
+    from registry.versions import RegistryError
 
     if do_rollback:
         try:
@@ -85,7 +84,7 @@ def main(config_path: str, do_rollback: bool) -> None:
     except ConfigError as err:
         raise click.ClickException(str(err)) from None
 
-    from pipelines.stack import ensure_stack
+    from registry.stack import ensure_stack
 
     options = with_step_tracker(options, TRACKED_STEPS, ensure_stack())
     options_file = write_options(options)

@@ -14,11 +14,12 @@ import click
 from pydantic import BaseModel, ConfigDict, Field
 from zenml import Model, pipeline
 
-from models.classifier import ClassifierConfig
-from models.ingest import DatasetConfig
-from models.robustness import RobustnessConfig
-from models.sources import SOURCES, source_fingerprint
-from models.validation import ValidationConfig
+from models.classifier.config import ClassifierConfig
+from models.data.ingest import DatasetConfig
+from models.data.sources import SOURCES, source_fingerprint
+from models.gan.pretrain import PretrainGanConfig
+from models.robustness.config import RobustnessConfig
+from models.validation.checks import ValidationConfig
 from pipelines.environment import use_repo_source_root
 from pipelines.failures import failure_reason
 from pipelines.run_config import (
@@ -43,7 +44,6 @@ from steps import (
     register_model,
     validate_dataset,
 )
-from steps.pretrain_gan import PretrainGanConfig
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def main(
     if no_cache:
         options["enable_cache"] = False
 
-    from pipelines.stack import ensure_stack  # imports the ZenML client: after config checks
+    from registry.stack import ensure_stack  # imports the ZenML client: after config checks
 
     use_repo_source_root()
     tracker = ensure_stack()

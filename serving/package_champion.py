@@ -16,7 +16,8 @@ def package_alias(alias: str) -> str:
     """Build a bento around the classifier ``alias`` points at; return the bento tag."""
     import mlflow
 
-    from pipelines.registry import load_classifier, use_stack_tracking_uri
+    from registry.stack import use_stack_tracking_uri
+    from registry.versions import load_classifier
     from serving.packaging import build_bento, save_bento_model
 
     if uri := os.environ.get("MLFLOW_TRACKING_URI"):
@@ -32,7 +33,7 @@ def package_alias(alias: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """CLI: ``python -m serving.package_champion [--alias champion]``."""
-    from pipelines.environment import quiet_telemetry
+    from models.runtime.environment import quiet_telemetry
 
     quiet_telemetry()
     logging.basicConfig(level=logging.INFO, format="%(message)s")

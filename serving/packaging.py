@@ -10,24 +10,21 @@ from typing import Any
 
 import bentoml
 
-from models.classifier_io import TrainedClassifier
+from models.classifier.io import TrainedClassifier
+from registry.requirements import SERVICE_PACKAGES, pinned_requirements
 from serving.config import BENTO_MODEL_ENV, BENTO_MODEL_NAME
 
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICE = "serving.service:HierganService"
-# Only what the service imports goes into the bento.
-BENTO_INCLUDE = ["serving/*.py", "serving/service.yaml", "models/*.py", "models/trees/*.yaml"]
-# What the service needs at run time; the bento's image installs these, nothing else.
-SERVICE_PACKAGES = ["bentoml", "torch", "numpy", "safetensors", "pydantic", "pyyaml", "pillow"]
-
-
-def pinned_requirements(packages: list[str]) -> list[str]:
-    """``name==version`` for each package as installed here (local version labels dropped)."""
-    from importlib.metadata import version
-
-    return [f"{p}=={version(p).split('+')[0]}" for p in packages]
+# Only what the service imports goes into the bento: itself and the core (no registry, no steps).
+BENTO_INCLUDE = [
+    "serving/*.py",
+    "serving/service.yaml",
+    "models/**/*.py",
+    "models/tree/trees/*.yaml",
+]
 
 
 def save_bento_model(

@@ -20,8 +20,8 @@ class HierganPyfunc(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: Any) -> None:
         """Load the classifier directory that the registered version carries."""
-        from models.classifier_io import TrainedClassifier
-        from models.prediction import Predictor
+        from models.classifier.io import TrainedClassifier
+        from models.classifier.prediction import Predictor
 
         classifier = TrainedClassifier.load(context.artifacts[CLASSIFIER_ARTIFACT])
         self.predictor = Predictor(classifier)

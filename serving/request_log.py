@@ -3,10 +3,11 @@
 Off by default. When on, the service calls :meth:`RequestLog.record` with the images it
 classified (uint8, after decoding and resizing: what the model saw) and its answers. Each image
 is kept with probability ``sample_rate``; kept images are buffered and written as one shard
-(``.npz`` images + ``.jsonl`` records, see :mod:`models.request_store`) every ``shard_records``
-images or ``max_buffer_seconds``. Before a shard is written the oldest shards are deleted until
-the store holds at most ``max_records`` with it: the log is a ring of the most recent traffic
-(what drift monitoring compares against the reference), and it never grows past the bound.
+(``.npz`` images + ``.jsonl`` records, see :mod:`models.monitoring.request_store`) every
+``shard_records`` images or ``max_buffer_seconds``. Before a shard is written the oldest shards
+are deleted until the store holds at most ``max_records`` with it: the log is a ring of the most
+recent traffic (what drift monitoring compares against the reference), and it never grows past
+the bound.
 
 ``python -m pipelines.monitor_pipeline --batch <directory>`` reads the log.
 """
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.request_store import (
+from models.monitoring.request_store import (
     delete_shard,
     init_store,
     list_shards,
@@ -190,6 +191,6 @@ def read_request_log(directory: str | Path) -> tuple[np.ndarray, list[dict[str, 
     Each record is ``{"time": unix seconds, "prediction": the service's answer}``.
 
     Raises:
-        models.request_store.RequestStoreError: not a request log, empty, or damaged.
+        models.monitoring.request_store.RequestStoreError: not a request log, empty, or damaged.
     """
     return read_store(directory)

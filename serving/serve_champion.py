@@ -20,7 +20,8 @@ def serve_command(alias: str, host: str, port: int) -> tuple[list[str], dict[str
     import bentoml
     from bentoml.exceptions import NotFound
 
-    from pipelines.registry import load_classifier, use_stack_tracking_uri, version_by_alias
+    from registry.stack import use_stack_tracking_uri
+    from registry.versions import load_classifier, version_by_alias
 
     use_stack_tracking_uri()
     mv = version_by_alias(alias)
@@ -45,7 +46,7 @@ def serve_command(alias: str, host: str, port: int) -> tuple[list[str], dict[str
 
 def main(argv: list[str] | None = None) -> None:
     """CLI: ``python -m serving.serve_champion [--alias champion] [--host] [--port]``."""
-    from pipelines.environment import quiet_telemetry
+    from models.runtime.environment import quiet_telemetry
 
     quiet_telemetry()
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -42,7 +42,7 @@ _EXPECTED_SHAPE: dict[str, tuple[int, int, int]] = {}
 
 
 def _checked_array(images: np.ndarray) -> np.ndarray:
-    from models.prediction import InputShapeError, Predictor
+    from models.classifier.prediction import InputShapeError, Predictor
 
     shape = _EXPECTED_SHAPE.get("shape")
     if shape is None:
@@ -72,9 +72,9 @@ class HierganService:
     def __init__(self) -> None:
         import torch
 
-        from models.classifier_io import TrainedClassifier
-        from models.device import resolve_device
-        from models.prediction import Predictor
+        from models.classifier.io import TrainedClassifier
+        from models.classifier.prediction import Predictor
+        from models.runtime.device import resolve_device
 
         torch.set_num_threads(CONFIG.torch_threads)
         self.device = resolve_device("auto")
@@ -147,7 +147,7 @@ class HierganService:
             return {"error": str(err)}
 
     def _classify_files(self, images: list[Path], top_k: int) -> list[dict[str, Any]]:
-        from models.images import ImageDecodeError, decode_image
+        from models.data.images import ImageDecodeError, decode_image
 
         if not 1 <= top_k <= self.limits.max_top_k:
             raise BadInput(f"top_k must be between 1 and {self.limits.max_top_k}, got {top_k}")

@@ -1,27 +1,36 @@
-"""Thin ZenML steps: each calls the core in ``models/``, logs, and returns artifacts."""
+"""Thin ZenML steps, grouped by stage: each reads its config, calls the core, logs, returns.
 
-from steps.calibrate_classifier import calibrate_classifier
-from steps.enforce_data_validation import enforce_data_validation
-from steps.enforce_robustness import enforce_robustness
-from steps.evaluate_classifier import evaluate_classifier
-from steps.evaluate_robustness import evaluate_robustness
-from steps.fit_hierarchical_classifier import fit_hierarchical_classifier
-from steps.ingest_dataset import ingest_dataset
-from steps.package_bento import package_bento
-from steps.pretrain_gan import pretrain_gan
-from steps.register_model import register_model
-from steps.validate_dataset import validate_dataset
+``data/`` (ingest, validate, the data gate), ``training/`` (GAN, classifier, calibration),
+``evaluation/`` (test metrics, robustness, the robustness gate), ``packaging/`` (bento,
+registry version), ``promotion/`` (score the aliases, the promotion gate, the alias move),
+``monitoring/`` (drift features, the Evidently report, the drift gate). Shared here:
+``artifacts`` (artifact names), ``materializers`` (plain files, never pickle), ``tracking``
+(MLflow logging that never fails a step).
+"""
+
+from steps.data import enforce_data_validation, ingest_dataset, validate_dataset
+from steps.evaluation import enforce_robustness, evaluate_classifier, evaluate_robustness
+from steps.monitoring import compute_drift_features, gate_drift, report_drift
+from steps.packaging import package_bento, register_model
+from steps.promotion import decide_promotion, evaluate_registered_models, promote_champion
+from steps.training import calibrate_classifier, fit_hierarchical_classifier, pretrain_gan
 
 __all__ = [
     "calibrate_classifier",
+    "compute_drift_features",
+    "decide_promotion",
     "enforce_data_validation",
     "enforce_robustness",
     "evaluate_classifier",
+    "evaluate_registered_models",
     "evaluate_robustness",
     "fit_hierarchical_classifier",
+    "gate_drift",
     "ingest_dataset",
     "package_bento",
     "pretrain_gan",
+    "promote_champion",
     "register_model",
+    "report_drift",
     "validate_dataset",
 ]

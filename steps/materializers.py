@@ -11,10 +11,10 @@ from zenml.io import fileio
 from zenml.materializers.base_materializer import BaseMaterializer
 from zenml.metadata.metadata_types import MetadataType
 
-from models.classifier_io import TrainedClassifier
-from models.data import LabelledImages
-from models.gan_io import SAMPLES_FILE, TrainedGan
-from models.plots import sample_grid_png
+from models.classifier.io import TrainedClassifier
+from models.data.dataset import LabelledImages
+from models.gan.io import SAMPLES_FILE, TrainedGan
+from models.reporting.plots import sample_grid_png
 
 
 class _DirectoryMaterializer(BaseMaterializer):

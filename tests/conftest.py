@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.environment import TELEMETRY_OFF
+from models.runtime.environment import TELEMETRY_OFF
 
 for _key, _value in TELEMETRY_OFF.items():
     os.environ.setdefault(_key, _value)
@@ -53,9 +53,9 @@ def make_fashion_like(
 @pytest.fixture
 def fashion_like_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A data dir holding synthetic Fashion-MNIST files; the Debian copy is hidden."""
-    import models.sources
+    import models.data.sources
 
-    monkeypatch.setattr(models.sources, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
+    monkeypatch.setattr(models.data.sources, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
     make_fashion_like(tmp_path / "data")
     return tmp_path / "data"
 
@@ -67,3 +67,11 @@ def real_fashion_mnist_dir() -> Path:
     if not (data_dir / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte").exists():
         pytest.skip("Fashion-MNIST not fetched; run `make data`")
     return data_dir
+
+
+@pytest.fixture(scope="session")
+def square_classifier():
+    """One tiny trained classifier (:func:`tests.toy_models.square_classifier`) per session."""
+    from tests.toy_models import square_classifier
+
+    return square_classifier()

@@ -1,13 +1,55 @@
-"""Tiny classifiers trained in seconds, for tests that need a real model to serve or promote."""
+"""Tiny classifiers trained in seconds, and toy images they can learn, for tests that need a
+real model to attack, serve or promote."""
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from models.classifier import ClassifierConfig, fit_classifier
-from models.classifier_io import TrainedClassifier
-from models.gan import GanArchitecture
-from models.hierarchy import Hierarchy
+from models.classifier.config import ClassifierConfig
+from models.classifier.io import TrainedClassifier
+from models.classifier.training import fit_classifier
+from models.gan.networks import GanArchitecture
+from models.tree.hierarchy import Hierarchy, load_builtin_tree
+
+TREE = load_builtin_tree("fashion-mnist")
+ARCH = GanArchitecture(latent_dim=8, g_width=8, d_width=8)
+
+
+def square_images(n: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """28x28 images whose Fashion-MNIST leaf is where a bright square sits, over faint noise."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % TREE.num_leaves
+    images = rng.integers(0, 40, size=(n, 28, 28, 1)).astype(np.uint8)
+    for i, lab in enumerate(labels):
+        r, c = 3 + 8 * (lab // 4), 2 + 6 * (lab % 4)
+        images[i, r : r + 6, c : c + 6] = 230
+    return images, labels
+
+
+def tiny_config(**update: object) -> ClassifierConfig:
+    """A scratch-initialised classifier config that trains in a second on one thread."""
+    base = dict(
+        init="scratch",
+        epochs=3,
+        batch_size=32,
+        hidden=32,
+        lr=5e-3,
+        augment=False,
+        num_threads=1,
+        freeze_epochs=0,
+    )
+    return ClassifierConfig(**(base | update))
+
+
+def square_classifier() -> TrainedClassifier:
+    """A classifier trained on :func:`square_images`, with temperatures that are not all 1."""
+    images, labels = square_images()
+    config = tiny_config()
+    fit = fit_classifier(config, ARCH, TREE, images, labels)
+    model = TrainedClassifier.from_model(fit.model, config, TREE, {})
+    model.temperatures = [1.2, 0.9, 1.1]
+    return model
 
 
 def train_tiny_classifier(
@@ -33,3 +75,24 @@ def train_tiny_classifier(
     )
     fit = fit_classifier(config, arch, tree, images, labels)
     return TrainedClassifier.from_model(fit.model, config, tree, dict(info or {}))
+
+
+def random_logits(
+    n: int, tree: Hierarchy = TREE, scale: float = 3.0, seed: int = 0
+) -> list[torch.Tensor]:
+    """Per-level logits drawn at random (no model), ``[n, n_l]`` each."""
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(n, s, generator=g) * scale for s in tree.level_sizes]
+
+
+def make_miscalibrated(n: int = 4000, seed: int = 0):
+    """Logits that are right most of the time but 4x overconfident."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, TREE.num_leaves, (n,), generator=g)
+    level_labels = torch.from_numpy(TREE.all_level_labels(labels.numpy()))
+    logits = []
+    for level, size in enumerate(TREE.level_sizes):
+        z = torch.randn(n, size, generator=g)
+        z[torch.arange(n), level_labels[:, level]] += 1.5
+        logits.append(z * 4.0)
+    return logits, labels, level_labels

@@ -42,6 +42,7 @@ RUN uv venv --python 3.11 /opt/venv \
         -r requirements.lock
 
 COPY models/ models/
+COPY registry/ registry/
 COPY steps/ steps/
 COPY pipelines/ pipelines/
 COPY serving/ serving/

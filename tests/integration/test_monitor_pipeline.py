@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import yaml
 
-from models.classifier import ClassifierConfig, fit_classifier
-from models.classifier_io import TrainedClassifier
-from models.gan import GanArchitecture
-from models.ingest import DatasetConfig, build_dataset
+from models.classifier.config import ClassifierConfig
+from models.classifier.io import TrainedClassifier
+from models.classifier.training import fit_classifier
+from models.data.ingest import DatasetConfig, build_dataset
+from models.gan.networks import GanArchitecture
 from tests.conftest import REPO, make_fashion_like
 
 pytestmark = pytest.mark.integration

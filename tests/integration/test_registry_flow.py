@@ -20,7 +20,8 @@ pytestmark = pytest.mark.integration
 REGISTRY = r"""
 import json
 from mlflow import MlflowClient
-from pipelines.registry import use_stack_tracking_uri, champion_history
+from registry.stack import use_stack_tracking_uri
+from registry.versions import champion_history
 from zenml.client import Client
 use_stack_tracking_uri()
 client = MlflowClient()
@@ -37,7 +38,7 @@ print(json.dumps({
 
 
 def _registry(env: dict[str, str], tmp_path: Path) -> dict:
-    script = tmp_path / "registry.py"
+    script = tmp_path / "show_registry.py"  # not registry.py: that would shadow the package
     script.write_text(REGISTRY)
     proc = _run([str(script)], {**env, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 0, proc.stderr[-3000:]

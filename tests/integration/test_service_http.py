@@ -14,7 +14,7 @@ import requests
 import yaml
 from PIL import Image
 
-from models.hierarchy import load_builtin_tree
+from models.tree.hierarchy import load_builtin_tree
 from tests.conftest import REPO
 from tests.servers import free_port, wait_until_ready
 from tests.toy_models import train_tiny_classifier

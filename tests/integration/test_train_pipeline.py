@@ -55,7 +55,8 @@ print(json.dumps({
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    env = dict(os.environ)
+    # the stack's own MLflow store, not one another test pointed MLflow at
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_") or "TELEMETRY" in k}
     env["ZENML_CONFIG_PATH"] = str(tmp_path / "zenml")
     env.pop("ZENML_STORE_URL", None)
     env["HIERGAN_OFFLINE"] = "1"
@@ -143,7 +144,7 @@ def test_corrupted_data_stops_at_the_gate_with_a_readable_message(tmp_path: Path
     data_dir = tmp_path / "data"
     make_fashion_like(data_dir, n_train=200, n_test=50)
     raw = data_dir / "FashionMNIST" / "raw"
-    from models.sources import read_idx
+    from models.data.sources import read_idx
 
     train = read_idx(raw / "train-images-idx3-ubyte.gz").copy()
     test = read_idx(raw / "t10k-images-idx3-ubyte.gz")

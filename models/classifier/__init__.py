@@ -1,0 +1,40 @@
+"""The hierarchical classifier: network, training loop, the trained artifact, predictions.
+
+:class:`HierarchicalClassifier` puts a shared neck and one head per tree level on the GAN
+discriminator's trunk; :func:`fit_classifier` trains it (:class:`ClassifierTrainer` runs
+:class:`Phase` s of epochs with batch :class:`Perturbation` s: augmentation, PGD);
+:class:`TrainedClassifier` is the artifact (safetensors + JSON: weights, tree, temperatures,
+preprocessing); :class:`Predictor` answers batches of uint8 images as clients read them.
+"""
+
+from models.classifier.config import ClassifierConfig
+from models.classifier.io import TrainedClassifier
+from models.classifier.network import HierarchicalClassifier, predict_logits
+from models.classifier.prediction import InputShapeError, Predictor
+from models.classifier.training import (
+    ClassifierTrainer,
+    FitResult,
+    Perturbation,
+    Phase,
+    conditional_nll,
+    fine_accuracy,
+    finetune_adversarially,
+    fit_classifier,
+)
+
+__all__ = [
+    "ClassifierConfig",
+    "ClassifierTrainer",
+    "FitResult",
+    "HierarchicalClassifier",
+    "InputShapeError",
+    "Perturbation",
+    "Phase",
+    "Predictor",
+    "TrainedClassifier",
+    "conditional_nll",
+    "fine_accuracy",
+    "finetune_adversarially",
+    "fit_classifier",
+    "predict_logits",
+]

@@ -1,0 +1,124 @@
+"""A trained hierarchical classifier as one self-contained artifact (safetensors + JSON).
+
+It holds everything needed to predict from raw uint8 images: the architecture, the weights, the
+tree, the per-level temperatures and the preprocessing (size, channels, value range). Serving
+and evaluation load it with no pickle involved.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from models.classifier.config import ClassifierConfig
+from models.classifier.network import HierarchicalClassifier, predict_logits
+from models.gan.networks import GanArchitecture
+from models.tree.hierarchy import Hierarchy
+from models.tree.merge import TreeTensors, merged_log_probs
+
+WEIGHTS_FILE = "classifier.safetensors"
+INFO_FILE = "classifier.json"
+
+
+@dataclass
+class TrainedClassifier:
+    """Weights, tree, temperatures and preprocessing of a hierarchical classifier.
+
+    Attributes:
+        architecture: the GAN architecture the trunk shares.
+        config: how it was trained.
+        tree: the label tree.
+        state: the model's ``state_dict`` (CPU tensors).
+        temperatures: one per level (all 1.0 until calibrated).
+        info: JSON-able facts (dataset hash, GAN run key, label fraction, metrics ...).
+    """
+
+    architecture: GanArchitecture
+    config: ClassifierConfig
+    tree: Hierarchy
+    state: dict[str, Tensor]
+    temperatures: list[float] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.temperatures:
+            self.temperatures = [1.0] * self.tree.depth
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        """What an input must become before the model: size, channels, value range."""
+        return {
+            "image_size": self.architecture.image_size,
+            "channels": self.architecture.channels,
+            "input": "uint8 [N, H, W, C], scaled to [-1, 1] as x / 127.5 - 1",
+        }
+
+    @classmethod
+    def from_model(
+        cls,
+        model: HierarchicalClassifier,
+        config: ClassifierConfig,
+        tree: Hierarchy,
+        info: dict[str, Any],
+    ) -> TrainedClassifier:
+        """Snapshot a model (weights copied to CPU)."""
+        state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+        return cls(model.arch, config, tree, state, info=dict(info))
+
+    def build(self, device: torch.device | str = "cpu") -> HierarchicalClassifier:
+        """The network with these weights, in eval mode, on ``device``."""
+        model = HierarchicalClassifier(self.architecture, self.tree.level_sizes, self.config)
+        model.load_state_dict(self.state)
+        return model.to(device).eval()
+
+    def logits(
+        self, images: np.ndarray, model: HierarchicalClassifier | None = None
+    ) -> list[Tensor]:
+        """Per-level raw logits for uint8 ``[N, H, W, C]`` images."""
+        return predict_logits(model or self.build(), images)
+
+    def leaf_probs(self, logits: list[Tensor], calibrated: bool = True) -> Tensor:
+        """``[N, n_leaves]`` merged leaf probabilities, temperature-scaled when ``calibrated``."""
+        tt = TreeTensors(self.tree, logits[0].device)
+        return merged_log_probs(logits, tt, self.temperatures if calibrated else None).exp()
+
+    def predict_proba(self, images: np.ndarray, calibrated: bool = True) -> np.ndarray:
+        """``[N, n_leaves]`` leaf probabilities for uint8 images."""
+        return self.leaf_probs(self.logits(images), calibrated).cpu().numpy()
+
+    def save(self, directory: str | Path) -> None:
+        """Write ``classifier.safetensors`` and ``classifier.json``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_file(self.state, str(directory / WEIGHTS_FILE))
+        meta = {
+            "format": 1,
+            "architecture": self.architecture.model_dump(),
+            "config": self.config.model_dump(),
+            "tree": self.tree.to_dict(),
+            "temperatures": list(self.temperatures),
+            "preprocessing": self.preprocessing,
+            "info": self.info,
+        }
+        (directory / INFO_FILE).write_text(json.dumps(meta, indent=1, default=str))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> TrainedClassifier:
+        """Inverse of :meth:`save` (safetensors and JSON: loading runs no code)."""
+        directory = Path(directory)
+        meta = json.loads((directory / INFO_FILE).read_text())
+        return cls(
+            architecture=GanArchitecture(**meta["architecture"]),
+            config=ClassifierConfig(**meta["config"]),
+            tree=Hierarchy.from_dict(meta["tree"]),
+            state=load_file(str(directory / WEIGHTS_FILE)),
+            temperatures=[float(t) for t in meta["temperatures"]],
+            info=meta.get("info", {}),
+        )

@@ -1,0 +1,70 @@
+"""The classifier network: the GAN discriminator's trunk, a shared neck, one head per tree level.
+
+Each level's head scores all of that level's nodes; :mod:`models.tree.merge` turns them into
+probabilities conditional on the parent and their product along a path. The from-scratch
+baseline is the same network with a randomly initialised trunk.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from models.classifier.config import ClassifierConfig
+from models.gan.networks import Discriminator, GanArchitecture
+from models.runtime.tensors import map_image_batches
+
+
+class HierarchicalClassifier(nn.Module):
+    """``image -> [logits of level 0, ..., logits of the leaf level]``."""
+
+    def __init__(
+        self, arch: GanArchitecture, level_sizes: tuple[int, ...], config: ClassifierConfig
+    ) -> None:
+        super().__init__()
+        arch = arch.model_copy(update={"num_classes": 0, "feature_pool": config.feature_pool})
+        self.arch = arch
+        self.level_sizes = tuple(level_sizes)
+        self.backbone = Discriminator(arch)
+        self.backbone.head = nn.Identity()  # the real/fake head is not part of the classifier
+        self.neck = nn.Sequential(
+            nn.Linear(self.backbone.feature_dim, config.hidden),
+            nn.BatchNorm1d(config.hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(config.dropout),
+        )
+        self.heads = nn.ModuleList(nn.Linear(config.hidden, n) for n in level_sizes)
+
+    def load_trunk(self, discriminator_state: dict[str, Tensor]) -> None:
+        """Copy the trunk weights of a trained discriminator (its head is dropped)."""
+        trunk = {k: v for k, v in discriminator_state.items() if k.startswith("trunk.")}
+        missing, unexpected = self.backbone.load_state_dict(trunk, strict=False)
+        if unexpected or any(k.startswith("trunk.") for k in missing):
+            raise ValueError(f"discriminator weights do not fit the trunk: {missing or unexpected}")
+
+    def trunk_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the (GAN-pretrained) trunk."""
+        return list(self.backbone.trunk.parameters())
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        """Per-level logits ``[B, n_l]``, top level first."""
+        return self.logits_from_features(self.backbone.features(x))
+
+    def logits_from_features(self, features: Tensor) -> list[Tensor]:
+        """Per-level logits from the trunk's pooled features ``[B, feature_dim]``.
+
+        With ``backbone.features(x)`` this is ``forward`` in two halves: the drift monitor reads
+        the embeddings and the predictions from one pass.
+        """
+        h = self.neck(features)
+        return [head(h) for head in self.heads]
+
+
+@torch.no_grad()
+def predict_logits(
+    model: HierarchicalClassifier, images: np.ndarray, batch_size: int = 1024
+) -> list[Tensor]:
+    """Per-level logits for ``[N, H, W, C]`` uint8 images (eval mode), on the model's device."""
+    chunks = map_image_batches(model, lambda x: [z.float() for z in model(x)], images, batch_size)
+    return [torch.cat([c[lv] for c in chunks]) for lv in range(len(model.level_sizes))]

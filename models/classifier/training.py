@@ -1,0 +1,348 @@
+"""Training the hierarchical classifier: one loop, phases of epochs, and batch perturbations.
+
+The loss is the weighted sum over levels of the *conditional* cross-entropy
+``-log P(node_l | node_{l-1})`` (:mod:`models.tree.merge`), so that the product along a path is
+the leaf probability the model is judged on.
+
+A run is a sequence of :class:`Phase` s, each with its own cosine learning-rate cycle and its own
+chain of :class:`Perturbation` s applied to every batch before the loss: the clean phase (frozen
+trunk first, then everything; random shifts and flips), and, when configured, PGD adversarial
+epochs (:class:`~models.attacks.PGDPerturbation` after the same augmentation). A new way of
+changing batches (a generator's samples, say) is one more perturbation, not a second loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from models.attacks.adversarial_training import PGDPerturbation
+from models.classifier.augment import ShiftFlip
+from models.classifier.config import ClassifierConfig
+from models.classifier.network import HierarchicalClassifier, predict_logits
+from models.data.dataset import stratified_fraction
+from models.gan.networks import GanArchitecture
+from models.runtime.device import prepare_device
+from models.runtime.tensors import to_model_range
+from models.tree.hierarchy import Hierarchy
+from models.tree.merge import TreeTensors, conditional_log_probs, decode_global, merged_log_probs
+
+logger = logging.getLogger(__name__)
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+class Perturbation(Protocol):
+    """Changes a training batch before the loss: augmentation, adversarial examples, ..."""
+
+    def __call__(self, x: Tensor, level_labels: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        """The batch to train on.
+
+        ``x`` is ``[B, C, H, W]`` in [-1, 1], ``level_labels`` ``[B, depth]``, ``step`` counts
+        the phase's steps from 0.
+        """
+        ...
+
+
+@dataclass
+class Phase:
+    """Epochs with one cosine learning-rate cycle and one chain of batch perturbations.
+
+    Attributes:
+        name: for logs.
+        epochs: how many.
+        lr_scale: the cycle's peak, relative to each parameter group's base rate.
+        frozen_epochs: leading epochs that train only the heads (trunk frozen, its batch-norm
+            statistics kept).
+        perturbations: applied in order to every batch.
+        tags: constant entries of every epoch's metrics (e.g. ``{"adversarial": 1.0}``).
+    """
+
+    name: str
+    epochs: int
+    lr_scale: float = 1.0
+    frozen_epochs: int = 0
+    perturbations: Sequence[Perturbation] = ()
+    tags: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class FitResult:
+    """A trained classifier and its training record."""
+
+    model: HierarchicalClassifier
+    history: list[dict[str, float]] = field(default_factory=list)
+    labelled_indices: np.ndarray | None = None
+    images_per_second: float = 0.0
+    seconds: float = 0.0
+    adversarial_seconds: float = 0.0
+
+
+def conditional_nll(
+    logits: list[Tensor], level_labels: Tensor, tt: TreeTensors, weights: Sequence[float]
+) -> Tensor:
+    """Weighted sum over levels of ``-log P(true node | true parent)``, batch-averaged."""
+    cond = conditional_log_probs(logits, tt)
+    loss = logits[0].new_zeros(())
+    for level, (c, w) in enumerate(zip(cond, weights, strict=True)):
+        loss = loss + w * -c.gather(1, level_labels[:, level : level + 1]).mean()
+    return loss
+
+
+def fine_accuracy(
+    model: HierarchicalClassifier, tt: TreeTensors, images: np.ndarray, labels: np.ndarray
+) -> float:
+    """Leaf accuracy of the merged (uncalibrated) prediction, global decoding."""
+    pred = decode_global(merged_log_probs(predict_logits(model, images), tt)).cpu().numpy()
+    return float((pred == labels).mean())
+
+
+class ClassifierTrainer:
+    """Runs :class:`Phase` s over one labelled training set, with one optimiser throughout.
+
+    Args:
+        model: the network, on its device.
+        config: batch size, learning rates, weight decay, seed, memory format, level weights.
+        tree: the label tree.
+        images: uint8 ``[N, H, W, C]`` training images (only these are used).
+        labels: ``[N]`` their leaf labels.
+        validate: extra per-epoch metrics (e.g. validation accuracy), or None.
+    """
+
+    def __init__(
+        self,
+        model: HierarchicalClassifier,
+        config: ClassifierConfig,
+        tree: Hierarchy,
+        images: np.ndarray,
+        labels: np.ndarray,
+        validate: Callable[[], dict[str, float]] | None = None,
+    ) -> None:
+        device = next(model.parameters()).device
+        self.model, self.config, self.validate = model, config, validate
+        self.tt = TreeTensors(tree, device)
+        self.weights = config.level_weights or [1.0] * tree.depth
+        if len(self.weights) != tree.depth:
+            raise ValueError(
+                f"level_weights has {len(self.weights)} entries for a tree of depth {tree.depth}"
+            )
+        # [N, H, W, C] uint8 -> [N, C, H, W] uint8 on the device, once
+        self.x_all = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).to(device)
+        self.y_all = torch.from_numpy(tree.all_level_labels(labels)).to(device)
+        self.batch = min(config.batch_size, len(images))
+        self.steps_per_epoch = max(1, len(images) // self.batch)
+        trunk = model.trunk_parameters()
+        trunk_ids = {id(p) for p in trunk}
+        self.opt = torch.optim.AdamW(
+            [
+                {"params": trunk, "lr": config.lr * config.trunk_lr_scale},
+                {
+                    "params": [p for p in model.parameters() if id(p) not in trunk_ids],
+                    "lr": config.lr,
+                },
+            ],
+            weight_decay=config.weight_decay,
+        )
+        self.base_lrs = [g["lr"] for g in self.opt.param_groups]
+        self.generator = torch.Generator(device=device).manual_seed(config.seed)
+        self.epochs_done = 0
+
+    def augmentation(self) -> list[Perturbation]:
+        """The configured augmentation (shifts and flips), or nothing."""
+        return [ShiftFlip(self.generator, self.config.hflip)] if self.config.augment else []
+
+    def pgd_phase(self) -> Phase:
+        """PGD adversarial epochs as configured (``config.adversarial``), after augmentation."""
+        adv = self.config.adversarial
+        if adv is None:
+            raise ValueError("an adversarial phase needs ClassifierConfig.adversarial")
+        pgd = PGDPerturbation(
+            self.model,
+            self.tt,
+            adv,
+            tuple(self.x_all.shape[1:]),
+            self.batch,
+            self.config.seed,
+            self.config.channels_last,
+        )
+        return Phase(
+            "adversarial",
+            adv.epochs,
+            lr_scale=adv.lr_scale,
+            perturbations=[*self.augmentation(), pgd],
+            tags={"adversarial": 1.0},
+        )
+
+    def run(self, phase: Phase, on_epoch: EpochCallback | None = None) -> list[dict[str, float]]:
+        """Train through ``phase``; one metrics dict per epoch."""
+        total_steps = phase.epochs * self.steps_per_epoch
+        history = []
+        for epoch in range(phase.epochs):
+            frozen = epoch < phase.frozen_epochs
+            self._freeze_trunk(frozen)
+            perm = torch.randperm(
+                len(self.x_all), device=self.x_all.device, generator=self.generator
+            )
+            loss_sum = 0.0
+            for b in range(self.steps_per_epoch):
+                step = epoch * self.steps_per_epoch + b
+                # cosine cycle over the whole phase, peaking at lr_scale
+                scale = phase.lr_scale * 0.5 * (1 + math.cos(math.pi * step / total_steps))
+                sel = perm[b * self.batch : (b + 1) * self.batch]
+                loss_sum += self._step(self.x_all[sel], self.y_all[sel], phase, step, scale)
+            self.epochs_done += 1
+            metrics = {
+                "epoch": float(self.epochs_done),
+                "train_loss": loss_sum / self.steps_per_epoch,
+                "frozen": float(frozen),
+                **phase.tags,
+            }
+            if self.validate is not None:
+                metrics.update(self.validate())
+            history.append(metrics)
+            logger.info(
+                "classifier %s epoch %d/%d: %s", phase.name, epoch + 1, phase.epochs, metrics
+            )
+            if on_epoch is not None:
+                on_epoch(self.epochs_done, metrics)
+        self.model.eval()
+        return history
+
+    def _freeze_trunk(self, frozen: bool) -> None:
+        for p in self.model.trunk_parameters():
+            p.requires_grad_(not frozen)
+        self.model.train()
+        if frozen:
+            self.model.backbone.eval()  # keep the GAN's batch-norm statistics while frozen
+
+    def _step(self, x_u8: Tensor, y: Tensor, phase: Phase, step: int, lr_scale: float) -> float:
+        """Perturb one batch, then one optimiser step on the conditional NLL; the loss."""
+        x = to_model_range(x_u8)
+        for perturb in phase.perturbations:
+            x, y = perturb(x, y, step)
+        if self.config.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        for group, lr in zip(self.opt.param_groups, self.base_lrs, strict=True):
+            group["lr"] = lr * lr_scale
+        loss = conditional_nll(self.model(x), y, self.tt, self.weights)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return float(loss.detach())
+
+
+def fit_classifier(
+    config: ClassifierConfig,
+    arch: GanArchitecture,
+    tree: Hierarchy,
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    val_images: np.ndarray | None = None,
+    val_labels: np.ndarray | None = None,
+    discriminator_state: dict[str, Tensor] | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> FitResult:
+    """Train the hierarchical classifier: the clean phase, then PGD epochs if configured.
+
+    Args:
+        config: training settings; ``init="gan"`` needs ``discriminator_state``.
+        arch: the GAN architecture the trunk shares.
+        tree: the label tree.
+        train_images: ``[N, H, W, C]`` uint8.
+        train_labels: ``[N]`` leaf labels; only a stratified ``label_fraction`` of them is used.
+        val_images: optional, for a per-epoch validation accuracy.
+        val_labels: their leaf labels.
+        discriminator_state: the GAN discriminator's weights.
+        on_epoch: called with ``(epoch, metrics)`` after each epoch.
+
+    Returns:
+        The model (eval mode) and its history.
+    """
+    device = prepare_device(config.device, config.num_threads)
+    torch.manual_seed(config.seed)
+    model = HierarchicalClassifier(arch, tree.level_sizes, config)
+    if config.init == "gan":
+        if discriminator_state is None:
+            raise ValueError("init='gan' needs the GAN discriminator's weights")
+        model.load_trunk(discriminator_state)
+    model.to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    trainer, idx = _labelled_trainer(
+        model, config, tree, train_images, train_labels, val_images, val_labels
+    )
+    epochs = max(config.epochs, math.ceil(config.min_steps / trainer.steps_per_epoch))
+    frozen = min(config.freeze_epochs, epochs - 1) if config.init == "gan" else 0
+    started = time.perf_counter()
+    history = trainer.run(
+        Phase("clean", epochs, frozen_epochs=frozen, perturbations=trainer.augmentation()), on_epoch
+    )
+    seconds = time.perf_counter() - started
+    adversarial_seconds = 0.0
+    if config.adversarial is not None:
+        started = time.perf_counter()
+        history += trainer.run(trainer.pgd_phase(), on_epoch)
+        adversarial_seconds = time.perf_counter() - started
+    return FitResult(
+        model=model,
+        history=history,
+        labelled_indices=idx,
+        images_per_second=epochs * trainer.steps_per_epoch * trainer.batch / max(seconds, 1e-9),
+        seconds=seconds + adversarial_seconds,
+        adversarial_seconds=adversarial_seconds,
+    )
+
+
+def finetune_adversarially(
+    model: HierarchicalClassifier,
+    config: ClassifierConfig,
+    tree: Hierarchy,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[list[dict[str, float]], float]:
+    """Adversarially fine-tune an already trained classifier (e.g. a saved default model).
+
+    The same epochs :func:`fit_classifier` appends when ``config.adversarial`` is set, started
+    from ``model``'s weights with a fresh AdamW (the clean run's optimiser state is not saved).
+
+    Returns:
+        The per-epoch history and the seconds it took.
+    """
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    trainer, _ = _labelled_trainer(model, config, tree, *train, *(val or (None, None)))
+    history = trainer.run(trainer.pgd_phase())
+    return history, time.perf_counter() - started
+
+
+def _labelled_trainer(
+    model: HierarchicalClassifier,
+    config: ClassifierConfig,
+    tree: Hierarchy,
+    images: np.ndarray,
+    labels: np.ndarray,
+    val_images: np.ndarray | None,
+    val_labels: np.ndarray | None,
+) -> tuple[ClassifierTrainer, np.ndarray]:
+    """A trainer on the stratified ``label_fraction`` of the labels, and the indices it uses."""
+    idx = stratified_fraction(labels, config.label_fraction, config.seed)
+    tt = TreeTensors(tree, next(model.parameters()).device)
+
+    def validate() -> dict[str, float]:
+        return {"val_fine_accuracy": fine_accuracy(model, tt, val_images, val_labels)}
+
+    has_val = val_images is not None and val_labels is not None
+    trainer = ClassifierTrainer(
+        model, config, tree, images[idx], labels[idx], validate if has_val else None
+    )
+    return trainer, idx

@@ -1,0 +1,11 @@
+"""Training stage: pretrain the GAN, fit the hierarchical classifier, calibrate it."""
+
+from steps.training.calibrate_classifier import calibrate_classifier
+from steps.training.fit_hierarchical_classifier import fit_hierarchical_classifier
+from steps.training.pretrain_gan import pretrain_gan
+
+__all__ = [
+    "pretrain_gan",
+    "fit_hierarchical_classifier",
+    "calibrate_classifier",
+]

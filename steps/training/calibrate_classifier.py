@@ -1,0 +1,40 @@
+"""Step: fit one temperature per tree level on the validation split."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from PIL import Image
+from zenml import ArtifactConfig, log_metadata, step
+from zenml.enums import ArtifactType
+
+from models.calibration import calibrate
+from models.classifier.io import TrainedClassifier
+from models.data.dataset import LabelledImages
+from steps import artifacts, tracking
+from steps.materializers import TrainedClassifierMaterializer
+
+logger = logging.getLogger(__name__)
+
+
+@step(output_materializers={artifacts.CALIBRATED_CLASSIFIER: TrainedClassifierMaterializer})
+def calibrate_classifier(
+    classifier: TrainedClassifier, dataset: LabelledImages
+) -> tuple[
+    Annotated[
+        TrainedClassifier,
+        ArtifactConfig(name=artifacts.CALIBRATED_CLASSIFIER, artifact_type=ArtifactType.MODEL),
+    ],
+    Annotated[dict[str, Any], artifacts.CALIBRATION],
+    Annotated[Image.Image, artifacts.RELIABILITY_DIAGRAM],
+]:
+    """Temperatures by NLL on val; ECE and NLL before/after on val; a reliability diagram."""
+    result = calibrate(classifier, *dataset.split("val"))
+    report = result.report
+    logger.info("Calibration: %s", report)
+    tracking.log_metrics({k: v for k, v in report.items() if isinstance(v, float)})
+    tracking.log_metrics({f"temperature_{k}": v for k, v in report["temperatures"].items()})
+    tracking.log_png(result.diagram_png, "calibration/reliability_val.png")
+    log_metadata(metadata={"calibration": report})
+    return result.classifier, report, tracking.png_image(result.diagram_png)

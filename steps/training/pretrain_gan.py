@@ -1,0 +1,53 @@
+"""Step: pretrain the GAN whose discriminator becomes the feature extractor."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from zenml import ArtifactConfig, log_metadata, step
+from zenml.enums import ArtifactType
+
+from models.data.dataset import LabelledImages
+from models.gan import PretrainGanConfig, TrainedGan, TrainerCallback
+from models.gan import pretrain_gan as pretrain
+from models.gan.pretrain import probe_table
+from steps import artifacts, tracking
+from steps.materializers import TrainedGanMaterializer
+
+logger = logging.getLogger(__name__)
+
+
+class MlflowCallback(TrainerCallback):
+    """Losses and images/s as MLflow metrics; sample grids as MLflow images."""
+
+    def on_log(self, step: int, metrics: dict[str, float]) -> None:
+        """Log the step's metrics with ``gan/`` prefixes."""
+        tracking.log_metrics({f"gan/{k}": v for k, v in metrics.items()}, step=step)
+
+    def on_samples(self, step: int, png: bytes) -> None:
+        """Log the fixed-noise grid of this step."""
+        tracking.log_png(png, f"gan/samples/step_{step:07d}.png")
+
+
+@step(output_materializers=TrainedGanMaterializer)
+def pretrain_gan(
+    dataset: LabelledImages, config: PretrainGanConfig
+) -> Annotated[TrainedGan, ArtifactConfig(name=artifacts.GAN, artifact_type=ArtifactType.MODEL)]:
+    """Train the GAN on the train split; probe its features against a random discriminator.
+
+    The image size and channels of the architecture follow the dataset; in semi-supervised mode
+    the discriminator gets one logit per leaf class.
+    """
+    resolved = config.for_data(dataset.image_shape, dataset.hierarchy.num_leaves)
+    tracking.log_params(
+        {f"gan.{k}": v for k, v in resolved.model_dump(exclude={"architecture"}).items()}
+        | {f"gan.arch.{k}": v for k, v in resolved.architecture.model_dump().items()}
+        | {"gan.run_key": resolved.run_key(dataset.content_hash)}
+    )
+    gan = pretrain(dataset, config, callbacks=[MlflowCallback()])
+    info = gan.info
+    tracking.log_metrics({k: v for k, v in info.items() if isinstance(v, float | int)})
+    tracking.log_text(probe_table(info, dataset.hierarchy.level_names), "gan/linear_probe.md")
+    log_metadata(metadata={"gan": info})
+    return gan

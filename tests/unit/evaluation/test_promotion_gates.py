@@ -1,0 +1,25 @@
+"""Promotion through a real (temporary, SQLite) MLflow registry: gates, alias moves, rollback."""
+
+from __future__ import annotations
+
+from models.evaluation.promotion import Decision, PromotionGates, decide
+
+GATES = PromotionGates(min_accuracy=0.3, max_ece=0.5, max_accuracy_drop=0.0)
+
+
+def test_first_model_is_judged_by_absolute_gates_only() -> None:
+    ok = decide({"accuracy_fine": 0.9, "ece_fine": 0.01}, None, GATES)
+    assert ok.promote and any("absolute gates only" in r for r in ok.reasons)
+    bad = decide({"accuracy_fine": 0.2, "ece_fine": 0.01}, None, GATES)
+    assert not bad.promote and bad.reasons[0].startswith("FAIL fine accuracy 0.2000")
+
+
+def test_robust_accuracy_is_compared_only_when_both_have_it() -> None:
+    gates = PromotionGates(min_accuracy=0.5, max_ece=0.5, robust_metric="robust_x")
+    champion = {"accuracy_fine": 0.9, "ece_fine": 0.01, "robust_x": 0.6}
+    weaker = {"accuracy_fine": 0.9, "ece_fine": 0.01, "robust_x": 0.5}
+    decision: Decision = decide(weaker, champion, gates)
+    assert not decision.promote
+    assert [c["gate"] for c in decision.checks if not c["passed"]] == ["robust_vs_champion"]
+    unmeasured = {"accuracy_fine": 0.9, "ece_fine": 0.01}
+    assert decide(unmeasured, champion, gates).promote

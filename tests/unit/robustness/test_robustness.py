@@ -1,0 +1,108 @@
+"""Attacks, corruptions, the robustness evaluation and gate, adversarial fine-tuning."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from models.attacks.evasion import (
+    MergedLeafModel,
+)
+from models.classifier.io import TrainedClassifier
+from models.robustness.config import (
+    RobustnessConfig,
+    RobustnessGate,
+    RobustnessGateError,
+    check_gate,
+)
+from models.robustness.evaluate import evaluate_robustness
+from models.tree.merge import TreeTensors
+from tests.toy_models import TREE, square_images
+
+
+def merged(model: TrainedClassifier) -> MergedLeafModel:
+    return MergedLeafModel(model.build(), TreeTensors(TREE), model.temperatures).eval()
+
+
+def test_config_rejects_a_gate_on_an_unmeasured_attack_and_unknown_corruptions() -> None:
+    with pytest.raises(ValidationError, match="not measured"):
+        RobustnessConfig(eps=[0.05], gate=RobustnessGate(eps=0.1))
+    with pytest.raises(ValidationError, match="not measured"):
+        RobustnessConfig(attacks=["fgsm"])
+    with pytest.raises(ValidationError, match="unknown corruption"):
+        RobustnessConfig(corruptions=["fog"])
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        RobustnessConfig(epsilon=[0.1])
+
+
+def test_gate_fails_below_the_bound_and_passes_at_or_above() -> None:
+    gate = RobustnessGate(min_accuracy=0.6, attack="pgd", eps=0.1)
+    assert gate.metric == "robust_accuracy_fine_pgd_eps0.1"
+    with pytest.raises(RobustnessGateError, match=r"robust_accuracy_fine_pgd_eps0.1 = 0.5900 < "):
+        check_gate({gate.metric: 0.59, "attack_images": 100}, gate)
+    assert "0.6000 >= 0.6000" in check_gate({gate.metric: 0.6}, gate)
+    with pytest.raises(RobustnessGateError, match="was not measured"):
+        check_gate({"robust_accuracy_fine_fgsm_eps0.1": 0.9}, gate)
+    coarse = RobustnessGate(min_accuracy=0.9, level="category", attack="fgsm", eps=0.05)
+    assert "robust_accuracy_category_fgsm_eps0.05" in check_gate(
+        {"robust_accuracy_category_fgsm_eps0.05": 0.95}, coarse
+    )
+
+
+def test_evaluation_reports_every_level_attack_and_corruption(
+    square_classifier: TrainedClassifier,
+) -> None:
+    test_x, test_y = square_images(60, seed=7)
+    train_x, train_y = square_images(100, seed=8)
+    config = RobustnessConfig(
+        eps=[0.02, 0.1],
+        pgd_steps=3,
+        attack_images=40,
+        corruptions=["gaussian_noise", "rotation"],
+        severities=[1, 5],
+        corruption_images=30,
+        saliency_per_class=1,
+        saliency_mistakes=2,
+        ig_steps=4,
+        neighbour_pool=50,
+        neighbours=3,
+        gate=RobustnessGate(min_accuracy=0.0, eps=0.1),
+    )
+    result = evaluate_robustness(square_classifier, test_x, test_y, config, train_x, train_y)
+    m = result.metrics
+    assert m["attack_images"] == 40 and m["corruption_images"] == 30
+    for level in ("category", "group", "fine"):
+        clean = m[f"clean_accuracy_{level}"]
+        for attack in ("fgsm", "pgd"):
+            for eps in (0.02, 0.1):
+                assert 0.0 <= m[f"robust_accuracy_{level}_{attack}_eps{eps:g}"] <= clean + 1e-9
+        assert 0.0 <= m[f"corruption_accuracy_{level}"] <= 1.0
+    assert 0.0 <= m["graceful_category_pgd_eps0.1"] <= 1.0
+    assert m["attacks"]["pgd"]["0.1"]["max_linf"] <= 0.1 + 1e-6
+    assert set(m["corruptions"]) == {"gaussian_noise", "rotation"}
+    assert set(m["corruptions"]["rotation"]) == {"1", "5", "mean"}
+    assert m["gate"] == {
+        "metric": "robust_accuracy_fine_pgd_eps0.1",
+        "value": m["robust_accuracy_fine_pgd_eps0.1"],
+        "min_accuracy": 0.0,
+        "passed": True,
+    }
+    assert set(result.pictures) == {
+        "robustness_curves",
+        "saliency_per_class",
+        "saliency_mistakes",
+        "adversarial_examples",
+        "neighbours",
+    } - (set() if (m["clean"]["leaf_mistakes"]) else {"saliency_mistakes"})
+    assert all(png.startswith(b"\x89PNG") for png in result.pictures.values())
+    assert result.tables["attacks"].count("\n") == 2 + 1 + 4
+    assert "| rotation |" in result.tables["corruptions"]
+
+
+def test_a_gate_on_an_unknown_level_fails_before_any_work(
+    square_classifier: TrainedClassifier,
+) -> None:
+    test_x, test_y = square_images(20, seed=10)
+    config = RobustnessConfig(gate=RobustnessGate(level="item"))
+    with pytest.raises(ValueError, match=r"gate.level 'item' is not a level.*'fine'"):
+        evaluate_robustness(square_classifier, test_x, test_y, config)
