@@ -96,3 +96,25 @@ def make_miscalibrated(n: int = 4000, seed: int = 0):
         z[torch.arange(n), level_labels[:, level]] += 1.5
         logits.append(z * 4.0)
     return logits, labels, level_labels
+
+
+def encode_image(array: np.ndarray, fmt: str = "PNG", mode: str | None = None) -> bytes:
+    """``array`` encoded as an image file (PNG by default), converted to ``mode`` first if given."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    img = Image.fromarray(array)
+    if mode:
+        img = img.convert(mode)
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def merged_model(model: TrainedClassifier) -> torch.nn.Module:
+    """The calibrated classifier as the attacks see it (images in [0, 1] to leaf log-probs)."""
+    from models.attacks.evasion import MergedLeafModel
+    from models.tree.merge import TreeTensors
+
+    return MergedLeafModel(model.build(), TreeTensors(model.tree), model.temperatures).eval()

@@ -344,5 +344,5 @@ def builtin_tree_path(name: str) -> Path:
 
 
 def load_builtin_tree(name: str) -> Hierarchy:
-    """Load one of the trees shipped in ``models/trees``."""
+    """Load one of the trees shipped in ``models/tree/trees``."""
     return Hierarchy.from_yaml(builtin_tree_path(name))

@@ -1,4 +1,4 @@
-"""Promotion through a real (temporary, SQLite) MLflow registry: gates, alias moves, rollback."""
+"""Promotion through a real (temporary, SQLite) MLflow registry: alias moves and rollback."""
 
 from __future__ import annotations
 

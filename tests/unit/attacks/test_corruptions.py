@@ -1,4 +1,4 @@
-"""Attacks, corruptions, the robustness evaluation and gate, adversarial fine-tuning."""
+"""The corruption grid: deterministic, shape- and range-preserving, growing with severity."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Attacks, corruptions, the robustness evaluation and gate, adversarial fine-tuning."""
+"""FGSM and PGD through ART on the merged model: inside the eps ball, raising the loss, seeded."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from models.attacks.evasion import (
-    MergedLeafModel,
     art_classifier,
     make_attack,
     predict_leaf_log_probs,
@@ -15,19 +14,14 @@ from models.attacks.evasion import (
 )
 from models.classifier.io import TrainedClassifier
 from models.runtime.tensors import to_unit_range
-from models.tree.merge import TreeTensors
-from tests.toy_models import TREE, square_images
-
-
-def merged(model: TrainedClassifier) -> MergedLeafModel:
-    return MergedLeafModel(model.build(), TreeTensors(TREE), model.temperatures).eval()
+from tests.toy_models import merged_model, square_images
 
 
 def test_merged_model_is_the_calibrated_leaf_distribution(
     square_classifier: TrainedClassifier,
 ) -> None:
     images, _ = square_images(40, seed=1)
-    log_probs = predict_leaf_log_probs(merged(square_classifier), to_unit_range(images))
+    log_probs = predict_leaf_log_probs(merged_model(square_classifier), to_unit_range(images))
     np.testing.assert_allclose(
         log_probs.exp().numpy(), square_classifier.predict_proba(images), rtol=1e-4, atol=1e-6
     )
@@ -39,7 +33,7 @@ def test_attacks_raise_the_loss_and_stay_in_the_eps_ball(
     square_classifier: TrainedClassifier, attack_name: str, eps: float
 ) -> None:
     images, labels = square_images(60, seed=2)
-    model = merged(square_classifier)
+    model = merged_model(square_classifier)
     x = to_unit_range(images)
     attack = make_attack(art_classifier(model, (1, 28, 28), torch.device("cpu")), attack_name, eps)
     adv = run_attack(attack, model, x, labels, seed=0)
@@ -56,7 +50,7 @@ def test_attacks_raise_the_loss_and_stay_in_the_eps_ball(
 
 def test_pgd_is_deterministic_given_a_seed(square_classifier: TrainedClassifier) -> None:
     images, labels = square_images(20, seed=3)
-    model = merged(square_classifier)
+    model = merged_model(square_classifier)
     attack = make_attack(art_classifier(model, (1, 28, 28), torch.device("cpu")), "pgd", 0.05)
     x = to_unit_range(images)
     first = run_attack(attack, model, x, labels, seed=7)

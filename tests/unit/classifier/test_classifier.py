@@ -1,3 +1,5 @@
+"""The hierarchical classifier: augmentation, label fractions, a tiny fit, the saved artifact."""
+
 from pathlib import Path
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""The service's pieces called directly: image decoding, input checks, the service class."""
+"""The predictor's input checks: shapes, dtypes and value ranges named when wrong."""
 
 from __future__ import annotations
 

@@ -1,3 +1,5 @@
+"""The dataset artifact: deterministic stratified splits, the content hash, storage, facts."""
+
 from pathlib import Path
 
 import numpy as np

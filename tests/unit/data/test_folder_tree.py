@@ -1,3 +1,5 @@
+"""Label trees read from nested image folders."""
+
 from pathlib import Path
 
 import pytest

@@ -1,24 +1,14 @@
-"""The service's pieces called directly: image decoding, input checks, the service class."""
+"""Image decoding: any format, size or mode becomes the model's input; bad files are named."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from models.data.images import ImageDecodeError, decode_image
-
-
-def _png(array: np.ndarray, fmt: str = "PNG", mode: str | None = None) -> bytes:
-    buf = io.BytesIO()
-    img = Image.fromarray(array)
-    if mode:
-        img = img.convert(mode)
-    img.save(buf, format=fmt)
-    return buf.getvalue()
+from tests.toy_models import encode_image
 
 
 @pytest.mark.parametrize(
@@ -33,17 +23,17 @@ def _png(array: np.ndarray, fmt: str = "PNG", mode: str | None = None) -> bytes:
     ],
 )
 def test_any_format_size_or_mode_becomes_model_input(array, fmt, mode) -> None:
-    out = decode_image(_png(array, fmt, mode), size=28, channels=1)
+    out = decode_image(encode_image(array, fmt, mode), size=28, channels=1)
     assert out.shape == (28, 28, 1) and out.dtype == np.uint8
-    rgb = decode_image(_png(array, fmt, mode), size=32, channels=3)
+    rgb = decode_image(encode_image(array, fmt, mode), size=32, channels=3)
     assert rgb.shape == (32, 32, 3)
 
 
 def test_grayscale_resize_matches_training_decoding(tmp_path: Path) -> None:
     img = np.arange(56 * 56, dtype=np.uint32).reshape(56, 56).astype(np.uint8)
-    (tmp_path / "a.png").write_bytes(_png(img))
+    (tmp_path / "a.png").write_bytes(encode_image(img))
     from_path = decode_image(tmp_path / "a.png", 28, 1)
-    from_bytes = decode_image(_png(img), 28, 1)
+    from_bytes = decode_image(encode_image(img), 28, 1)
     np.testing.assert_array_equal(from_path, from_bytes)
 
 
@@ -53,7 +43,7 @@ def test_grayscale_resize_matches_training_decoding(tmp_path: Path) -> None:
         (b"", "empty file"),
         (b"hello, not an image", "not a recognised image format"),
         (
-            _png(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))[:500],
+            encode_image(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))[:500],
             "corrupt or truncated",
         ),
     ],
@@ -64,6 +54,6 @@ def test_bad_files_name_what_is_wrong(payload: bytes, message: str) -> None:
 
 
 def test_pixel_limit_is_checked_before_decoding() -> None:
-    big = _png(np.zeros((2000, 2000), np.uint8))
+    big = encode_image(np.zeros((2000, 2000), np.uint8))
     with pytest.raises(ImageDecodeError, match="4000000 pixels, over the limit of 1000000"):
         decode_image(big, 28, 1, max_pixels=1_000_000)

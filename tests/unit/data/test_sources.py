@@ -1,3 +1,5 @@
+"""Source readers: IDX files, Fashion-MNIST (Debian copy or download), CIFAR, image folders."""
+
 import gzip
 import pickle
 from pathlib import Path

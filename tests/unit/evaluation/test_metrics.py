@@ -1,3 +1,5 @@
+"""Hierarchical metrics by hand: mistake severity and hierarchical distance."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-"""Promotion through a real (temporary, SQLite) MLflow registry: gates, alias moves, rollback."""
+"""The promotion gate as a pure decision on numbers."""
 
 from __future__ import annotations
 

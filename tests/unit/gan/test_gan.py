@@ -1,3 +1,5 @@
+"""The GAN: shapes, losses, a few steps, bitwise resume, the artifact, the linear probe."""
+
 from pathlib import Path
 
 import numpy as np

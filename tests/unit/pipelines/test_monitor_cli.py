@@ -1,4 +1,4 @@
-"""The Evidently drift report on synthetic frames, the gate's decision and the exit codes."""
+"""The monitor CLI's exit codes and its retraining command."""
 
 from __future__ import annotations
 

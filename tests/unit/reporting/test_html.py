@@ -1,3 +1,5 @@
+"""Self-contained HTML reports: tables, pictures and text."""
+
 from models.reporting.html import html_report, markdown_table_to_html
 
 

@@ -1,13 +1,10 @@
-"""Attacks, corruptions, the robustness evaluation and gate, adversarial fine-tuning."""
+"""The robustness evaluation per level, its config and its gate."""
 
 from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
 
-from models.attacks.evasion import (
-    MergedLeafModel,
-)
 from models.classifier.io import TrainedClassifier
 from models.robustness.config import (
     RobustnessConfig,
@@ -16,12 +13,7 @@ from models.robustness.config import (
     check_gate,
 )
 from models.robustness.evaluate import evaluate_robustness
-from models.tree.merge import TreeTensors
-from tests.toy_models import TREE, square_images
-
-
-def merged(model: TrainedClassifier) -> MergedLeafModel:
-    return MergedLeafModel(model.build(), TreeTensors(TREE), model.temperatures).eval()
+from tests.toy_models import square_images
 
 
 def test_config_rejects_a_gate_on_an_unmeasured_attack_and_unknown_corruptions() -> None:

@@ -1,8 +1,7 @@
-"""The service's pieces called directly: image decoding, input checks, the service class."""
+"""The service class called directly: answers, refusals, the array endpoint, the request log."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,15 +11,6 @@ from PIL import Image
 
 from models.tree.hierarchy import load_builtin_tree
 from tests.toy_models import train_tiny_classifier
-
-
-def _png(array: np.ndarray, fmt: str = "PNG", mode: str | None = None) -> bytes:
-    buf = io.BytesIO()
-    img = Image.fromarray(array)
-    if mode:
-        img = img.convert(mode)
-    img.save(buf, format=fmt)
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")

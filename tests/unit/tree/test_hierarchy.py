@@ -1,3 +1,5 @@
+"""Label trees: structure, level labels, LCA distances, round trips, errors naming the node."""
+
 from pathlib import Path
 
 import numpy as np

@@ -1,3 +1,5 @@
+"""Merging per-level logits into a distribution over valid paths."""
+
 import pytest
 import torch
 

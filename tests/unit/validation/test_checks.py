@@ -1,3 +1,5 @@
+"""Dataset checks: the GX suite and the structural checks, each failure named with examples."""
+
 import numpy as np
 import pytest
 
