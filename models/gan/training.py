@@ -12,8 +12,8 @@ from __future__ import annotations
 import io
 import logging
 import time
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,7 +173,15 @@ class GanTrainer:
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict[str, Tensor]:
-        """One discriminator update and one generator update."""
+        """One discriminator update and one generator update on a freshly drawn batch."""
+        return self.update(*self.draw_batch())
+
+    def draw_batch(self) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        """This step's inputs: real images, latent codes, the labelled batch and its labels.
+
+        Every random draw of a step happens here, so :meth:`update` is a fixed computation on
+        its inputs (a CUDA graph can replay it; ``bench/gan_throughput.py``).
+        """
         cfg = self.config
         batch = min(cfg.batch_size, len(self.images))
         real = self._prepare(self.images[self._next_indices(batch)])
@@ -187,7 +195,12 @@ class GanTrainer:
                 generator=self.rng,
             )
             labelled, labels = self._prepare(self.labelled_images[pick]), self.labelled_labels[pick]
+        return real, z, labelled, labels
 
+    def update(
+        self, real: Tensor, z: Tensor, labelled: Tensor | None = None, labels: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """One discriminator update and one generator update on these inputs."""
         with self._autocast():
             fake = self.g_step(z)
         # Discriminator: the fake batch is detached, so this backward stops at D.
@@ -199,8 +212,10 @@ class GanTrainer:
         d_loss.backward()
         self.opt_d.step()
         # Generator: through the updated D, reusing this step's fakes (as pytorch/examples).
+        # D's parameters are frozen meanwhile: its weight gradients here would be thrown away
+        # (zeroed before D's next update); the graph built while frozen has no edges to them.
         self.opt_g.zero_grad(set_to_none=True)
-        with self._autocast():
+        with self._autocast(), frozen(self.discriminator):
             g_loss, g_terms = self.objective.generator_loss(self.d_step, StepBatch(real, fake))
         g_loss.backward()
         self.opt_g.step()
@@ -327,6 +342,19 @@ class GanTrainer:
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """``module``'s parameters need no gradient inside the block (their flags are restored)."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
 
 
 class _Throughput:
