@@ -5,13 +5,15 @@ Shared by the HTTP service and the MLflow pyfunc wrapper so both answer the same
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from models.classifier.io import TrainedClassifier
-from models.tree.merge import TreeTensors, node_probs
+from models.runtime.tensors import to_model_range
+from models.tree.merge import TreeTensors, merged_log_probs
 
 
 class InputShapeError(ValueError):
@@ -40,6 +42,12 @@ class Predictor:
         )
         self._level_nodes = self.tree.level_nodes
         self._leaf_paths = self.tree.leaf_paths  # [n_leaves, depth] node index per level
+        self._temperatures = list(classifier.temperatures)
+        # [n_leaves, n_nodes of all levels]: leaf probabilities @ this = every node's marginal
+        self._node_of_leaf = np.concatenate(
+            [tt.cpu().numpy() for tt in self.tree_tensors.leaf_onehot], axis=1
+        ).astype(np.float32)
+        self._level_offsets = np.cumsum([0, *self.tree.level_sizes])[:-1]
 
     def check_images(self, images: np.ndarray, where: str = "images") -> np.ndarray:
         """``images`` checked against this model's input shape (see :meth:`check_shape`)."""
@@ -82,43 +90,72 @@ class Predictor:
 
     @torch.inference_mode()
     def leaf_probs(self, images: np.ndarray) -> np.ndarray:
-        """``[N, n_leaves]`` calibrated leaf probabilities for checked uint8 images."""
-        logits = self.classifier.logits(images, self.model)
-        return self.classifier.leaf_probs(logits, calibrated=True).cpu().numpy()
+        """``[N, n_leaves]`` calibrated leaf probabilities for checked uint8 images.
 
-    def describe(self, leaf_probs: np.ndarray, top_k: int = 3) -> list[dict[str, Any]]:
-        """One answer per image: the path with a probability per level, the leaf, the top-k."""
-        probs = torch.from_numpy(leaf_probs)
-        levels = [node_probs(probs, self.tree_tensors, lv).numpy() for lv in range(self.tree.depth)]
-        k = max(1, min(top_k, self.tree.num_leaves))
+        One forward pass of the eval-mode model on the whole batch (the serving path: no
+        re-batching, no mode switches, the tree's tensors built once).
+        """
+        x = torch.from_numpy(images).to(self.tree_tensors.leaf_paths.device).permute(0, 3, 1, 2)
+        logits = [z.float() for z in self.model(to_model_range(x))]
+        return merged_log_probs(logits, self.tree_tensors, self._temperatures).exp().cpu().numpy()
+
+    def describe(
+        self,
+        leaf_probs: np.ndarray,
+        top_k: int = 3,
+        extras: Mapping[str, Sequence[Any]] | None = None,
+    ) -> list[dict[str, Any]]:
+        """One answer per image: the path with a probability per level, the leaf, the top-k.
+
+        Vectorised over the batch; only the answers' dicts are built per image. ``extras`` maps
+        a field name to one JSON-able value per image (another output of the same batched pass),
+        added to each answer under that name.
+        """
+        probs = np.asarray(leaf_probs, dtype=np.float32)
+        n, n_leaves = probs.shape
+        k = max(1, min(top_k, n_leaves))
+        top = np.argsort(-probs, axis=1, kind="stable")[:, :k]  # [N, k], best first
+        leaf = top[:, 0]
+        # every node's marginal, then the ones on each predicted leaf's path: [N, depth]
+        nodes = probs @ self._node_of_leaf
+        path_nodes = self._leaf_paths[leaf]
+        path_probs = _rounded(nodes[np.arange(n)[:, None], self._level_offsets + path_nodes])
+        top_probs = _rounded(np.take_along_axis(probs, top, axis=1))
+        leaves, names = self.tree.leaves, self.tree.level_names
         answers = []
-        for i, p in enumerate(leaf_probs):
-            leaf = int(p.argmax())
-            path = [
-                {
-                    "level": name,
-                    "label": self._level_nodes[lv][node],
-                    "probability": round(float(levels[lv][i, node]), 6),
-                }
-                for lv, (name, node) in enumerate(
-                    zip(self.tree.level_names, self._leaf_paths[leaf], strict=True)
-                )
-            ]
-            top = np.argsort(-p)[:k]
+        for leaf_i, nodes_i, pp_i, top_i, tp_i in zip(
+            leaf.tolist(),
+            path_nodes.tolist(),
+            path_probs,
+            top.tolist(),
+            top_probs,
+            strict=True,
+        ):
             answers.append(
                 {
-                    "leaf": self.tree.leaves[leaf],
-                    "leaf_index": leaf,
-                    "probability": round(float(p[leaf]), 6),
-                    "path": path,
+                    "leaf": leaves[leaf_i],
+                    "leaf_index": leaf_i,
+                    "probability": tp_i[0],
+                    "path": [
+                        {"level": name, "label": self._level_nodes[lv][node], "probability": p}
+                        for lv, (name, node, p) in enumerate(zip(names, nodes_i, pp_i, strict=True))
+                    ],
                     "top_k": [
-                        {"label": self.tree.leaves[j], "probability": round(float(p[j]), 6)}
-                        for j in top
+                        {"label": leaves[j], "probability": q}
+                        for j, q in zip(top_i, tp_i, strict=True)
                     ],
                 }
             )
+        for name, values in (extras or {}).items():
+            for answer, value in zip(answers, values, strict=True):
+                answer[name] = value
         return answers
 
     def predict(self, images: np.ndarray, top_k: int = 3) -> list[dict[str, Any]]:
         """Check, classify and describe a batch of images."""
         return self.describe(self.leaf_probs(self.check_images(images)), top_k)
+
+
+def _rounded(values: np.ndarray) -> list[list[float]]:
+    """Probabilities as JSON numbers: float64, 6 decimals."""
+    return np.round(values.astype(np.float64), 6).tolist()
