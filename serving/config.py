@@ -52,7 +52,18 @@ class ServiceConfig(BaseModel):
     limits: InputLimits = Field(default_factory=InputLimits)
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     request_log: RequestLogConfig = Field(default_factory=RequestLogConfig)
-    torch_threads: int = Field(2, gt=0)
+    workers: int = Field(1, gt=0, description="BentoML worker processes")
+    torch_threads: int | None = Field(
+        None, gt=0, description="per worker; default cores // workers (at least 1)"
+    )
+    fast_path: bool = Field(True, description="serving/fast_path.py for well-formed requests")
+    access_log: bool = Field(True, description="BentoML's per-request access log lines")
+
+    def threads_per_worker(self, cores: int | None = None) -> int:
+        """Torch threads for one worker: never more threads than cores across the workers."""
+        cores = cores or len(os.sched_getaffinity(0))
+        fair = max(1, cores // self.workers)
+        return min(self.torch_threads, fair) if self.torch_threads else fair
 
 
 def load_service_config(path: str | Path | None = None) -> ServiceConfig:

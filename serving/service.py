@@ -29,6 +29,7 @@ from serving.config import (
     MODEL_DIR_ENV,
     load_service_config,
 )
+from serving.fast_path import SERVING, FastPath
 from serving.limits import BodySizeLimit
 
 logger = logging.getLogger(__name__)
@@ -63,8 +64,9 @@ ImageArray = Annotated[np.ndarray, AfterValidator(_checked_array)]
 @bentoml.service(
     name="hiergan_service",
     http={"host": "127.0.0.1", "port": 3000},
-    workers=1,
+    workers=CONFIG.workers,
     traffic={"timeout": 30, "max_concurrency": 512},
+    logging={"access": {"enabled": CONFIG.access_log}},
 )
 class HierganService:
     """Hierarchical classification over HTTP: the path through the tree, per-level probabilities."""
@@ -76,16 +78,19 @@ class HierganService:
         from models.classifier.prediction import Predictor
         from models.runtime.device import resolve_device
 
-        torch.set_num_threads(CONFIG.torch_threads)
+        torch.set_num_threads(CONFIG.threads_per_worker())
         self.device = resolve_device("auto")
         directory, self.model_source = self._model_location()
         classifier = TrainedClassifier.load(directory)
         self.predictor = Predictor(classifier, self.device)
         _EXPECTED_SHAPE["shape"] = self.predictor.image_shape
         self.limits = CONFIG.limits
+        self.max_batch_size = CONFIG.batching.max_batch_size
         self.request_log = self._request_log()
-        # one warm-up pass: the first request should not pay for lazy initialisation
-        self.predictor.predict(np.zeros((1, *self.predictor.image_shape), np.uint8))
+        # warm-up passes: the first requests should not pay for lazy initialisation
+        for n in (1, 8, self.max_batch_size):
+            self.predictor.predict(np.zeros((n, *self.predictor.image_shape), np.uint8))
+        SERVING["service"] = self  # the fast path's handle on this worker's model
         logger.info(
             "hiergan model %s loaded on %s (%d leaves, levels %s)",
             self.model_source,
@@ -119,6 +124,10 @@ class HierganService:
 
     def __is_ready__(self) -> bool:
         return getattr(self, "predictor", None) is not None
+
+    def answer(self, images: np.ndarray, top_k: int) -> list[dict[str, Any]]:
+        """Answers for checked uint8 images: the one batched pass both request paths use."""
+        return self._answer(images, top_k)
 
     def _answer(
         self, images: np.ndarray, top_k: int, names: list[str] | None = None
@@ -202,3 +211,5 @@ HierganService.add_asgi_middleware(
     max_bytes=CONFIG.limits.max_request_bytes,
     form_fields={"/classify": ({"images"}, {"top_k"})},
 )
+# inside the size limit: well-formed classify requests skip BentoML's parsing and batching
+HierganService.add_asgi_middleware(FastPath, enabled=CONFIG.fast_path)
