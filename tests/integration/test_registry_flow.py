@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 import requests
 
 from tests.conftest import REPO
-from tests.integration.test_train_pipeline import _env, _run, smoke_config
+from tests.integration.pipeline_runs import SmokeRun, run_cli, smoke_config
 from tests.servers import free_port, wait_until_ready
 
 pytestmark = pytest.mark.integration
@@ -40,23 +41,20 @@ print(json.dumps({
 def _registry(env: dict[str, str], tmp_path: Path) -> dict:
     script = tmp_path / "show_registry.py"  # not registry.py: that would shadow the package
     script.write_text(REGISTRY)
-    proc = _run([str(script)], {**env, "PYTHONPATH": str(REPO)})
+    proc = run_cli([str(script)], {**env, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _promote(env: dict[str, str], *extra: str) -> subprocess.CompletedProcess:
     config = "pipelines/configs/promote_smoke.yaml"
-    return _run(["-m", "pipelines.promote_pipeline", "--config", config, *extra], env)
+    return run_cli(["-m", "pipelines.promote_pipeline", "--config", config, *extra], env)
 
 
-def test_train_twice_promote_rollback_and_serve_champion(
-    tmp_path: Path, real_fashion_mnist_dir: Path
-) -> None:
-    env = _env(tmp_path)
-    config = str(smoke_config(tmp_path))
-    first = _run(["-m", "pipelines.train_pipeline", "--config", config], env)
-    assert first.returncode == 0, first.stderr[-3000:]
+@pytest.mark.xdist_group("smoke_run")
+def test_train_twice_promote_rollback_and_serve_champion(smoke_run: SmokeRun) -> None:
+    # the first train run is the session's smoke run (version 1 in its store)
+    env, tmp_path = smoke_run.env, smoke_run.tmp
     promoted = _promote(env)
     assert promoted.returncode == 0, promoted.stdout[-2000:] + promoted.stderr[-3000:]
     assert "PROMOTED" in promoted.stdout and "no champion yet" in promoted.stdout
@@ -64,8 +62,13 @@ def test_train_twice_promote_rollback_and_serve_champion(
     nothing = _promote(env, "--rollback")
     assert nothing.returncode == 1 and "nothing to roll back to" in nothing.stderr
 
-    second = _run(["-m", "pipelines.train_pipeline", "--config", config], env)
+    # A cached re-run: every step up to the gates is reused, packaging and registration are not
+    # (they are never cached), so it registers version 2 of the same model.
+    config = str(smoke_config(tmp_path, enable_cache=True))
+    second = run_cli(["-m", "pipelines.train_pipeline", "--config", config], env)
     assert second.returncode == 0, second.stderr[-3000:]
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", second.stdout + second.stderr)  # ZenML colours names
+    assert re.search(r"Using cached version of step `?pretrain_gan`?", plain), plain[-3000:]
     state = _registry(env, tmp_path)
     assert state["versions"] == [1, 2]
     assert state["aliases"] == {"champion": "1", "challenger": "2"}

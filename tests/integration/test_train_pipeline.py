@@ -2,97 +2,30 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import REPO, make_fashion_like, write_idx
+from tests.conftest import make_fashion_like, write_idx
+from tests.integration.pipeline_runs import (
+    SmokeRun,
+    pipeline_env,
+    run_cli,
+    smoke_config,  # noqa: F401 - re-exported
+)
 
 pytestmark = pytest.mark.integration
 
-INSPECT = r"""
-import json, sys
-from zenml.client import Client
-import mlflow
-client = Client()
-run = client.get_pipeline("train_pipeline").last_run
-def out(step, name):
-    return run.steps[step].outputs[name][0]
-report = out("evaluate_classifier", "evaluation_report")
-steps = {name: s.status.value for name, s in run.steps.items()}
-outputs = {name: sorted(s.outputs) for name, s in run.steps.items()}
-dataset = run.steps["ingest_dataset"].outputs["dataset"][0]
-data = dataset.load()
-viz = [v.type.value for v in dataset.visualizations]
-tracker = client.active_stack.experiment_tracker
-mlflow.set_tracking_uri(tracker.get_tracking_uri())
-runs = mlflow.search_runs(experiment_names=["train_pipeline"], output_format="list")
-params = [r.data.params for r in runs if "dataset_hash" in r.data.params]
-print(json.dumps({
-    "status": run.status.value, "steps": steps, "outputs": outputs,
-    "stack": client.active_stack_model.name,
-    "hash": data.content_hash, "meta_hash": dataset.run_metadata.get("content_hash"),
-    "splits": {k: len(v) for k, v in data.splits.items()}, "viz": viz,
-    "mlflow_dataset_hash": params[0]["dataset_hash"] if params else None,
-    "docs_html": "<html" in run.steps["validate_dataset"].outputs["data_docs"][0].load(),
-    "gan_type": run.steps["pretrain_gan"].outputs["gan"][0].type.value,
-    "gan_info": run.steps["pretrain_gan"].outputs["gan"][0].load().info,
-    "classifier_type": out("fit_hierarchical_classifier", "classifier").type.value,
-    "temperatures": out("calibrate_classifier", "calibrated_classifier").load().temperatures,
-    "evaluation": out("evaluate_classifier", "evaluation").load(),
-    "eval_viz": [v.type.value for v in report.visualizations],
-    "robustness": out("evaluate_robustness", "robustness").load(),
-    "robustness_viz": [
-        v.type.value for v in out("evaluate_robustness", "robustness_report").visualizations
-    ],
-}))
-"""
+# Re-exported for tests that import them from here.
+_env = pipeline_env
+_run = run_cli
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
-    # the stack's own MLflow store, not one another test pointed MLflow at
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_") or "TELEMETRY" in k}
-    env["ZENML_CONFIG_PATH"] = str(tmp_path / "zenml")
-    env.pop("ZENML_STORE_URL", None)
-    env["HIERGAN_OFFLINE"] = "1"
-    env["BENTOML_HOME"] = str(tmp_path / "bentoml")  # package_bento builds into tmp, not ~/bentoml
-    return env
-
-
-def _run(args: list[str], env: dict[str, str], cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
-
-
-def smoke_config(tmp_path: Path) -> Path:
-    """The smoke config, checkpointing into tmp_path."""
-    config = yaml.safe_load((REPO / "pipelines/configs/train_smoke.yaml").read_text())
-    config["parameters"]["gan"]["checkpoint_root"] = str(tmp_path / "checkpoints")
-    path = tmp_path / "smoke.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def test_smoke_pipeline_completes_and_stores_artifacts(
-    tmp_path: Path, real_fashion_mnist_dir: Path
-) -> None:
-    env = _env(tmp_path)
-    proc = _run(["-m", "pipelines.train_pipeline", "--config", str(smoke_config(tmp_path))], env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "completed" in proc.stdout
-
-    # ZenML needs a main module file to resolve sources when it loads artifacts
-    script = tmp_path / "inspect_run.py"
-    script.write_text(INSPECT)
-    info = _run([str(script)], env | {"PYTHONPATH": str(REPO)})
-    assert info.returncode == 0, info.stderr[-3000:]
-    facts = json.loads(info.stdout.strip().splitlines()[-1])
+@pytest.mark.xdist_group("smoke_run")
+def test_smoke_pipeline_completes_and_stores_artifacts(smoke_run: SmokeRun) -> None:
+    assert "completed" in smoke_run.stdout
+    facts = smoke_run.facts
     assert facts["status"] == "completed"
     assert facts["stack"] == "hiergan-local"
     assert set(facts["steps"]) == {
@@ -118,7 +51,7 @@ def test_smoke_pipeline_completes_and_stores_artifacts(
     gan = facts["gan_info"]
     assert gan["steps"] == 20 and gan["dataset_hash"] == facts["hash"]
     assert {"probe_trained_item", "probe_random_item", "probe_trained_category"} <= set(gan)
-    assert (tmp_path / "checkpoints" / gan["run_key"] / "checkpoint.pt").exists()
+    assert (smoke_run.tmp / "checkpoints" / gan["run_key"] / "checkpoint.pt").exists()
     assert facts["classifier_type"] == "ModelArtifact"
     assert len(facts["temperatures"]) == 3 and all(t > 0 for t in facts["temperatures"])
     evaluation = facts["evaluation"]
