@@ -1,18 +1,23 @@
 """GAN training throughput: our loop vs a loop written the way pytorch/examples' dcgan trains.
 
 Both sides train the same architecture (``models.gan.networks``) at the same batch size, in this one
-process, alternating in chunks so that a noisy machine slows both alike. The reference follows
-pytorch/examples/dcgan/main.py: a ``DataLoader`` over a dataset with per-image
-``ToTensor``/``Normalize`` transforms (``--workers`` processes, 2 as there), fp32, contiguous
-tensors, a sigmoid + ``BCELoss`` discriminator with separate real and fake backward passes.
-Ours is ``GanTrainer.train_step``: the dataset held on the device as uint8, batches gathered
-by index, channels_last, bf16 autocast on CUDA (config defaults; ``--compile`` adds
-``torch.compile``).
+process, alternating in chunks so that a noisy machine slows both alike (the reference is
+``bench/gan_steps.py: ReferenceLoop``). Ours is ``GanTrainer.train_step`` with the settings the
+train configs use: the dataset held on the device as uint8, batches gathered by index,
+channels_last, D frozen during G's update, bf16 autocast on CUDA (config defaults).
+
+On CPU, when the CPU has native bf16 dot products, ours with bf16 autocast is timed in the same
+alternation as a third row (a config option, ``gan.bf16: true``). On CUDA (``--device cuda``)
+the run is budgeted for a lent GPU: the reference at one batch size, ours eager and replayed as
+one CUDA graph per step at several batch sizes, optionally ``torch.compile`` (``--compile``, in
+a child process that compiles while the parent measures and is cut off at the budget), and the
+share of the GPU's bf16 peak reached (model FLOPs per image x images/s / ``--peak-tflops``).
 
     python bench/gan_throughput.py --quick
-    python bench/gan_throughput.py --device cuda --batch-size 256
+    python bench/gan_throughput.py --device cuda --budget-s 40
 
-The last line printed is one JSON object with the headline figures.
+Results go to ``$OUT`` when set, else ``bench/results/``; the last line printed is one JSON
+object with the headline figures.
 """
 
 from __future__ import annotations
@@ -20,22 +25,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch import nn
+STARTED = time.monotonic()
+
+import numpy as np  # noqa: E402 - STARTED is taken before the heavy imports
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.gan.config import GanTrainConfig
-from models.gan.networks import GanArchitecture, build_gan
-from models.gan.training import GanTrainer
-from models.runtime.device import configure_threads, resolve_device
+from bench.gan_cuda import budgeted_run  # noqa: E402
+from bench.gan_steps import ReferenceLoop, native_bf16_cpu, rate  # noqa: E402
+from bench.machine import machine  # noqa: E402
+from models.gan.config import GanTrainConfig  # noqa: E402
+from models.gan.networks import GanArchitecture  # noqa: E402
+from models.gan.training import GanTrainer  # noqa: E402
+from models.runtime.device import configure_threads, resolve_device  # noqa: E402
 
 
 def load_images(data_dir: str, n: int) -> tuple[np.ndarray, str]:
@@ -50,128 +58,79 @@ def load_images(data_dir: str, n: int) -> tuple[np.ndarray, str]:
         return rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8), "random-uint8"
 
 
-class ExamplesStyleDataset(torch.utils.data.Dataset):
-    """Per-item PIL image + torchvision transforms, as torchvision's MNIST-family datasets do."""
-
-    def __init__(self, images: np.ndarray) -> None:
-        import torchvision.transforms as T
-
-        self.images = images
-        self.transform = T.Compose([T.ToTensor(), T.Normalize((0.5,), (0.5,))])
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        from PIL import Image
-
-        img = Image.fromarray(self.images[i][..., 0], mode="L")
-        return self.transform(img), 0
+def ours(
+    images: np.ndarray, arch: GanArchitecture, batch: int, device: torch.device, **options: object
+) -> GanTrainer:
+    """Our trainer as the train configs set it up (channels_last), with ``options`` on top."""
+    config = GanTrainConfig(
+        architecture=arch,
+        batch_size=batch,
+        device=str(device),
+        channels_last=True,
+        progress=False,
+        **options,
+    )
+    return GanTrainer(config, images, run_dir="/tmp/hiergan-bench")
 
 
-class ReferenceLoop:
-    """The training loop of pytorch/examples/dcgan/main.py, on our architecture."""
-
-    def __init__(
-        self,
-        arch: GanArchitecture,
-        images: np.ndarray,
-        batch_size: int,
-        workers: int,
-        device: torch.device,
-    ) -> None:
-        self.device = device
-        self.net_g, self.net_d = build_gan(arch, seed=0)
-        self.net_g.to(device)
-        self.net_d.to(device)
-        self.criterion = nn.BCELoss()
-        self.opt_d = torch.optim.Adam(self.net_d.parameters(), lr=2e-4, betas=(0.5, 0.999))
-        self.opt_g = torch.optim.Adam(self.net_g.parameters(), lr=2e-4, betas=(0.5, 0.999))
-        self.loader = torch.utils.data.DataLoader(
-            ExamplesStyleDataset(images),
-            batch_size=batch_size,
-            shuffle=True,
-            num_workers=workers,
-            drop_last=True,
-            persistent_workers=workers > 0,
-        )
-        self.iterator = iter(self.loader)
-        self.nz = arch.latent_dim
-
-    def _batch(self) -> torch.Tensor:
-        try:
-            return next(self.iterator)[0]
-        except StopIteration:
-            self.iterator = iter(self.loader)
-            return next(self.iterator)[0]
-
-    def step(self) -> None:
-        """One D and one G update, line for line as in the example."""
-        real = self._batch().to(self.device)
-        b = real.size(0)
-        self.net_d.zero_grad()
-        label = torch.full((b,), 1.0, dtype=torch.float, device=self.device)
-        output = torch.sigmoid(self.net_d(real)).view(-1)
-        err_d_real = self.criterion(output, label)
-        err_d_real.backward()
-        noise = torch.randn(b, self.nz, 1, 1, device=self.device)
-        fake = self.net_g(noise)
-        label.fill_(0.0)
-        output = torch.sigmoid(self.net_d(fake.detach())).view(-1)
-        err_d_fake = self.criterion(output, label)
-        err_d_fake.backward()
-        self.opt_d.step()
-        self.net_g.zero_grad()
-        label.fill_(1.0)
-        output = torch.sigmoid(self.net_d(fake)).view(-1)
-        err_g = self.criterion(output, label)
-        err_g.backward()
-        self.opt_g.step()
+def cpu_run(args: argparse.Namespace, images: np.ndarray, arch: GanArchitecture) -> dict:
+    """Ours, (ours with bf16 where the CPU has it), reference: alternating chunks, one process."""
+    device = torch.device("cpu")
+    threads = configure_threads()
+    loops = {"ours": ours(images, arch, args.batch_size, device).train_step}
+    if native_bf16_cpu():
+        loops["ours_bf16"] = ours(images, arch, args.batch_size, device, bf16=True).train_step
+    ref = ReferenceLoop(arch, images, args.batch_size, args.workers, device)
+    loops["ref"] = ref.step
+    for step in loops.values():  # warm-up: allocators, worker start
+        rate(step, args.batch_size, 0.0, device)
+    chunks: dict[str, list[float]] = {name: [] for name in loops}
+    order = list(loops)
+    for r in range(args.rounds):
+        for name in order[r % len(order) :] + order[: r % len(order)]:  # rotate who goes first
+            chunks[name].append(rate(loops[name], args.batch_size, args.seconds, device))
+    img_s = {name: statistics.median(v) for name, v in chunks.items()}
+    result = {
+        "ours_img_s": round(img_s["ours"], 1),
+        "ref_img_s": round(img_s["ref"], 1),
+        "ratio": round(img_s["ours"] / img_s["ref"], 3),
+        "device": "cpu",
+        "batch_size": args.batch_size,
+        "threads": threads,
+        "ref_workers": args.workers,
+        "chunks": {name: [round(x) for x in v] for name, v in chunks.items()},
+    }
+    if "ours_bf16" in img_s:
+        result["ours_bf16_img_s"] = round(img_s["ours_bf16"], 1)
+        result["ratio_bf16"] = round(img_s["ours_bf16"] / img_s["ref"], 3)
+    return result
 
 
-def timed(step_fn, steps: int, device: torch.device) -> float:
-    """Seconds for ``steps`` calls, synchronised on CUDA."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step_fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
+def cpu_table(result: dict) -> str:
+    """Markdown rows of a CPU run."""
+    rows = [
+        ("ours (GanTrainer.train_step, fp32, channels_last)", result["ours_img_s"], result["ratio"])
+    ]
+    if "ours_bf16_img_s" in result:
+        bf16 = ("ours with `gan.bf16: true` (native bf16)", result["ours_bf16_img_s"])
+        rows.append((*bf16, result["ratio_bf16"]))
+    rows.append(("reference (pytorch/examples dcgan style)", result["ref_img_s"], 1.0))
+    table = "| loop | images/s (median of chunks) | ÷ reference |\n|---|---|---|\n"
+    return table + "".join(f"| {name} | {v:.0f} | {r:.2f} |\n" for name, v, r in rows)
 
 
-def sweep(
-    images: np.ndarray, arch: GanArchitecture, args: argparse.Namespace, device: torch.device
-) -> list[tuple[int, bool, bool, int, float]]:
-    """Our loop's images/s for thread count x channels_last x bf16 x batch size."""
-    rows = []
-    max_threads = configure_threads()
-    for threads in sorted({1, max_threads}):
-        for channels_last in (False, True):
-            for bf16 in (False, True):
-                for batch in (64, 128, 256):
-                    torch.set_num_threads(threads)
-                    cfg = GanTrainConfig(
-                        architecture=arch,
-                        batch_size=batch,
-                        device=str(device),
-                        bf16=bf16,
-                        channels_last=channels_last,
-                        num_threads=threads,
-                        progress=False,
-                    )
-                    trainer = GanTrainer(cfg, images, run_dir="/tmp/hiergan-bench")
-                    timed(trainer.train_step, 3, device)
-                    seconds = timed(trainer.train_step, args.steps, device)
-                    rows.append((threads, channels_last, bf16, batch, args.steps * batch / seconds))
-                    print(
-                        f"sweep threads={threads} channels_last={channels_last} bf16={bf16} "
-                        f"batch={batch}: {rows[-1][-1]:.0f} img/s",
-                        flush=True,
-                    )
-    torch.set_num_threads(max_threads)
-    return rows
+def write_results(args: argparse.Namespace, result: dict, table: str) -> None:
+    """``gan_throughput_<device>.md`` and ``.json`` under ``$OUT`` or ``--out``."""
+    out = Path(os.environ.get("OUT") or args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = f"gan_throughput_{result['device']}"
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1))
+    (out / f"{name}.md").write_text(
+        f"# GAN training throughput ({result['device']})\n\n"
+        f"Machine: {machine()}. Command: `python bench/gan_throughput.py "
+        f"{' '.join(sys.argv[1:])}`\n\n{table}\nSettings and per-chunk figures: "
+        f"`{json.dumps(result)}`\n"
+    )
 
 
 def main() -> None:
@@ -179,90 +138,44 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a reduced run (same code path)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=None, help="CPU 128, CUDA 256")
+    parser.add_argument("--batch-sizes", default="256,1024,4096", help="CUDA: ours at these")
     parser.add_argument("--width", type=int, default=64, help="g_width = d_width")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=30, help="steps per chunk")
+    parser.add_argument("--rounds", type=int, default=5, help="CPU: alternating rounds")
+    parser.add_argument("--seconds", type=float, default=None, help="timed chunk: CPU 4, CUDA 1.5")
     parser.add_argument("--workers", type=int, default=2, help="reference DataLoader workers")
-    parser.add_argument("--compile", action="store_true", help="torch.compile our networks")
+    parser.add_argument("--compile", action="store_true", help="CUDA: also torch.compile ours")
+    parser.add_argument("--no-graphs", action="store_true", help="CUDA: skip CUDA graphs")
+    parser.add_argument("--budget-s", type=float, default=0, help="CUDA: wall-clock budget")
+    parser.add_argument("--peak-tflops", type=float, default=790.0, help="GPU bf16 dense peak")
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--out", default="bench/results")
-    parser.add_argument(
-        "--sweep", action="store_true", help="also time our loop under CPU settings combinations"
-    )
+    parser.add_argument("--budgeted", action="store_true", help="CUDA phases, any device")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # compiled-run child
     args = parser.parse_args()
-    if args.quick:
-        args.rounds, args.steps = 3, 10
-
     device = resolve_device(args.device)
-    threads = configure_threads() if device.type == "cpu" else torch.get_num_threads()
+    args.device = str(device)
+    on_gpu = device.type == "cuda"
+    if args.batch_size is None:
+        args.batch_size = 256 if on_gpu else 128
+    if args.seconds is None:
+        args.seconds = 1.0 if args.quick else (1.5 if on_gpu else 4.0)
+    if args.quick:
+        args.rounds = 3
     images, source = load_images(args.data_dir, 20000 if args.quick else 60000)
     arch = GanArchitecture(g_width=args.width, d_width=args.width)
-    config = GanTrainConfig(
-        architecture=arch,
-        batch_size=args.batch_size,
-        device=str(device),
-        compile=args.compile,
-        channels_last=True,
-        progress=False,
-    )
-    ours = GanTrainer(config, images, run_dir="/tmp/hiergan-bench")
-    ref = ReferenceLoop(arch, images, args.batch_size, args.workers, device)
-
-    for fn in (ours.train_step, ref.step):  # warm-up: allocators, worker start, compilation
-        timed(fn, 3 if args.quick else 5, device)
-    ours_s, ref_s = [], []
-    for r in range(args.rounds):
-        pair = [(ours.train_step, ours_s), (ref.step, ref_s)]
-        for fn, out in pair if r % 2 == 0 else pair[::-1]:  # alternate who goes first
-            out.append(args.steps * args.batch_size / timed(fn, args.steps, device))
-    ours_img_s, ref_img_s = statistics.median(ours_s), statistics.median(ref_s)
-    result = {
-        "ours_img_s": round(ours_img_s, 1),
-        "ref_img_s": round(ref_img_s, 1),
-        "ratio": round(ours_img_s / ref_img_s, 3),
-        "device": device.type,
-        "batch_size": args.batch_size,
-        "width": args.width,
-        "threads": threads,
-        "bf16": ours.bf16,
-        "channels_last": ours.channels_last,
-        "compile": args.compile,
-        "ref_workers": args.workers,
-        "data": source,
-        "rounds": args.rounds,
-        "steps_per_chunk": args.steps,
-    }
-    sweep_rows = sweep(images, arch, args, device) if args.sweep else []
-    print(f"ours per chunk: {[round(x) for x in ours_s]}")
-    print(f"ref  per chunk: {[round(x) for x in ref_s]}")
+    if on_gpu or args.budgeted:
+        result, table = budgeted_run(args, images, arch, device, STARTED)
+    else:
+        result = cpu_run(args, images, arch)
+        table = cpu_table(result)
+    if args.child:
+        print(json.dumps(result))
+        return
+    result |= {"width": args.width, "data": source, "wall_s": round(time.monotonic() - STARTED, 1)}
+    print(table)
     if not args.quick:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        name = (
-            torch.cuda.get_device_name()
-            if device.type == "cuda"
-            else f"{platform.machine()} CPU, {os.cpu_count()} cores"
-        )
-        table = (
-            f"# GAN training throughput ({device.type})\n\n"
-            f"Machine: {name}, {threads} threads, torch {torch.__version__}. "
-            f"Command: `python bench/gan_throughput.py {' '.join(sys.argv[1:])}`\n\n"
-            "| loop | images/s (median of chunks) |\n|---|---|\n"
-            f"| ours (GanTrainer.train_step) | {ours_img_s:.0f} |\n"
-            f"| reference (pytorch/examples dcgan style) | {ref_img_s:.0f} |\n"
-            f"| ratio | {ours_img_s / ref_img_s:.2f} |\n\n"
-            f"Settings: {json.dumps(result)}\n"
-        )
-        if sweep_rows:
-            table += (
-                "\n## Our loop under other settings\n\n"
-                "| threads | channels_last | bf16 | batch | images/s |\n|---|---|---|---|---|\n"
-            )
-            table += "".join(
-                f"| {t} | {c} | {b} | {bs} | {v:.0f} |\n" for t, c, b, bs, v in sweep_rows
-            )
-        (out / f"gan_throughput_{device.type}.md").write_text(table)
+        write_results(args, result, table)
     print(json.dumps(result))
 
 

@@ -1,17 +1,22 @@
 """HTTP serving benchmark: our BentoML service vs ``mlflow models serve`` of the same version.
 
 Both servers run on loopback, serving the same registered model version; this script is the
-client (asyncio + aiohttp, keep-alive connections). Rounds alternate between the servers so that a
-noisy machine slows both alike. Measured per round:
+client (``bench/serve_clients.py``: asyncio + aiohttp, keep-alive connections). First the
+*ceiling*: the service's own batched forward pass (``Predictor.leaf_probs``) in this process
+with one torch thread per core, at batch 1, 32, the service's max batch and 256 (no HTTP, no
+JSON, no queueing). Then rounds alternate over the servers and phases so that a noisy machine
+slows all alike; every row has p50 and p99 of its requests and images/s:
 
-* latency: sequential single-image requests (p50 / p99), ours on ``/classify_array`` (JSON array,
-  the same payload MLflow gets) and on ``/classify`` (a PNG upload);
-* throughput: ``--concurrency`` clients each sending single-image requests for ``--seconds``;
-  ours is adaptively batched by BentoML, MLflow's pyfunc server is not.
+* sequential single-image requests: ours on ``/classify`` (a PNG upload; the headline latency)
+  and ``/classify_array`` (a JSON array, the payload MLflow gets), MLflow's ``/invocations``;
+* ``--concurrency`` clients sending one image a request (ours adaptively batched by BentoML,
+  MLflow's pyfunc server is not), and ``--batched-concurrency`` clients sending
+  ``--batch-images`` images a request.
 
 Model: ``--model-dir DIR`` (a TrainedClassifier directory, registered into a temporary MLflow
 store for the baseline) or, by default, the local stack's ``champion``.
-Last line: JSON with p50_ms, p99_ms, img_s, baseline_img_s, ratio (DESIGN.md bench convention).
+Last line: JSON with p50_ms/p99_ms (/classify), img_s (single-image clients), ratio (ours /
+mlflow), ceiling_img_s, ceiling_share (single-image clients / ceiling), ceiling_share_batched.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.machine import machine  # noqa: E402 - after the path set-up above
+from bench.serve_clients import Target, latencies, load, wait_ready  # noqa: E402
 
 
 def free_port() -> int:
@@ -78,102 +84,71 @@ def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pope
     )
 
 
-async def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
-    """Poll ``url`` until it answers 200."""
-    import aiohttp
+def ceiling(model_dir: str, images: np.ndarray, seconds: float) -> dict[int, float]:
+    """Images/s of the service's own batched forward pass, in this process, per batch size.
 
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited:\n{log.read_text()[-3000:]}")
-            try:
-                async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
-                    if r.status == 200:
-                        return
-            except (TimeoutError, aiohttp.ClientError):
-                pass
-            await asyncio.sleep(0.5)
-    raise RuntimeError(f"{url} not ready after {timeout} s")
+    The same ``Predictor`` the service builds, with a torch thread per core, at the batch sizes
+    a client and the batcher can form: no HTTP, no JSON, no queueing.
+    """
+    import torch
 
+    from models.classifier.io import TrainedClassifier
+    from models.classifier.prediction import Predictor
+    from serving.config import load_service_config
 
-class Target:
-    """One endpoint and how to send it a single image."""
-
-    def __init__(self, name: str, url: str, kind: str) -> None:
-        self.name, self.url, self.kind = name, url, kind
-
-    def request(self, image: np.ndarray, png: bytes) -> dict:
-        """Aiohttp ``post`` keyword arguments for one image."""
-        import aiohttp
-
-        if self.kind == "png":
-            form = aiohttp.FormData()
-            form.add_field("images", png, filename="x.png", content_type="image/png")
-            return {"data": form}
-        key = "images" if self.kind == "ours_array" else "inputs"
-        return {
-            "data": json.dumps({key: image[None].tolist()}),
-            "headers": {"content-type": "application/json"},
-        }
-
-
-async def latencies(target: Target, images: np.ndarray, pngs: list[bytes], n: int) -> list[float]:
-    """Sequential single-image requests; milliseconds each."""
-    import aiohttp
-
-    out = []
-    async with aiohttp.ClientSession() as session:
-        for i in range(n):
-            kwargs = target.request(images[i % len(images)], pngs[i % len(pngs)])
-            start_t = time.perf_counter()
-            async with session.post(target.url, **kwargs) as r:
-                await r.read()
-                if r.status != 200:
-                    raise RuntimeError(f"{target.name}: HTTP {r.status}: {await r.text()}")
-            out.append((time.perf_counter() - start_t) * 1000)
+    torch.set_num_threads(len(os.sched_getaffinity(0)))  # the model's own speed on these cores
+    predictor = Predictor(TrainedClassifier.load(model_dir))
+    out = {}
+    for batch in (1, 32, load_service_config().batching.max_batch_size, 256):
+        x = np.ascontiguousarray(np.resize(images, (batch, *images.shape[1:])))
+        predictor.leaf_probs(x)
+        n, begin = 0, time.perf_counter()
+        while time.perf_counter() - begin < seconds:
+            predictor.leaf_probs(x)
+            n += batch
+        out[batch] = n / (time.perf_counter() - begin)
     return out
 
 
-async def throughput(
-    target: Target, images: np.ndarray, pngs: list[bytes], concurrency: int, seconds: float
-) -> float:
-    """Images per second with ``concurrency`` clients sending one image per request."""
-    import aiohttp
-
-    bodies = [target.request(images[i], pngs[i]) for i in range(len(images))]
-    done = 0
-    stop = time.perf_counter() + seconds
-    connector = aiohttp.TCPConnector(limit=concurrency)
-
-    async def client(worker: int, session: aiohttp.ClientSession) -> None:
-        nonlocal done
-        i = worker
-        while time.perf_counter() < stop:
-            kwargs = dict(bodies[i % len(bodies)])
-            if target.kind == "png":  # a FormData is consumed once: build a fresh one
-                kwargs = target.request(images[i % len(images)], pngs[i % len(pngs)])
-            async with session.post(target.url, **kwargs) as r:
-                await r.read()
-                if r.status != 200:
-                    raise RuntimeError(f"{target.name}: HTTP {r.status}")
-            done += 1
-            i += concurrency
-
-    async with aiohttp.ClientSession(connector=connector) as session:
-        begin = time.perf_counter()
-        await asyncio.gather(*(client(w, session) for w in range(concurrency)))
-        elapsed = time.perf_counter() - begin
-    return done / elapsed
+def targets(ours: int, baseline: int, args: argparse.Namespace) -> list[tuple[str, Target, int]]:
+    """(row name, target, concurrency): concurrency 0 = sequential requests (latency)."""
+    array, png = f"http://127.0.0.1:{ours}/classify_array", f"http://127.0.0.1:{ours}/classify"
+    mlflow = f"http://127.0.0.1:{baseline}/invocations"
+    c, b, k = args.concurrency, args.batched_concurrency, args.batch_images
+    return [
+        ("ours /classify (PNG), sequential", Target("ours png", png, "png"), 0),
+        ("ours /classify_array, sequential", Target("ours array", array, "array"), 0),
+        ("mlflow /invocations, sequential", Target("mlflow", mlflow, "mlflow"), 0),
+        (f"ours /classify_array, {c} clients x 1 image", Target("ours array", array, "array"), c),
+        (f"ours /classify (PNG), {c} clients x 1 image", Target("ours png", png, "png"), c),
+        (f"mlflow /invocations, {c} clients x 1 image", Target("mlflow", mlflow, "mlflow"), c),
+        (
+            f"ours /classify_array, {b} clients x {k} images",
+            Target("ours array", array, "array", k),
+            b,
+        ),
+        (
+            f"mlflow /invocations, {b} clients x {k} images",
+            Target("mlflow", mlflow, "mlflow", k),
+            b,
+        ),
+    ]
 
 
-def pct(values: list[float], q: float) -> float:
-    """The q-th percentile."""
-    return float(np.percentile(values, q))
+def test_images() -> np.ndarray:
+    """256 Fashion-MNIST test images, or random ones when the data is absent."""
+    try:
+        from models.data.ingest import DatasetConfig, build_dataset
+
+        data = build_dataset(DatasetConfig(source="fashion-mnist", data_dir="data"))
+        return data.split("test")[0][:256]
+    except Exception as err:  # noqa: BLE001 - random images are a fine fallback for timing
+        print(f"(Fashion-MNIST not available: random images; {err})")
+        return np.random.default_rng(0).integers(0, 256, (256, 28, 28, 1), dtype=np.uint8)
 
 
 async def run(args: argparse.Namespace, tmp: Path) -> dict:
-    """Start both servers, measure in alternating rounds, stop them."""
+    """The ceiling, then both servers measured in alternating rounds."""
     from PIL import Image
 
     if args.model_dir:
@@ -181,20 +156,14 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict:
         model_dir = args.model_dir
     else:
         tracking, model_uri, model_dir = champion(tmp)
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (256, 28, 28, 1), dtype=np.uint8)
-    try:
-        from models.data.ingest import DatasetConfig, build_dataset
-
-        data = build_dataset(DatasetConfig(source="fashion-mnist", data_dir="data"))
-        images = data.split("test")[0][:256]
-    except Exception as err:  # noqa: BLE001 - random images are a fine fallback for timing
-        print(f"(Fashion-MNIST not available: random images; {err})")
+    images = test_images()
     pngs = []
     for img in images:
         buf = io.BytesIO()
         Image.fromarray(img[:, :, 0]).save(buf, format="PNG")
         pngs.append(buf.getvalue())
+    ceilings = ceiling(model_dir, images, 2.0 if args.quick else 5.0)
+    print(f"ceiling (in-process forward, img/s by batch size): {ceilings}")
 
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking, "HIERGAN_MODEL_DIR": model_dir}
     env["BENTOML_HOME"] = str(tmp / "bentoml")
@@ -212,31 +181,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict:
     try:
         await wait_ready(f"http://127.0.0.1:{ours_port}/readyz", ours, tmp / "ours.log")
         await wait_ready(f"http://127.0.0.1:{mlflow_port}/ping", baseline, tmp / "mlflow.log")
-        targets = {
-            "ours_array": Target(
-                "ours /classify_array", f"http://127.0.0.1:{ours_port}/classify_array", "ours_array"
-            ),
-            "ours_png": Target(
-                "ours /classify (PNG)", f"http://127.0.0.1:{ours_port}/classify", "png"
-            ),
-            "mlflow": Target(
-                "mlflow /invocations", f"http://127.0.0.1:{mlflow_port}/invocations", "mlflow"
-            ),
-        }
-        for t in targets.values():  # warm-up
-            await latencies(t, images, pngs, 20)
-        lat: dict[str, list[float]] = {k: [] for k in targets}
-        thr: dict[str, list[float]] = {k: [] for k in targets}
-        for round_index in range(args.rounds):
-            for key, target in targets.items():
-                lat[key] += await latencies(target, images, pngs, args.requests)
-                thr[key].append(
-                    await throughput(target, images, pngs, args.concurrency, args.seconds)
-                )
-                print(
-                    f"round {round_index + 1}: {target.name}: "
-                    f"p50 {pct(lat[key][-args.requests :], 50):.2f} ms, {thr[key][-1]:.0f} img/s"
-                )
+        rows = await measure(targets(ours_port, mlflow_port, args), images, pngs, args)
     finally:
         for proc in (ours, baseline):
             proc.terminate()
@@ -245,18 +190,79 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+    return {"model": model_uri, "ceiling": ceilings, "rows": rows}
+
+
+async def measure(
+    phases: list[tuple[str, Target, int]], images: np.ndarray, pngs: list[bytes], args
+) -> dict:  # noqa: ANN001
+    """Every phase once per round, rounds alternating; p50, p99 and img/s per row."""
+    for _, target, _ in phases:  # warm-up, including BentoML's batching optimiser
+        await latencies(target, images, pngs, 20)
+        await load(target, images, pngs, 8, 1.0)
+    ms: dict[str, list[float]] = {name: [] for name, _, _ in phases}
+    img_s: dict[str, list[float]] = {name: [] for name, _, _ in phases}
+    for round_index in range(args.rounds):
+        for name, target, concurrency in phases:
+            if concurrency == 0:
+                m = await latencies(target, images, pngs, args.requests)
+            else:
+                m = await load(target, images, pngs, concurrency, args.seconds)
+            ms[name] += m.ms
+            img_s[name].append(m.img_s)
+            print(
+                f"round {round_index + 1}: {name}: p50 {pct(m.ms, 50):.2f} ms, "
+                f"p99 {pct(m.ms, 99):.2f} ms, {m.img_s:.0f} img/s"
+            )
     return {
-        "model": model_uri,
-        "rows": {
-            targets[k].name: {
-                "p50_ms": pct(lat[k], 50),
-                "p99_ms": pct(lat[k], 99),
-                "img_s": statistics.median(thr[k]),
-                "img_s_rounds": [round(x, 1) for x in thr[k]],
-            }
-            for k in targets
-        },
+        name: {
+            "p50_ms": pct(ms[name], 50),
+            "p99_ms": pct(ms[name], 99),
+            "img_s": statistics.median(img_s[name]),
+            "img_s_rounds": [round(x, 1) for x in img_s[name]],
+        }
+        for name in ms
     }
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-th percentile."""
+    return float(np.percentile(values, q))
+
+
+def report(result: dict, args: argparse.Namespace) -> tuple[str, dict]:
+    """The Markdown table and the headline JSON of a run."""
+    rows, ceilings = result["rows"], result["ceiling"]
+    c, b, k = args.concurrency, args.batched_concurrency, args.batch_images
+    single = rows[f"ours /classify_array, {c} clients x 1 image"]
+    batched = rows[f"ours /classify_array, {b} clients x {k} images"]
+    base = rows[f"mlflow /invocations, {c} clients x 1 image"]
+    png = rows["ours /classify (PNG), sequential"]
+    top = max(ceilings.values())
+    table = "| endpoint, clients | p50 ms | p99 ms | img/s (median of rounds) | ÷ ceiling |\n"
+    table += "|---|---|---|---|---|\n"
+    for name, r in rows.items():
+        table += f"| {name} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['img_s']:.0f} "
+        table += f"| {r['img_s'] / top:.1%} |\n"
+    table += "\nCeiling: the service's `Predictor.leaf_probs` in process, a thread per core: "
+    table += ", ".join(f"batch {n}: {v:.0f} img/s" for n, v in ceilings.items()) + ".\n"
+    headline = {
+        # headline latency: /classify, the single-image endpoint (one client, sequential)
+        "p50_ms": round(png["p50_ms"], 2),
+        "p99_ms": round(png["p99_ms"], 2),
+        "img_s": round(single["img_s"], 1),
+        "img_s_p99_ms": round(single["p99_ms"], 2),
+        "batched_img_s": round(batched["img_s"], 1),
+        "batched_p99_ms": round(batched["p99_ms"], 2),
+        "baseline_img_s": round(base["img_s"], 1),
+        "baseline_p99_ms": round(base["p99_ms"], 2),
+        "ratio": round(single["img_s"] / base["img_s"], 2),
+        "ceiling_img_s": round(top, 1),
+        "ceiling_share": round(single["img_s"] / top, 3),
+        "ceiling_share_batched": round(batched["img_s"] / top, 3),
+        "device": "cpu",
+    }
+    return table, headline
 
 
 def main() -> None:
@@ -268,57 +274,33 @@ def main() -> None:
     parser.add_argument("--model-dir", help="a TrainedClassifier directory (default: champion)")
     parser.add_argument("--quick", action="store_true", help="1 round, short phases")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--requests", type=int, default=300, help="latency requests per round")
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=300, help="sequential requests a round")
+    parser.add_argument("--concurrency", type=int, default=32, help="single-image clients")
+    parser.add_argument("--batched-concurrency", type=int, default=8, help="batch clients")
+    parser.add_argument("--batch-images", type=int, default=32, help="images a batch request")
     parser.add_argument("--seconds", type=float, default=10.0, help="throughput phase length")
     parser.add_argument("--out", default="bench/results")
     args = parser.parse_args()
     if args.quick:
-        args.rounds, args.requests, args.seconds = 1, 100, 4.0
+        args.rounds, args.requests, args.seconds = 1, 100, 3.0
     with tempfile.TemporaryDirectory() as tmp:
         result = asyncio.run(run(args, Path(tmp)))
-    rows = result["rows"]
-    ours, base = rows["ours /classify_array"], rows["mlflow /invocations"]
-    ratio = ours["img_s"] / base["img_s"]
-    table = "| endpoint | p50 ms | p99 ms | img/s (median of rounds) | rounds |\n"
-    table += "|---|---|---|---|---|\n"
-    for name, r in rows.items():
-        table += f"| {name} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['img_s']:.0f} "
-        table += f"| {r['img_s_rounds']} |\n"
+    table, headline = report(result, args)
     print(table)
-    print(f"throughput ratio (ours batched array / mlflow): {ratio:.2f}x")
     if not args.quick:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
+        (out / "serve_load_cpu.json").write_text(json.dumps(result | headline, indent=1))
         (out / "serve_load_cpu.md").write_text(
             "# HTTP serving: BentoML service vs `mlflow models serve` (same model version)\n\n"
-            f"Machine: {machine()}. Client and both servers on the same machine (loopback). "
-            f"Command: `python bench/serve_load.py {' '.join(sys.argv[1:])}`; model "
-            f"{result['model']}; {args.rounds} alternating rounds; latency = sequential "
-            f"single-image requests ({args.requests} per round); throughput = "
-            f"{args.concurrency} concurrent clients, one image per request, "
-            f"{args.seconds:.0f} s per round.\n\n{table}\n"
-            f"Throughput ratio (ours, batched array endpoint / mlflow): **{ratio:.2f}x**\n"
+            f"Machine: {machine()}. Client, both servers and the ceiling on the same machine "
+            f"(loopback). Command: `python bench/serve_load.py {' '.join(sys.argv[1:])}`; model "
+            f"{result['model']}; {args.rounds} alternating rounds; sequential = one client, "
+            f"{args.requests} requests a round; clients = concurrent keep-alive clients, each "
+            f"sending its next request when answered, {args.seconds:.0f} s a round.\n\n"
+            f"{table}\nHeadline: `{json.dumps(headline)}`\n"
         )
-    png = rows["ours /classify (PNG)"]
-    # Headline latency: /classify, the single-image endpoint. The batched array endpoint holds a
-    # lone request for its batching window (max_latency_ms), so its p50 is reported beside it.
-    print(
-        json.dumps(
-            {
-                "p50_ms": round(png["p50_ms"], 2),
-                "p99_ms": round(png["p99_ms"], 2),
-                "array_p50_ms": round(ours["p50_ms"], 2),
-                "array_p99_ms": round(ours["p99_ms"], 2),
-                "img_s": round(ours["img_s"], 1),
-                "png_img_s": round(png["img_s"], 1),
-                "baseline_p50_ms": round(base["p50_ms"], 2),
-                "baseline_img_s": round(base["img_s"], 1),
-                "ratio": round(ratio, 2),
-                "device": "cpu",
-            }
-        )
-    )
+    print(json.dumps(headline))
 
 
 if __name__ == "__main__":

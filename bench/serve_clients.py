@@ -1,0 +1,126 @@
+"""HTTP load clients for ``bench/serve_load.py`` (asyncio + aiohttp, keep-alive connections).
+
+A :class:`Target` is one endpoint and how it wants images; :func:`latencies` sends requests one
+after another, :func:`load` keeps ``concurrency`` clients busy for a number of seconds. Both
+return per-request milliseconds, so every row of the results has its p50 and p99.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Target:
+    """One endpoint, the format it takes (``array``, ``png`` or ``mlflow``), images a request."""
+
+    name: str
+    url: str
+    kind: str
+    per_request: int = 1
+
+    def request(self, images: np.ndarray, pngs: list[bytes], i: int) -> dict:
+        """Aiohttp ``post`` keyword arguments for the request starting at image ``i``."""
+        import aiohttp
+
+        n = len(images)
+        picks = [(i + j) % n for j in range(self.per_request)]
+        if self.kind == "png":
+            form = aiohttp.FormData()
+            for j in picks:
+                form.add_field("images", pngs[j], filename="x.png", content_type="image/png")
+            return {"data": form}
+        key = "images" if self.kind == "array" else "inputs"
+        return {
+            "data": json.dumps({key: images[picks].tolist()}),
+            "headers": {"content-type": "application/json"},
+        }
+
+
+@dataclass
+class Measured:
+    """Per-request milliseconds and images per second of one phase."""
+
+    ms: list[float] = field(default_factory=list)
+    img_s: float = 0.0
+
+
+async def _post(session, target: Target, kwargs: dict) -> float:  # noqa: ANN001
+    start = time.perf_counter()
+    async with session.post(target.url, **kwargs) as r:
+        body = await r.read()
+        if r.status != 200:
+            raise RuntimeError(f"{target.name}: HTTP {r.status}: {body[:300]!r}")
+    return (time.perf_counter() - start) * 1000
+
+
+async def latencies(target: Target, images: np.ndarray, pngs: list[bytes], n: int) -> Measured:
+    """``n`` requests one after another (one client)."""
+    import aiohttp
+
+    out = Measured()
+    async with aiohttp.ClientSession() as session:
+        begin = time.perf_counter()
+        for i in range(n):
+            kwargs = target.request(images, pngs, i * target.per_request)
+            out.ms.append(await _post(session, target, kwargs))
+        out.img_s = n * target.per_request / (time.perf_counter() - begin)
+    return out
+
+
+async def load(
+    target: Target, images: np.ndarray, pngs: list[bytes], concurrency: int, seconds: float
+) -> Measured:
+    """``concurrency`` clients, each sending its next request as soon as the last is answered."""
+    import aiohttp
+
+    # JSON bodies are built before the clock starts (a FormData is consumed once: built per use)
+    bodies = (
+        None
+        if target.kind == "png"
+        else [target.request(images, pngs, i) for i in range(0, len(images), target.per_request)]
+    )
+    out = Measured()
+    stop = time.perf_counter() + seconds
+    connector = aiohttp.TCPConnector(limit=concurrency)
+
+    async def client(worker: int, session: aiohttp.ClientSession) -> None:
+        i = worker
+        while time.perf_counter() < stop:
+            if bodies is None:
+                kwargs = target.request(images, pngs, i * target.per_request)
+            else:
+                kwargs = bodies[i % len(bodies)]
+            out.ms.append(await _post(session, target, kwargs))
+            i += concurrency
+
+    async with aiohttp.ClientSession(connector=connector) as session:
+        begin = time.perf_counter()
+        await asyncio.gather(*(client(w, session) for w in range(concurrency)))
+        elapsed = time.perf_counter() - begin
+    out.img_s = len(out.ms) * target.per_request / elapsed
+    return out
+
+
+async def wait_ready(url: str, proc, log, timeout: float = 180) -> None:  # noqa: ANN001
+    """Poll ``url`` until it answers 200 (the server process must stay alive meanwhile)."""
+    import aiohttp
+
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited:\n{log.read_text()[-3000:]}")
+            try:
+                async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
+                    if r.status == 200:
+                        return
+            except (TimeoutError, aiohttp.ClientError):
+                pass
+            await asyncio.sleep(0.5)
+    raise RuntimeError(f"{url} not ready after {timeout} s")
