@@ -139,7 +139,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a reduced run (same code path)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=None, help="CPU 128, CUDA 256")
-    parser.add_argument("--batch-sizes", default="256,1024,4096", help="CUDA: ours at these")
+    parser.add_argument("--batch-sizes", default="256,2048,8192", help="CUDA: ours at these")
     parser.add_argument("--width", type=int, default=64, help="g_width = d_width")
     parser.add_argument("--rounds", type=int, default=5, help="CPU: alternating rounds")
     parser.add_argument("--seconds", type=float, default=None, help="timed chunk: CPU 4, CUDA 1.5")

@@ -167,3 +167,13 @@ def test_greedy_batcher_batches_queued_requests_and_keeps_each_top_k() -> None:
     assert calls == [(4, 5), (3, 1)]  # everything queued, up to the cap (a request is not split)
     assert [[a["v"] for a in r] for r in results] == [[0], [1, 1], [2], [3, 3, 3]]
     assert [len(r[0]["top_k"]) for r in results] == [3, 5, 2, 1]
+
+
+def test_workers_times_threads_never_exceed_the_cores() -> None:
+    from serving.config import ServiceConfig
+
+    assert ServiceConfig(workers=1).threads_per_worker(cores=2) == 2
+    assert ServiceConfig(workers=2).threads_per_worker(cores=2) == 1
+    assert ServiceConfig(workers=3).threads_per_worker(cores=2) == 1  # at least one
+    assert ServiceConfig(workers=2, torch_threads=4).threads_per_worker(cores=8) == 4
+    assert ServiceConfig(workers=2, torch_threads=4).threads_per_worker(cores=4) == 2
