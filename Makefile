@@ -56,13 +56,13 @@ serve: $(STAMP)  ## Serve the registry's champion on http://127.0.0.1:3000.
 	$(PY) -m serving.serve_champion --host 127.0.0.1 --port 3000
 
 # Two pytest-xdist workers: the integration tests are mostly subprocesses starting ZenML, which
-# overlap well on two cores; tests sharing the session's smoke train run stay on one worker.
+# overlap well on two cores; the smoke train run is still made once (tests/integration/conftest.py).
 PYTEST_WORKERS ?= 2
 
 test: setup  ## Lint, then run the test suite (PYTEST_WORKERS=0: in one process).
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadgroup)
+	$(PY) -m pytest $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS))
 
 k8s-check: $(STAMP)  ## Kubernetes: validate infra/k8s; register the stack, submit run + schedule to a loopback API.
 	$(PY) -m pytest -v -s -p no:logging tests/unit/test_k8s_manifests.py tests/unit/test_schedule.py \

@@ -202,6 +202,7 @@ async def measure(
         await load(target, images, pngs, 8, 1.0)
     ms: dict[str, list[float]] = {name: [] for name, _, _ in phases}
     img_s: dict[str, list[float]] = {name: [] for name, _, _ in phases}
+    errors: dict[str, dict[int, int]] = {name: {} for name, _, _ in phases}
     for round_index in range(args.rounds):
         for name, target, concurrency in phases:
             if concurrency == 0:
@@ -210,9 +211,11 @@ async def measure(
                 m = await load(target, images, pngs, concurrency, args.seconds)
             ms[name] += m.ms
             img_s[name].append(m.img_s)
+            for status, count in m.errors.items():
+                errors[name][status] = errors[name].get(status, 0) + count
             print(
                 f"round {round_index + 1}: {name}: p50 {pct(m.ms, 50):.2f} ms, "
-                f"p99 {pct(m.ms, 99):.2f} ms, {m.img_s:.0f} img/s"
+                f"p99 {pct(m.ms, 99):.2f} ms, {m.img_s:.0f} img/s, refused {m.errors or 0}"
             )
     return {
         name: {
@@ -220,14 +223,15 @@ async def measure(
             "p99_ms": pct(ms[name], 99),
             "img_s": statistics.median(img_s[name]),
             "img_s_rounds": [round(x, 1) for x in img_s[name]],
+            "refused": errors[name],
         }
         for name in ms
     }
 
 
 def pct(values: list[float], q: float) -> float:
-    """The q-th percentile."""
-    return float(np.percentile(values, q))
+    """The q-th percentile (NaN when nothing was answered)."""
+    return float(np.percentile(values, q)) if values else float("nan")
 
 
 def report(result: dict, args: argparse.Namespace) -> tuple[str, dict]:
@@ -239,11 +243,12 @@ def report(result: dict, args: argparse.Namespace) -> tuple[str, dict]:
     base = rows[f"mlflow /invocations, {c} clients x 1 image"]
     png = rows["ours /classify (PNG), sequential"]
     top = max(ceilings.values())
-    table = "| endpoint, clients | p50 ms | p99 ms | img/s (median of rounds) | ÷ ceiling |\n"
-    table += "|---|---|---|---|---|\n"
+    table = "| endpoint, clients | p50 ms | p99 ms | img/s (median of rounds) | ÷ ceiling "
+    table += "| refused (HTTP status: count) |\n"
+    table += "|---|---|---|---|---|---|\n"
     for name, r in rows.items():
         table += f"| {name} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['img_s']:.0f} "
-        table += f"| {r['img_s'] / top:.1%} |\n"
+        table += f"| {r['img_s'] / top:.1%} | {r['refused'] or ''} |\n"
     table += "\nCeiling: the service's `Predictor.leaf_probs` in process, a thread per core: "
     table += ", ".join(f"batch {n}: {v:.0f} img/s" for n, v in ceilings.items()) + ".\n"
     headline = {

@@ -17,6 +17,19 @@ for _key, _value in TELEMETRY_OFF.items():
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, give ZenML the source root that a plain pytest run has.
+
+    ZenML derives its source root from the ``__main__`` module's file when a module with steps
+    is imported in-process; an xdist worker's ``__main__`` has none. In a plain
+    ``python -m pytest`` run it is pytest's own ``__main__``.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        from zenml.utils import source_utils
+
+        source_utils.set_custom_source_root(str(Path(pytest.__file__).parent))
+
+
 def write_idx(path: Path, array: np.ndarray) -> None:
     """Write a uint8 IDX file (gzipped when the name ends in .gz)."""
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(

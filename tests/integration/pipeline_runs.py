@@ -115,6 +115,7 @@ class SmokeRun:
 
 def smoke_train_run(tmp_path: Path) -> SmokeRun:
     """Run the train pipeline with the smoke config in a fresh store under ``tmp_path``."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     env = pipeline_env(tmp_path)
     config = smoke_config(tmp_path)
     proc = run_cli(["-m", "pipelines.train_pipeline", "--config", str(config)], env)

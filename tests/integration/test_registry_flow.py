@@ -51,7 +51,6 @@ def _promote(env: dict[str, str], *extra: str) -> subprocess.CompletedProcess:
     return run_cli(["-m", "pipelines.promote_pipeline", "--config", config, *extra], env)
 
 
-@pytest.mark.xdist_group("smoke_run")
 def test_train_twice_promote_rollback_and_serve_champion(smoke_run: SmokeRun) -> None:
     # the first train run is the session's smoke run (version 1 in its store)
     env, tmp_path = smoke_run.env, smoke_run.tmp

@@ -22,7 +22,6 @@ _env = pipeline_env
 _run = run_cli
 
 
-@pytest.mark.xdist_group("smoke_run")
 def test_smoke_pipeline_completes_and_stores_artifacts(smoke_run: SmokeRun) -> None:
     assert "completed" in smoke_run.stdout
     facts = smoke_run.facts
