@@ -43,7 +43,7 @@ print(json.dumps({
     "gan_type": run.steps["pretrain_gan"].outputs["gan"][0].type.value,
     "gan_info": run.steps["pretrain_gan"].outputs["gan"][0].load().info,
     "classifier_type": out("fit_hierarchical_classifier", "classifier").type.value,
-    "temperatures": out("calibrate_classifier", "calibrated_classifier").load().temperatures,
+    "calibration": out("calibrate_classifier", "calibrated_classifier").load().calibration_methods,
     "evaluation": out("evaluate_classifier", "evaluation").load(),
     "eval_viz": [v.type.value for v in report.visualizations],
     "robustness": out("evaluate_robustness", "robustness").load(),
@@ -120,7 +120,15 @@ def test_smoke_pipeline_completes_and_stores_artifacts(
     assert {"probe_trained_item", "probe_random_item", "probe_trained_category"} <= set(gan)
     assert (tmp_path / "checkpoints" / gan["run_key"] / "checkpoint.pt").exists()
     assert facts["classifier_type"] == "ModelArtifact"
-    assert len(facts["temperatures"]) == 3 and all(t > 0 for t in facts["temperatures"])
+    # one map per level, chosen on val among the strategies (identity when none is no worse)
+    assert list(facts["calibration"]) == ["category", "group", "item"]
+    assert set(facts["calibration"].values()) <= {
+        "identity",
+        "temperature",
+        "vector",
+        "matrix",
+        "dirichlet",
+    }
     evaluation = facts["evaluation"]
     assert evaluation["split"] == "test" and evaluation["test_images"] == 200
     assert evaluation["path_consistency_merged"] == 1.0
