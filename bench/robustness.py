@@ -39,7 +39,6 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import machine
-from models.attacks.adversarial_training import AdversarialTrainingConfig
 from models.calibration.calibrate import calibrate
 from models.classifier.config import ClassifierConfig
 from models.classifier.io import TrainedClassifier
@@ -66,13 +65,19 @@ def section(path: str, *keys: str) -> dict[str, Any]:
 def adversarial_model(
     name: str,
     standard: TrainedClassifier,
-    adv: AdversarialTrainingConfig,
+    profile: ClassifierConfig,
     data: LabelledImages,
     gan: GanTrainConfig,
 ) -> tuple[TrainedClassifier, float]:
-    """Train the ``pgd`` or ``trades`` model of the adversarial profile; it and its seconds."""
-    adv = adv.model_copy(update={"method": name})
-    config = standard.config.model_copy(update={"adversarial": adv})
+    """Train the ``pgd`` or ``trades`` model of the adversarial profile; it and its seconds.
+
+    ``profile`` is the adversarial profile's classifier section (its network must be the
+    standard model's when it fine-tunes it).
+    """
+    if profile.adversarial is None:
+        raise ValueError("the adversarial profile has no classifier.adversarial section")
+    adv = profile.adversarial.model_copy(update={"method": name})
+    config = profile.model_copy(update={"adversarial": adv, "seed": standard.config.seed})
     started = time.perf_counter()
     if adv.from_start:
         run = run_profile(data, gan, config, evaluate_test=False)
@@ -212,9 +217,10 @@ def main() -> None:
     config = config.model_copy(
         update={"attack_images": args.eval_images, "saliency_per_class": 0, "saliency_mistakes": 0}
     )
-    adv = AdversarialTrainingConfig.model_validate(
-        section(args.config, "classifier", "adversarial")
-    )
+    profile = ClassifierConfig.model_validate(section(args.config, "classifier"))
+    if profile.adversarial is None:
+        parser.error(f"{args.config} has no classifier.adversarial section")
+    adv = profile.adversarial
     gan_raw = section(args.config, "gan")
     gan = GanTrainConfig.model_validate(
         {k: v for k, v in gan_raw.items() if k in GanTrainConfig.model_fields} | {"progress": False}
@@ -233,6 +239,9 @@ def main() -> None:
             }
         )
         adv = adv.model_copy(update={"epochs": 1, "from_start": False})
+        profile = ClassifierConfig(
+            init="scratch", feature_pool=2, hidden=64, epochs=3, adversarial=adv
+        )
         root = Path(tempfile.mkdtemp(prefix="robustness-quick-"))
     data = build_dataset(dataset)
     if args.quick:
@@ -247,7 +256,7 @@ def main() -> None:
             if name == "standard":
                 model, seconds, training = standard, 0.0, "clean (the default profile)"
             else:
-                model, seconds = adversarial_model(name, standard, adv, data, gan)
+                model, seconds = adversarial_model(name, standard, profile, data, gan)
                 training = ("from the start" if adv.from_start else "fine-tuned") + (
                     f", {name}, eps {adv.eps:g}, {adv.steps} steps, {adv.epochs} epochs"
                 )
