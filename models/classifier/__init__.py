@@ -11,14 +11,13 @@ answers batches of uint8 images as clients read them.
 from models.classifier.config import ClassifierConfig
 from models.classifier.io import TrainedClassifier
 from models.classifier.losses import BatchLoss, HierarchicalNLL, TradesLoss, conditional_nll
-from models.classifier.network import HierarchicalClassifier, predict_logits
+from models.classifier.network import HierarchicalClassifier, fine_accuracy, predict_logits
 from models.classifier.prediction import InputShapeError, Predictor
 from models.classifier.training import (
     ClassifierTrainer,
     FitResult,
     Perturbation,
     Phase,
-    fine_accuracy,
     finetune_adversarially,
     fit_classifier,
 )

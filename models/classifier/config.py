@@ -50,6 +50,9 @@ class ClassifierConfig(BaseModel):
     seed: int = 0
     device: str = "auto"
     channels_last: bool = True
+    bf16: bool | None = Field(
+        None, description="bf16 autocast of the training passes; default: on CUDA only"
+    )
     num_threads: int | None = None
     adversarial: AdversarialTrainingConfig | None = Field(
         None, description="PGD adversarial fine-tuning epochs after the clean ones; off if None"

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from models.classifier.config import ClassifierConfig
 from models.gan.networks import Discriminator, GanArchitecture
 from models.runtime.tensors import map_image_batches
+from models.tree.merge import TreeTensors, decode_global, merged_log_probs
 
 
 class HierarchicalClassifier(nn.Module):
@@ -83,3 +84,11 @@ def predict_logits(
     """Per-level logits for ``[N, H, W, C]`` uint8 images (eval mode), on the model's device."""
     chunks = map_image_batches(model, lambda x: [z.float() for z in model(x)], images, batch_size)
     return [torch.cat([c[lv] for c in chunks]) for lv in range(len(model.level_sizes))]
+
+
+def fine_accuracy(
+    model: HierarchicalClassifier, tt: TreeTensors, images: np.ndarray, labels: np.ndarray
+) -> float:
+    """Leaf accuracy of the merged (uncalibrated) prediction, global decoding."""
+    pred = decode_global(merged_log_probs(predict_logits(model, images), tt)).cpu().numpy()
+    return float((pred == labels).mean())

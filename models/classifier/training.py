@@ -33,13 +33,13 @@ from models.classifier.augment import RandomErasing, ShiftFlip
 from models.classifier.averaging import WeightAverage
 from models.classifier.config import ClassifierConfig
 from models.classifier.losses import BatchLoss, HierarchicalNLL, TradesLoss
-from models.classifier.network import HierarchicalClassifier, predict_logits
+from models.classifier.network import HierarchicalClassifier, fine_accuracy
 from models.data.dataset import stratified_fraction
 from models.gan.networks import GanArchitecture
 from models.runtime.device import prepare_device
 from models.runtime.tensors import to_model_range
 from models.tree.hierarchy import Hierarchy
-from models.tree.merge import TreeTensors, decode_global, merged_log_probs
+from models.tree.merge import TreeTensors
 
 logger = logging.getLogger(__name__)
 
@@ -105,14 +105,6 @@ class FitResult:
     adversarial_seconds: float = 0.0
 
 
-def fine_accuracy(
-    model: HierarchicalClassifier, tt: TreeTensors, images: np.ndarray, labels: np.ndarray
-) -> float:
-    """Leaf accuracy of the merged (uncalibrated) prediction, global decoding."""
-    pred = decode_global(merged_log_probs(predict_logits(model, images), tt)).cpu().numpy()
-    return float((pred == labels).mean())
-
-
 class ClassifierTrainer:
     """Runs :class:`Phase` s over one labelled training set, with one optimiser throughout.
 
@@ -165,6 +157,8 @@ class ClassifierTrainer:
         self.generator = torch.Generator(device=device).manual_seed(config.seed)
         self.epochs_done = 0
         self.average: WeightAverage | None = None
+        bf16 = device.type == "cuda" if config.bf16 is None else config.bf16
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
     def augmentation(self) -> list[Perturbation]:
         """The configured augmentation (shifts and flips, then random erasing), or nothing."""
@@ -270,7 +264,8 @@ class ClassifierTrainer:
             x = x.contiguous(memory_format=torch.channels_last)
         for group, lr in zip(self.opt.param_groups, self.base_lrs, strict=True):
             group["lr"] = lr * lr_scale
-        loss = (phase.loss or self.loss)(self.model, x, y, step)
+        with self.autocast:
+            loss = (phase.loss or self.loss)(self.model, x, y, step)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

@@ -98,3 +98,10 @@ def test_tta_flip_averages_the_mirror_images_logits_in_eval_only() -> None:
     # the option travels with the artifact
     saved = TrainedClassifier.from_model(model, config, TREE, {})
     assert saved.build().tta_flip
+
+
+def test_bf16_autocast_trains_on_cpu_too() -> None:
+    images, labels = square_images(64, seed=7)
+    run = fit_classifier(tiny_config(epochs=1, bf16=True), ARCH, TREE, images, labels)
+    assert math.isfinite(run.history[0]["train_loss"])
+    assert all(p.dtype == torch.float32 for p in run.model.parameters())
