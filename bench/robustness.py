@@ -1,57 +1,60 @@
-"""Robustness of a trained classifier, and what PGD adversarial fine-tuning buys.
+"""Robustness of the standard, PGD-trained and TRADES models: clean, PGD-20, AutoAttack, per level.
 
-1. The ``robustness`` section of the train config (``pipelines/configs/train.yaml``) is run on a
-   saved, calibrated classifier exactly as the pipeline's ``evaluate_robustness`` step runs it:
-   clean vs FGSM/PGD accuracy per level at each eps, graceful degradation, the corruption grid,
-   and the seconds that work takes.
-2. With ``--finetune``, the same classifier is fine-tuned with the ``classifier.adversarial``
-   section of ``pipelines/configs/train_adversarial.yaml`` (the epochs ``fit_classifier`` appends
-   after the clean ones, started from the saved weights), recalibrated on the val split as the
-   pipeline's calibration step does, and measured the same way: clean and robust side by side,
-   with the training seconds it added.
+1. **standard**: a saved calibrated classifier of the CPU default profile (``--standard DIR``,
+   e.g. the one ``bench/quality.py`` keeps of its seed 0, or the train pipeline's
+   ``calibrated_classifier``).
+2. **pgd** and **trades**: the adversarial profile (``pipelines/configs/train_adversarial.yaml``,
+   its ``classifier.adversarial`` section) with Madry PGD and with TRADES. A fine-tuning profile
+   (``from_start: false``) continues from the standard model's weights (the clean part of an
+   adversarial run is the standard run), then calibrates on val as the pipeline does; a
+   ``from_start`` profile is trained end to end (:func:`models.evaluation.end_to_end.run_profile`,
+   the GAN reused by run key). Each model is saved under ``--models-dir`` as it is done, so the
+   study runs in chunks (``--only pgd`` ...).
+3. Every model is measured as the pipeline's ``evaluate_robustness`` step measures it, with the
+   adversarial profile's ``robustness`` section (FGSM, PGD-20 and AutoAttack per level, the
+   corruption grid) on ``--eval-images`` stratified test images; the result is stored beside the
+   model, and ``--report`` writes ``robustness.md`` and ``robustness.json``, whose
+   ``adversarial_profile`` block holds the shipped profile's ``clean_fine``, ``pgd20_fine`` and
+   ``autoattack_fine``.
 
     python bench/robustness.py --quick
-    python bench/robustness.py --classifier DIR --finetune
+    python bench/robustness.py --standard DIR --only pgd      # train + measure, one chunk
+    python bench/robustness.py --standard DIR --report        # measure what is missing, write
 
-``DIR`` holds ``classifier.safetensors`` + ``classifier.json`` (``TrainedClassifier.save``, e.g.
-the train pipeline's ``calibrated_classifier`` artifact). ``--quick`` trains a tiny classifier on a
-data subset instead when no ``--classifier`` is given. The last line printed is one JSON object.
+The last line printed is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
-import os
-import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.attacks.adversarial_training import AdversarialTrainingConfig
-from models.calibration.temperature import fit_temperatures
+from bench.machine import machine
+from models.calibration.calibrate import calibrate
 from models.classifier.config import ClassifierConfig
 from models.classifier.io import TrainedClassifier
-from models.classifier.training import (
-    finetune_adversarially,
-    fit_classifier,
-)
+from models.classifier.training import finetune_adversarially, fit_classifier
+from models.data.dataset import LabelledImages
 from models.data.ingest import DatasetConfig, build_dataset
+from models.evaluation.end_to_end import run_profile
+from models.gan.config import GanTrainConfig
 from models.gan.networks import GanArchitecture
 from models.robustness.config import RobustnessConfig, level_keys
-from models.robustness.evaluate import RobustnessResult, evaluate_robustness
-from models.tree.merge import TreeTensors
+from models.robustness.evaluate import evaluate_robustness
+
+MODELS = ("standard", "pgd", "trades")
 
 
-def load_section(path: str, *keys: str) -> dict[str, Any]:
+def section(path: str, *keys: str) -> dict[str, Any]:
     """``parameters.<keys...>`` of a run config (empty when absent)."""
     node: Any = (yaml.safe_load(Path(path).read_text()) or {}).get("parameters", {})
     for key in keys:
@@ -59,180 +62,236 @@ def load_section(path: str, *keys: str) -> dict[str, Any]:
     return node or {}
 
 
-def recalibrate(model: torch.nn.Module, trained: TrainedClassifier, val_x, val_y) -> list[float]:
-    """Per-level temperatures on the val split (what ``calibrate_classifier`` fits)."""
-    logits = trained.logits(val_x, model)
-    tt = TreeTensors(trained.tree, logits[0].device)
-    labels = torch.from_numpy(trained.tree.all_level_labels(val_y)).to(logits[0].device)
-    return [float(t) for t in fit_temperatures(logits, labels, tt)]
+def adversarial_model(
+    name: str,
+    standard: TrainedClassifier,
+    profile: ClassifierConfig,
+    data: LabelledImages,
+    gan: GanTrainConfig,
+) -> tuple[TrainedClassifier, float]:
+    """Train the ``pgd`` or ``trades`` model of the adversarial profile; it and its seconds.
+
+    ``profile`` is the adversarial profile's classifier section (its network must be the
+    standard model's when it fine-tunes it).
+    """
+    if profile.adversarial is None:
+        raise ValueError("the adversarial profile has no classifier.adversarial section")
+    adv = profile.adversarial.model_copy(update={"method": name})
+    config = profile.model_copy(update={"adversarial": adv, "seed": standard.config.seed})
+    started = time.perf_counter()
+    if adv.from_start:
+        run = run_profile(data, gan, config, evaluate_test=False)
+        return run.classifier, time.perf_counter() - started
+    model = standard.build()
+    finetune_adversarially(model, config, data.hierarchy, data.split("train"), data.split("val"))
+    tuned = TrainedClassifier.from_model(
+        model, config, data.hierarchy, {**standard.info, "adversarial_from": "standard"}
+    )
+    tuned = calibrate(tuned, *data.split("val"), diagram=False).classifier
+    return tuned, time.perf_counter() - started
 
 
-def quick_classifier(data, epochs: int = 5) -> TrainedClassifier:
-    """A small scratch classifier for ``--quick`` runs without a saved one."""
-    train_x, train_y = data.split("train")
-    config = ClassifierConfig(init="scratch", feature_pool=2, hidden=64, epochs=epochs)
+def measure(
+    classifier: TrainedClassifier, data: LabelledImages, config: RobustnessConfig
+) -> dict[str, Any]:
+    """The robustness metrics of one model (no pictures), its full-test clean accuracy."""
+    test_x, test_y = data.split("test")
+    result = evaluate_robustness(classifier, test_x, test_y, config)
+    m = result.metrics
+    m["clean_fine_full_test"] = float((classifier.predict_proba(test_x).argmax(1) == test_y).mean())
+    m["tables"] = result.tables
+    return m
+
+
+def quick_standard(data: LabelledImages) -> TrainedClassifier:
+    """A small scratch classifier for ``--quick`` runs."""
+    config = ClassifierConfig(init="scratch", feature_pool=2, hidden=64, epochs=3)
     arch = GanArchitecture(latent_dim=16, g_width=16, d_width=16)
-    fit = fit_classifier(config, arch, data.hierarchy, train_x, train_y)
-    return TrainedClassifier.from_model(fit.model, config, data.hierarchy, {"quick": True})
+    fit = fit_classifier(config, arch, data.hierarchy, *data.split("train"))
+    trained = TrainedClassifier.from_model(fit.model, config, data.hierarchy, {"quick": True})
+    return calibrate(trained, *data.split("val"), diagram=False).classifier
 
 
-def fine_accuracy(trained: TrainedClassifier, x: np.ndarray, y: np.ndarray) -> float:
-    """Calibrated global-decoding leaf accuracy on a whole split."""
-    return float((trained.predict_proba(x).argmax(1) == y).mean())
+def headline_row(m: dict[str, Any], level: str, eps: float) -> dict[str, float | None]:
+    """Clean, PGD and AutoAttack accuracy of one level at ``eps`` (None where not measured)."""
+    key = f"{eps:g}"
+    return {
+        "clean": m["clean"][f"accuracy_{level}"],
+        "pgd": m["attacks"].get("pgd", {}).get(key, {}).get(f"accuracy_{level}"),
+        "autoattack": m["attacks"].get("autoattack", {}).get(key, {}).get(f"accuracy_{level}"),
+    }
 
 
-def side_by_side(results: dict[str, RobustnessResult], names: list[str]) -> str:
-    """Markdown: clean and attacked accuracy per level, one column per model."""
-    models = list(results)
-    head = "| attack | eps | level | " + " | ".join(models) + " |\n|---|---|---|"
-    head += "---|" * len(models) + "\n"
-    first = results[models[0]].metrics
-    body = ""
-    for name in names:
-        cells = [f"{results[m].metrics[f'clean_accuracy_{name}']:.4f}" for m in models]
-        body += f"| clean | 0 | {name} | " + " | ".join(cells) + " |\n"
-    for attack, per_eps in first["attacks"].items():
-        for eps in per_eps:
-            for name in names:
-                key = f"robust_accuracy_{name}_{attack}_eps{float(eps):g}"
-                cells = [f"{results[m].metrics[key]:.4f}" for m in models]
-                body += f"| {attack} | {eps} | {name} | " + " | ".join(cells) + " |\n"
-    return head + body
+def report(
+    results: dict[str, dict[str, Any]], config: RobustnessConfig, profile: str, shipped: str
+) -> tuple[str, dict[str, Any]]:
+    """``robustness.md`` and ``robustness.json`` from the stored results."""
+    first = next(iter(results.values()))["metrics"]
+    names = [n for n in ("category", "group", "fine") if f"accuracy_{n}" in first["clean"]]
+    eps = max(config.autoattack_eps or config.eps)
+    lines = [
+        "# Robustness (Fashion-MNIST official test split)\n",
+        f"Machine: {machine()}. `python bench/robustness.py`; robustness settings of `{profile}` "
+        f"on {first['attack_images']} stratified test images (corruptions on "
+        f"{first['corruption_images']}): ART PGD-{config.pgd_steps} (step "
+        f"{config.pgd_step_ratio:g} x eps, random start) and AutoAttack (APGD-CE, APGD-DLR, "
+        f"{config.autoattack_iter} iterations each, then Square with "
+        f"{config.autoattack_square_queries} queries; {config.autoattack_restarts} restart), "
+        "L-inf on [0, 1] pixels, against the merged leaf prediction; every level scored on the "
+        "same adversarial images.\n",
+        f"## Clean / PGD-{config.pgd_steps} / AutoAttack at eps = {eps:g}, per level\n",
+        "| model | training | train s | full-test clean fine | "
+        + " | ".join(f"{n} clean / PGD / AA" for n in names)
+        + " |\n|---|---|---|---|"
+        + "---|" * len(names),
+    ]
+    for name, r in results.items():
+        m = r["metrics"]
+        cells = []
+        for n in names:
+            h = headline_row(m, n, eps)
+            cells.append(" / ".join("–" if v is None else f"{v * 100:.1f}" for v in h.values()))
+        lines.append(
+            f"| {name} | {r['training']} | {r['train_seconds']:.0f} | "
+            f"{m['clean_fine_full_test'] * 100:.2f} | " + " | ".join(cells) + " |"
+        )
+    for name, r in results.items():
+        lines += [
+            f"\n## {name}: every attack and eps; corruptions (mean over severities)\n",
+            r["metrics"]["tables"]["attacks"],
+            r["metrics"]["tables"]["corruptions"],
+        ]
+    m = results[shipped]["metrics"]
+    h = headline_row(m, "fine", eps)
+    block = {
+        "profile": profile,
+        "model": shipped,
+        "eps": eps,
+        "clean_fine": m["clean_fine_full_test"],
+        "clean_fine_attack_subset": h["clean"],
+        "pgd20_fine": h["pgd"],
+        "autoattack_fine": h["autoattack"],
+        "attack_images": m["attack_images"],
+        "target": "PGD-20 fine >= 0.75 at clean >= 0.85",
+        "target_met": bool((h["pgd"] or 0) >= 0.75 and m["clean_fine_full_test"] >= 0.85),
+    }
+    lines.insert(
+        2,
+        f"**Adversarial profile (`{profile}`, {shipped}): clean fine "
+        f"{block['clean_fine'] * 100:.2f} % (full test), PGD-{config.pgd_steps} "
+        f"{(h['pgd'] or 0) * 100:.1f} %, AutoAttack {(h['autoattack'] or 0) * 100:.1f} % at "
+        f"eps {eps:g}; target {'met' if block['target_met'] else 'NOT met'}.**\n",
+    )
+    summary = {
+        "machine": machine(),
+        "adversarial_profile": block,
+        "models": {
+            name: {
+                "training": r["training"],
+                "train_seconds": r["train_seconds"],
+                "clean_fine_full_test": r["metrics"]["clean_fine_full_test"],
+                "levels": {n: headline_row(r["metrics"], n, eps) for n in names},
+                "metrics": {k: v for k, v in r["metrics"].items() if k != "tables"},
+            }
+            for name, r in results.items()
+        },
+        "settings": config.model_dump(mode="json"),
+    }
+    return "\n".join(lines) + "\n", summary
 
 
 def main() -> None:
-    """Measure, write ``bench/results/robustness_cpu.md`` (full runs), print the JSON summary."""
+    """Train what is missing, measure what is missing, write the report when asked."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="pipelines/configs/train.yaml")
-    parser.add_argument("--adversarial-config", default="pipelines/configs/train_adversarial.yaml")
-    parser.add_argument("--classifier", help="a saved TrainedClassifier directory")
-    parser.add_argument("--finetune", action="store_true", help="adversarial fine-tuning too")
-    parser.add_argument(
-        "--finetune-threads",
-        type=int,
-        help="CPU threads while fine-tuning (default: every core; 1 is faster on a busy machine)",
-    )
-    parser.add_argument("--quick", action="store_true", help="small subsets (same code path)")
+    parser.add_argument("--standard", help="a saved calibrated classifier of the default profile")
+    parser.add_argument("--config", default="pipelines/configs/train_adversarial.yaml")
+    parser.add_argument("--models-dir", default="checkpoints/robustness")
+    parser.add_argument("--only", nargs="*", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--eval-images", type=int, default=1000)
+    parser.add_argument("--quick", action="store_true", help="small data, 1 epoch, tiny attacks")
+    parser.add_argument("--report", action="store_true")
     parser.add_argument("--out", default="bench/results")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for noisy in ("models.robustness", "models.attacks", "models.classifier"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-    config = RobustnessConfig.model_validate(load_section(args.config, "robustness"))
-    dataset = DatasetConfig.model_validate(load_section(args.config, "dataset"))
-    adv_section = load_section(args.adversarial_config, "classifier", "adversarial")
-    adversarial = AdversarialTrainingConfig.model_validate(adv_section)
+    dataset = DatasetConfig.model_validate(section(args.config, "dataset"))
+    config = RobustnessConfig.model_validate(section(args.config, "robustness"))
+    config = config.model_copy(
+        update={"attack_images": args.eval_images, "saliency_per_class": 0, "saliency_mistakes": 0}
+    )
+    profile = ClassifierConfig.model_validate(section(args.config, "classifier"))
+    if profile.adversarial is None:
+        parser.error(f"{args.config} has no classifier.adversarial section")
+    adv = profile.adversarial
+    gan_raw = section(args.config, "gan")
+    gan = GanTrainConfig.model_validate(
+        {k: v for k, v in gan_raw.items() if k in GanTrainConfig.model_fields} | {"progress": False}
+    )
+    root = Path(args.models_dir)
     if args.quick:
-        dataset = dataset.model_copy(
-            update={"subsample": {"train": 2000, "val": 500, "test": 1000}}
-        )
+        dataset = dataset.model_copy(update={"subsample": {"train": 2000, "val": 500, "test": 500}})
         config = config.model_copy(
             update={
-                "attack_images": 200,
-                "corruption_images": 200,
-                "severities": [1, 3, 5],
-                "neighbour_pool": 500,
-                "ig_steps": 8,
+                "attack_images": 100,
+                "corruption_images": 100,
+                "corruptions": ["gaussian_noise", "rotation"],
+                "severities": [1, 5],
+                "autoattack_iter": 5,
+                "autoattack_square_queries": 20,
             }
         )
-        adversarial = adversarial.model_copy(update={"epochs": 1})
-
+        adv = adv.model_copy(update={"epochs": 1, "from_start": False})
+        profile = ClassifierConfig(
+            init="scratch", feature_pool=2, hidden=64, epochs=3, adversarial=adv
+        )
+        root = Path(tempfile.mkdtemp(prefix="robustness-quick-"))
     data = build_dataset(dataset)
-    train_x, train_y = data.split("train")
-    val_x, val_y = data.split("val")
-    test_x, test_y = data.split("test")
-    if args.classifier:
-        base = TrainedClassifier.load(args.classifier)
-    elif args.quick:
-        base = quick_classifier(data)
+    if args.quick:
+        standard = quick_standard(data)
+    elif args.standard:
+        standard = TrainedClassifier.load(args.standard)
     else:
-        parser.error("--classifier DIR is needed for a full run (or use --quick)")
-    names = level_keys(base.tree)
-
-    results: dict[str, RobustnessResult] = {}
-    clean_full: dict[str, float] = {"default": fine_accuracy(base, test_x, test_y)}
-    t0 = time.perf_counter()
-    results["default"] = evaluate_robustness(base, test_x, test_y, config, train_x, train_y)
-    step_seconds = time.perf_counter() - t0
-    finetune_seconds = None
-    if args.finetune:
-        cfg = base.config.model_copy(update={"adversarial": adversarial})
-        model = base.build()
-        torch.set_num_threads(args.finetune_threads or len(os.sched_getaffinity(0)))
-        history, finetune_seconds = finetune_adversarially(
-            model, cfg, base.tree, (train_x, train_y), (val_x, val_y)
-        )
-        print(json.dumps({"finetune_history": history}), flush=True)
-        tuned = TrainedClassifier.from_model(model, cfg, base.tree, {"adversarial_from": "default"})
-        tuned.temperatures = recalibrate(model, tuned, val_x, val_y)
-        clean_full["adversarial"] = fine_accuracy(tuned, test_x, test_y)
-        results["adversarial"] = evaluate_robustness(
-            tuned, test_x, test_y, config, train_x, train_y
-        )
-
-    m = results["default"].metrics
-    gate_key = "robust_accuracy_fine_pgd_eps0.1"
-    summary: dict[str, Any] = {
-        "clean_fine_test": round(clean_full["default"], 4),
-        "attack_images": m["attack_images"],
-        **{
-            f"{k}": round(v, 4)
-            for k, v in m.items()
-            if k.startswith(("clean_accuracy_", "robust_accuracy_fine_", "corruption_accuracy_"))
-        },
-        "robustness_seconds": round(step_seconds, 1),
-        "device": "cpu",
-        "quick": args.quick,
+        parser.error("--standard DIR is needed (or --quick)")
+    for name in args.only:
+        folder = root / name
+        if not (folder / "classifier.json").exists():
+            if name == "standard":
+                model, seconds, training = standard, 0.0, "clean (the default profile)"
+            else:
+                model, seconds = adversarial_model(name, standard, profile, data, gan)
+                training = ("from the start" if adv.from_start else "fine-tuned") + (
+                    f", {name}, eps {adv.eps:g}, {adv.steps} steps, {adv.epochs} epochs"
+                )
+            model.info.update({"bench_training": training, "bench_train_seconds": seconds})
+            model.save(folder)
+        if not (folder / "robustness.json").exists():
+            model = TrainedClassifier.load(folder)
+            result = {
+                "training": model.info.get("bench_training", ""),
+                "train_seconds": float(model.info.get("bench_train_seconds", 0.0)),
+                "metrics": measure(model, data, config),
+            }
+            (folder / "robustness.json").write_text(json.dumps(result, default=float))
+        print(json.dumps({"model": name, "done": True}), flush=True)
+    results = {
+        n: json.loads((root / n / "robustness.json").read_text())
+        for n in MODELS
+        if (root / n / "robustness.json").exists()
     }
-    if "adversarial" in results:
-        a = results["adversarial"].metrics
-        summary |= {
-            "adv_clean_fine_test": round(clean_full["adversarial"], 4),
-            "adv_clean_accuracy_fine": round(a["clean_accuracy_fine"], 4),
-            "adv_" + gate_key: round(a.get(gate_key, float("nan")), 4),
-            "finetune_seconds": round(finetune_seconds or 0.0, 1),
-            "target_met": bool(a.get(gate_key, 0.0) >= 0.60 and clean_full["adversarial"] >= 0.85),
-        }
-    if not args.quick:
-        machine = f"{platform.machine()} CPU, {os.cpu_count()} cores (no GPU)"
-        lines = [
-            "# Robustness (Fashion-MNIST test)\n",
-            f"Machine: {machine}; command: `python bench/robustness.py {' '.join(sys.argv[1:])}`; "
-            f"classifier `{args.classifier}` (full-test clean fine accuracy "
-            f"{clean_full['default']:.4f}); attacks on a stratified subset of "
-            f"{m['attack_images']} test images, corruptions on {m['corruption_images']}; "
-            f"ART FGSM/PGD L-inf on [0, 1] pixels, PGD {config.pgd_steps} steps of "
-            f"{config.pgd_step_ratio:g} x eps with a random start.\n",
-            "## Attacks: accuracy per level, and coarse levels right when the leaf is wrong\n",
-            results["default"].tables["attacks"],
-            "## Corruptions: mean over severities\n",
-            results["default"].tables["corruptions"],
-            f"Seconds of the robustness step's work with the train.yaml settings: "
-            f"{step_seconds:.1f} ({m['seconds']}).\n",
-        ]
-        if "adversarial" in results:
-            a = results["adversarial"].metrics
-            lines += [
-                "## PGD adversarial fine-tuning, side by side\n",
-                f"Fine-tuned from the default classifier's weights with "
-                f"`{json.dumps(adversarial.model_dump())}` (`{args.adversarial_config}`), "
-                f"recalibrated on val; fine-tuning took {finetune_seconds:.1f} s "
-                f"(threads: {args.finetune_threads or os.cpu_count()}). Full-test "
-                f"clean fine accuracy: default {clean_full['default']:.4f}, adversarial "
-                f"{clean_full['adversarial']:.4f}. Target PGD eps=0.1 fine >= 0.60 at clean "
-                f">= 0.85: {'met' if summary['target_met'] else 'NOT met'} "
-                f"({a[gate_key]:.4f}).\n",
-                side_by_side(results, names),
-                "### Adversarially fine-tuned model: attacks and corruptions\n",
-                results["adversarial"].tables["attacks"],
-                results["adversarial"].tables["corruptions"],
-            ]
-        lines.append(f"\nSettings: {json.dumps(config.model_dump(), default=str)}\n")
+    shipped = adv.method if adv.method in results else next(iter(results))
+    markdown, summary = report(results, config, args.config, shipped)
+    if args.report and not args.quick:
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "robustness_cpu.md").write_text("\n".join(lines))
-    print(json.dumps(summary))
+        (out / "robustness.md").write_text(markdown)
+        (out / "robustness.json").write_text(json.dumps(summary, indent=1, default=float))
+    block = summary["adversarial_profile"]
+    print(
+        json.dumps(
+            {
+                "quick": args.quick,
+                **{k: v for k, v in block.items() if k != "target"},
+                "levels": list(level_keys(standard.tree)),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -120,6 +120,7 @@ def version_tags(
     tags["dataset_config"] = dataset.model_dump(mode="json")
     tags["classifier_config"] = classifier.config.model_dump(mode="json")
     tags["temperatures"] = classifier.temperatures
+    tags["calibration_methods"] = classifier.calibration_methods
     for key, value in (robustness or {}).items():
         if key.startswith("robust_accuracy") and isinstance(value, int | float):
             tags[key] = value

@@ -91,12 +91,12 @@ def _copy_dir(src: str, dst: str) -> None:
 
 
 class TrainedClassifierMaterializer(_DirectoryMaterializer):
-    """Stores a :class:`TrainedClassifier` as safetensors weights + JSON (tree, temperatures)."""
+    """Stores a :class:`TrainedClassifier` as safetensors weights + JSON (tree, calibration)."""
 
     ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (TrainedClassifier,)
     ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.MODEL
 
     def extract_metadata(self, data: TrainedClassifier) -> dict[str, MetadataType]:
-        """Temperatures and the scalar facts of the run."""
+        """The calibration maps and the scalar facts of the run."""
         scalars = {k: v for k, v in data.info.items() if isinstance(v, int | float | str | bool)}
-        return scalars | {"temperatures": str([round(t, 4) for t in data.temperatures])}
+        return scalars | {"calibration": str(data.calibration_methods)}

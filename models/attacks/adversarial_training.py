@@ -13,6 +13,8 @@ bare torch loop on 2 cores, a difference too small to justify a second attack im
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,15 +25,22 @@ from models.tree.merge import TreeTensors
 
 
 class AdversarialTrainingConfig(BaseModel):
-    """PGD adversarial fine-tuning (``classifier.adversarial:`` in the YAML).
+    """Adversarial training (``classifier.adversarial:`` in the YAML): Madry PGD or TRADES.
 
-    The fine-tuning epochs run after the clean schedule, with their own cosine learning-rate
-    cycle, so the clean part of the run is exactly the run without this section.
+    ``epochs`` adversarial epochs run after the clean schedule, with their own cosine
+    learning-rate cycle, so the clean part of the run is exactly the run without this section;
+    with ``from_start`` the clean schedule's batches are attacked too (training from scratch or
+    from the GAN's trunk adversarially, as Madry et al.), and ``epochs`` may be 0.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    epochs: int = Field(3, ge=1, description="adversarial epochs appended after the clean ones")
+    method: Literal["pgd", "trades"] = Field(
+        "pgd", description="pgd: train on PGD examples (Madry); trades: TRADES' loss (Zhang)"
+    )
+    beta: float = Field(6.0, ge=0, description="TRADES: weight of the KL robustness term")
+    from_start: bool = Field(False, description="attack the clean schedule's batches as well")
+    epochs: int = Field(3, ge=0, description="adversarial epochs appended after the clean ones")
     eps: float = Field(0.1, gt=0, le=1, description="L-inf radius on [0, 1] pixels")
     steps: int = Field(5, ge=1, description="PGD iterations per training batch")
     step_ratio: float = Field(0.5, gt=0, le=1, description="PGD step size = step_ratio * eps")

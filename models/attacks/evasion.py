@@ -1,11 +1,11 @@
-"""L-infinity evasion attacks (FGSM, PGD) on the merged hierarchical model, through ART.
+"""L-infinity evasion attacks (FGSM, PGD, AutoAttack) on the merged hierarchical model, via ART.
 
 The attacks come from the Adversarial Robustness Toolbox (``art.attacks.evasion``) rather than
 torchattacks: torchattacks pins ``requests~=2.25``, which cannot be installed beside Evidently 0.7.
 
 The attacked model is :class:`MergedLeafModel`: float NCHW images in [0, 1] (``eps`` is measured on
 that scale), rescaled to the classifier's [-1, 1] inside, returning the merged leaf
-log-probabilities ``log P(leaf)`` (per-level logits divided by the level temperatures, conditional
+log-probabilities ``log P(leaf)`` (per-level logits through the level's calibration map, conditional
 softmax per sibling group, summed along each path, as :meth:`TrainedClassifier.leaf_probs`). The
 attack maximises the leaf (fine) NLL; every level is then scored from the adversarial images.
 """
@@ -21,9 +21,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from models.tree.merge import TreeTensors, merged_log_probs
+from models.tree.merge import LevelCalibration, TreeTensors, merged_log_probs
 
 ATTACKS: tuple[str, ...] = ("fgsm", "pgd")
+EVALUATION_ATTACKS: tuple[str, ...] = (*ATTACKS, "autoattack")
 
 
 class MergedLeafModel(nn.Module):
@@ -33,24 +34,24 @@ class MergedLeafModel(nn.Module):
         self,
         classifier: nn.Module,
         tt: TreeTensors,
-        temperatures: Sequence[float] | None = None,
+        calibration: Sequence[float | LevelCalibration] | None = None,
         channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.classifier = classifier
         self.tt = tt
         self.channels_last = channels_last
-        temps = [1.0] * tt.depth if temperatures is None else [float(t) for t in temperatures]
-        if len(temps) != tt.depth:
-            raise ValueError(f"{len(temps)} temperatures for a tree of depth {tt.depth}")
-        self.temperatures = temps
+        maps = [1.0] * tt.depth if calibration is None else list(calibration)
+        if len(maps) != tt.depth:
+            raise ValueError(f"{len(maps)} calibration maps for a tree of depth {tt.depth}")
+        self.calibration = maps
 
     def forward(self, x: Tensor) -> Tensor:
         """Leaf log-probabilities of images in [0, 1]."""
         x = x * 2.0 - 1.0  # the classifier's input range, as to_model_range(uint8)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return merged_log_probs(self.classifier(x), self.tt, self.temperatures)
+        return merged_log_probs(self.classifier(x), self.tt, self.calibration)
 
 
 @contextlib.contextmanager
@@ -150,6 +151,69 @@ def make_attack(
             verbose=False,
         )
     raise ValueError(f"unknown attack {name!r}; known: {', '.join(ATTACKS)}")
+
+
+def make_autoattack(
+    estimator: Any,
+    eps: float,
+    max_iter: int = 100,
+    restarts: int = 1,
+    square_queries: int = 5000,
+    batch_size: int = 256,
+) -> Any:
+    """AutoAttack (Croce & Hein 2020) through ART: APGD-CE, APGD-DLR, then Square, L-inf.
+
+    ART's ``AutoAttack`` runs each attack on the images that are still classified right and keeps
+    the first adversarial example found within ``eps``. Its default list adds DeepFool (a
+    minimal-perturbation attack, not an L-inf-ball attack) and 5 restarts of everything; this list
+    is the parameter-free core of the standard version: APGD on the cross-entropy and on the
+    difference-of-logits ratio (initial step 2 eps, as the paper), and the black-box Square
+    attack, which does not rely on gradients (it catches gradient masking). The merged model
+    returns log-probabilities: differences of them are differences of leaf logits, so DLR reads
+    them as logits.
+
+    Args:
+        estimator: from :func:`art_classifier`.
+        eps: radius on [0, 1] pixels.
+        max_iter: APGD iterations.
+        restarts: random restarts of each attack.
+        square_queries: Square attack's query budget per image.
+        batch_size: images per batch.
+    """
+    from art.attacks.evasion import AutoAttack, AutoProjectedGradientDescent, SquareAttack
+
+    def apgd(loss: str) -> Any:
+        return AutoProjectedGradientDescent(
+            estimator,
+            norm=np.inf,
+            eps=eps,
+            eps_step=2 * eps,
+            max_iter=max_iter,
+            targeted=False,
+            nb_random_init=restarts,
+            batch_size=batch_size,
+            loss_type=loss,
+            verbose=False,
+        )
+
+    square = SquareAttack(
+        estimator,
+        norm=np.inf,
+        eps=eps,
+        max_iter=square_queries,
+        p_init=0.8,
+        nb_restarts=restarts,
+        batch_size=batch_size,
+        verbose=False,
+    )
+    return AutoAttack(
+        estimator,
+        norm=np.inf,
+        eps=eps,
+        eps_step=2 * eps,
+        attacks=[apgd("cross_entropy"), apgd("difference_logits_ratio"), square],
+        batch_size=batch_size,
+    )
 
 
 def run_attack(

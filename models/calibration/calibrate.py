@@ -2,74 +2,87 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from models.calibration.diagram import reliability_diagram_png
-from models.calibration.ece import level_ece
-from models.calibration.temperature import fit_temperatures, level_nll
+from models.calibration.diagram import level_reliability_png
+from models.calibration.ece import level_classwise_ece, level_ece
+from models.calibration.select import select_calibration
+from models.calibration.strategies import STRATEGIES
+from models.calibration.temperature import level_nll
 from models.classifier.io import TrainedClassifier
 from models.tree.merge import TreeTensors
 
 
 @dataclass
 class Calibration:
-    """A calibrated classifier, the before/after numbers, and the reliability diagram (PNG)."""
+    """A calibrated classifier, the before/after numbers, and the reliability diagrams (PNG)."""
 
     classifier: TrainedClassifier
     report: dict[str, Any]
     diagram_png: bytes
 
 
-def calibrate(classifier: TrainedClassifier, images: np.ndarray, labels: np.ndarray) -> Calibration:
-    """Fit one temperature per level on ``images`` (the validation split) by conditional NLL.
+def calibrate(
+    classifier: TrainedClassifier,
+    images: np.ndarray,
+    labels: np.ndarray,
+    strategies: tuple[str, ...] = STRATEGIES,
+    folds: int = 5,
+    diagram: bool = True,
+) -> Calibration:
+    """Choose and fit one calibration map per level on ``images`` (the validation split).
 
-    The report holds the temperatures, each level's NLL and ECE before and after, on the same
-    images; the returned classifier is a copy with the temperatures set.
+    Every strategy (temperature, vector, matrix, Dirichlet) and the identity are compared per
+    level by cross-validated NLL and ECE (:func:`~models.calibration.select.select_calibration`);
+    a level keeps the identity unless a map is no worse on both. The report holds the choice and
+    every candidate's scores, each level's NLL, ECE and classwise ECE before and after, on the
+    same images; the returned classifier is a copy with the maps set. ``diagram=False`` skips
+    the picture (no matplotlib needed).
     """
     tree = classifier.tree
     logits = classifier.logits(images)
     device = logits[0].device
     tt = TreeTensors(tree, device)
     level_labels = torch.from_numpy(tree.all_level_labels(labels)).to(device)
-    temps = fit_temperatures(logits, level_labels, tt)
-    calibrated = TrainedClassifier(
-        classifier.architecture,
-        classifier.config,
-        tree,
-        classifier.state,
-        temperatures=[float(t) for t in temps],
-        info=dict(classifier.info),
-    )
+    maps, selection = select_calibration(logits, level_labels, tt, strategies, folds)
+    calibrated = dataclasses.replace(classifier, calibration=maps, info=dict(classifier.info))
     leaf_labels = torch.from_numpy(labels).to(device)
     before = classifier.leaf_probs(logits, calibrated=False)
     after = calibrated.leaf_probs(logits)
-    ece_before, ece_after = level_ece(before, leaf_labels, tt), level_ece(after, leaf_labels, tt)
     levels = [*tree.level_names[:-1], "fine"]
+    ece = {"before": level_ece(before, leaf_labels, tt), "after": level_ece(after, leaf_labels, tt)}
+    cw = {
+        "before": level_classwise_ece(before, leaf_labels, tt),
+        "after": level_classwise_ece(after, leaf_labels, tt),
+    }
     report: dict[str, Any] = {
-        "temperatures": dict(
-            zip(tree.level_names, [round(float(t), 4) for t in temps], strict=True)
-        ),
+        "methods": calibrated.calibration_methods,
+        "temperatures": dict(zip(tree.level_names, calibrated.temperatures, strict=True)),
+        "selection": selection,
         "val_nll_before": dict(
             zip(tree.level_names, level_nll(logits, level_labels, tt), strict=True)
         ),
         "val_nll_after": dict(
-            zip(tree.level_names, level_nll(logits, level_labels, tt, temps), strict=True)
+            zip(tree.level_names, level_nll(logits, level_labels, tt, maps), strict=True)
         ),
-        **{f"val_ece_{name}_before": ece_before[name] for name in levels},
-        **{f"val_ece_{name}_after": ece_after[name] for name in levels},
+        **{f"val_ece_{name}_{when}": ece[when][name] for name in levels for when in ece},
+        **{f"val_classwise_ece_{name}_{when}": cw[when][name] for name in levels for when in cw},
     }
     calibrated.info.update(
         {
+            "calibration_methods": calibrated.calibration_methods,
             "val_ece_fine_before": round(report["val_ece_fine_before"], 5),
             "val_ece_fine_after": round(report["val_ece_fine_after"], 5),
         }
     )
-    png = reliability_diagram_png(
-        {"uncalibrated": (before, leaf_labels), "calibrated": (after, leaf_labels)},
-        "fine level, validation split",
-    )
+    png = b""
+    if diagram:
+        png = level_reliability_png(
+            {"uncalibrated": before, "calibrated": after}, leaf_labels, tt, "validation split"
+        )
     return Calibration(calibrated, report, png)

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from models.tree.merge import (
+    CalibrationMaps,
     TreeTensors,
     conditional_log_probs,
     level_conditional_log_probs,
@@ -56,8 +57,8 @@ def _fit_level_temperature(
 
 
 def level_nll(
-    logits: list[Tensor], level_labels: Tensor, tt: TreeTensors, temperatures: Tensor | None = None
+    logits: list[Tensor], level_labels: Tensor, tt: TreeTensors, calibration: CalibrationMaps = None
 ) -> list[float]:
     """Per-level conditional NLL (for reporting before/after calibration)."""
-    cond = conditional_log_probs(scale_logits(logits, temperatures), tt)
+    cond = conditional_log_probs(scale_logits(logits, calibration, tt), tt)
     return [float(-c.gather(1, level_labels[:, lv : lv + 1]).mean()) for lv, c in enumerate(cond)]

@@ -1,6 +1,8 @@
-"""Augmentation of training batches on the device: random shifts and horizontal flips."""
+"""Augmentation of training batches on the device: shifts, horizontal flips, random erasing."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -35,3 +37,49 @@ class ShiftFlip:
     def __call__(self, x: Tensor, level_labels: Tensor, step: int) -> tuple[Tensor, Tensor]:
         """Shifted and flipped images; labels unchanged."""
         return augment_batch(x, self.generator, self.hflip, self.max_shift), level_labels
+
+
+def erase_batch(
+    x: Tensor,
+    generator: torch.Generator,
+    probability: float,
+    area: tuple[float, float] = (0.02, 0.4),
+    aspect: tuple[float, float] = (0.3, 1 / 0.3),
+) -> Tensor:
+    """Random erasing (Zhong et al. 2020): a random rectangle of random values per chosen image.
+
+    Each image is erased with ``probability``; the rectangle covers a uniform ``area`` share of
+    the image with a log-uniform ``aspect`` ratio, and is filled with uniform noise in [-1, 1].
+    """
+    b, _, h, w = x.shape
+    dev = x.device
+
+    def uniform(lo: float, hi: float) -> Tensor:
+        return lo + (hi - lo) * torch.rand(b, device=dev, generator=generator)
+
+    s = uniform(*area) * h * w
+    r = torch.exp(uniform(math.log(aspect[0]), math.log(aspect[1])))
+    eh = torch.sqrt(s * r).round().clamp(1, h)
+    ew = torch.sqrt(s / r).round().clamp(1, w)
+    top = (uniform(0, 1) * (h - eh + 1)).floor()
+    left = (uniform(0, 1) * (w - ew + 1)).floor()
+    chosen = torch.rand(b, device=dev, generator=generator) < probability
+    rows = torch.arange(h, device=dev)[None, :]
+    cols = torch.arange(w, device=dev)[None, :]
+    in_rows = (rows >= top[:, None]) & (rows < (top + eh)[:, None])  # [B, H]
+    in_cols = (cols >= left[:, None]) & (cols < (left + ew)[:, None])  # [B, W]
+    mask = (in_rows[:, :, None] & in_cols[:, None, :] & chosen[:, None, None])[:, None]
+    noise = torch.rand(x.shape, device=dev, generator=generator) * 2 - 1
+    return torch.where(mask, noise, x)
+
+
+class RandomErasing:
+    """Random erasing as a batch perturbation (after :class:`ShiftFlip` in the clean phase)."""
+
+    def __init__(self, generator: torch.Generator, probability: float) -> None:
+        self.generator = generator
+        self.probability = probability
+
+    def __call__(self, x: Tensor, level_labels: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        """Images with random rectangles erased; labels unchanged."""
+        return erase_batch(x, self.generator, self.probability), level_labels

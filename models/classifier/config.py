@@ -29,11 +29,30 @@ class ClassifierConfig(BaseModel):
     lr: float = Field(2e-3, gt=0)
     trunk_lr_scale: float = Field(0.5, gt=0, description="trunk learning rate = lr * this")
     weight_decay: float = Field(5e-4, ge=0)
-    augment: bool = Field(True, description="random +-2 px shifts and horizontal flips")
+    augment: bool = Field(True, description="random shifts and horizontal flips")
     hflip: bool = True
+    max_shift: int = Field(2, ge=0, le=8, description="random shift (crop of a padded image), px")
+    random_erasing: float = Field(
+        0.0, ge=0, le=1, description="probability of erasing a random rectangle (Zhong et al.)"
+    )
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=1, description="per level, spread over the true node's siblings"
+    )
+    warmup_epochs: float = Field(
+        0.0, ge=0, description="linear learning-rate warm-up before the cosine decay"
+    )
+    ema_decay: float | None = Field(
+        None, ge=0, lt=1, description="exponential moving average of the weights; off if None"
+    )
+    tta_flip: bool = Field(
+        False, description="predict from the mean logits of the image and its mirror image"
+    )
     seed: int = 0
     device: str = "auto"
     channels_last: bool = True
+    bf16: bool | None = Field(
+        None, description="bf16 autocast of the training passes; default: on CUDA only"
+    )
     num_threads: int | None = None
     adversarial: AdversarialTrainingConfig | None = Field(
         None, description="PGD adversarial fine-tuning epochs after the clean ones; off if None"

@@ -1,8 +1,9 @@
 """A trained hierarchical classifier as one self-contained artifact (safetensors + JSON).
 
 It holds everything needed to predict from raw uint8 images: the architecture, the weights, the
-tree, the per-level temperatures and the preprocessing (size, channels, value range). Serving
-and evaluation load it with no pickle involved.
+tree, the per-level calibration maps (temperature, vector, matrix or Dirichlet; JSON) and the
+preprocessing (size, channels, value range). Serving and evaluation load it with no pickle
+involved.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from models.classifier.config import ClassifierConfig
 from models.classifier.network import HierarchicalClassifier, predict_logits
 from models.gan.networks import GanArchitecture
 from models.tree.hierarchy import Hierarchy
-from models.tree.merge import TreeTensors, merged_log_probs
+from models.tree.merge import LevelCalibration, TreeTensors, merged_log_probs
 
 WEIGHTS_FILE = "classifier.safetensors"
 INFO_FILE = "classifier.json"
@@ -29,14 +30,15 @@ INFO_FILE = "classifier.json"
 
 @dataclass
 class TrainedClassifier:
-    """Weights, tree, temperatures and preprocessing of a hierarchical classifier.
+    """Weights, tree, calibration and preprocessing of a hierarchical classifier.
 
     Attributes:
         architecture: the GAN architecture the trunk shares.
         config: how it was trained.
         tree: the label tree.
         state: the model's ``state_dict`` (CPU tensors).
-        temperatures: one per level (all 1.0 until calibrated).
+        calibration: one map per level (identity until calibrated), applied by
+            :func:`models.tree.merge.scale_logits`.
         info: JSON-able facts (dataset hash, GAN run key, label fraction, metrics ...).
     """
 
@@ -44,12 +46,32 @@ class TrainedClassifier:
     config: ClassifierConfig
     tree: Hierarchy
     state: dict[str, Tensor]
-    temperatures: list[float] = field(default_factory=list)
+    calibration: list[LevelCalibration] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.temperatures:
-            self.temperatures = [1.0] * self.tree.depth
+        if not self.calibration:
+            self.calibration = [LevelCalibration() for _ in range(self.tree.depth)]
+        if len(self.calibration) != self.tree.depth:
+            raise ValueError(
+                f"{len(self.calibration)} calibration maps for a tree of depth {self.tree.depth}"
+            )
+
+    @property
+    def temperatures(self) -> list[float | None]:
+        """Per level: its temperature (1.0 when uncalibrated), None where another map is used."""
+        return [c.temperature_value for c in self.calibration]
+
+    @temperatures.setter
+    def temperatures(self, values: list[float]) -> None:
+        self.calibration = [LevelCalibration.temperature(t) for t in values]
+
+    @property
+    def calibration_methods(self) -> dict[str, str]:
+        """The calibration method of each level, by level name."""
+        return {
+            name: c.method for name, c in zip(self.tree.level_names, self.calibration, strict=True)
+        }
 
     @property
     def preprocessing(self) -> dict[str, Any]:
@@ -85,9 +107,9 @@ class TrainedClassifier:
         return predict_logits(model or self.build(), images)
 
     def leaf_probs(self, logits: list[Tensor], calibrated: bool = True) -> Tensor:
-        """``[N, n_leaves]`` merged leaf probabilities, temperature-scaled when ``calibrated``."""
+        """``[N, n_leaves]`` merged leaf probabilities, through the calibration maps when asked."""
         tt = TreeTensors(self.tree, logits[0].device)
-        return merged_log_probs(logits, tt, self.temperatures if calibrated else None).exp()
+        return merged_log_probs(logits, tt, self.calibration if calibrated else None).exp()
 
     def predict_proba(self, images: np.ndarray, calibrated: bool = True) -> np.ndarray:
         """``[N, n_leaves]`` leaf probabilities for uint8 images."""
@@ -99,11 +121,12 @@ class TrainedClassifier:
         directory.mkdir(parents=True, exist_ok=True)
         save_file(self.state, str(directory / WEIGHTS_FILE))
         meta = {
-            "format": 1,
+            "format": 2,
             "architecture": self.architecture.model_dump(),
             "config": self.config.model_dump(),
             "tree": self.tree.to_dict(),
-            "temperatures": list(self.temperatures),
+            "calibration": [c.to_dict() for c in self.calibration],
+            "temperatures": list(self.temperatures),  # for readers of format 1
             "preprocessing": self.preprocessing,
             "info": self.info,
         }
@@ -114,11 +137,15 @@ class TrainedClassifier:
         """Inverse of :meth:`save` (safetensors and JSON: loading runs no code)."""
         directory = Path(directory)
         meta = json.loads((directory / INFO_FILE).read_text())
+        if "calibration" in meta:
+            calibration = [LevelCalibration.from_dict(c) for c in meta["calibration"]]
+        else:  # format 1: temperatures only
+            calibration = [LevelCalibration.temperature(t) for t in meta["temperatures"]]
         return cls(
             architecture=GanArchitecture(**meta["architecture"]),
             config=ClassifierConfig(**meta["config"]),
             tree=Hierarchy.from_dict(meta["tree"]),
             state=load_file(str(directory / WEIGHTS_FILE)),
-            temperatures=[float(t) for t in meta["temperatures"]],
+            calibration=calibration,
             info=meta.get("info", {}),
         )

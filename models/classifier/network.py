@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from models.classifier.config import ClassifierConfig
 from models.gan.networks import Discriminator, GanArchitecture
 from models.runtime.tensors import map_image_batches
+from models.tree.merge import TreeTensors, decode_global, merged_log_probs
 
 
 class HierarchicalClassifier(nn.Module):
@@ -35,6 +36,7 @@ class HierarchicalClassifier(nn.Module):
             nn.Dropout(config.dropout),
         )
         self.heads = nn.ModuleList(nn.Linear(config.hidden, n) for n in level_sizes)
+        self.tta_flip = config.tta_flip
 
     def load_trunk(self, discriminator_state: dict[str, Tensor]) -> None:
         """Copy the trunk weights of a trained discriminator (its head is dropped)."""
@@ -48,15 +50,29 @@ class HierarchicalClassifier(nn.Module):
         return list(self.backbone.trunk.parameters())
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        """Per-level logits ``[B, n_l]``, top level first."""
-        return self.logits_from_features(self.backbone.features(x))
+        """Per-level logits ``[B, n_l]``, top level first.
+
+        With ``tta_flip``, outside training, each level's logits are the mean of those of ``x``
+        and of its mirror image (test-time augmentation by the flips the training batches get;
+        measured: averaging the logits gains, averaging the features loses accuracy).
+        """
+        return self.features_and_logits(x)[1]
+
+    def features_and_logits(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """The trunk's pooled features ``[B, feature_dim]`` of ``x`` and the per-level logits.
+
+        One pass for both: the drift monitor reads the embeddings and the predictions together.
+        """
+        if self.tta_flip and not self.training:
+            both = self.backbone.features(torch.cat([x, x.flip(-1)]))
+            logits = self.logits_from_features(both)
+            n = len(x)
+            return both[:n], [(z[:n] + z[n:]) / 2 for z in logits]
+        features = self.backbone.features(x)
+        return features, self.logits_from_features(features)
 
     def logits_from_features(self, features: Tensor) -> list[Tensor]:
-        """Per-level logits from the trunk's pooled features ``[B, feature_dim]``.
-
-        With ``backbone.features(x)`` this is ``forward`` in two halves: the drift monitor reads
-        the embeddings and the predictions from one pass.
-        """
+        """Per-level logits from the trunk's pooled features ``[B, feature_dim]`` (one view)."""
         h = self.neck(features)
         return [head(h) for head in self.heads]
 
@@ -68,3 +84,11 @@ def predict_logits(
     """Per-level logits for ``[N, H, W, C]`` uint8 images (eval mode), on the model's device."""
     chunks = map_image_batches(model, lambda x: [z.float() for z in model(x)], images, batch_size)
     return [torch.cat([c[lv] for c in chunks]) for lv in range(len(model.level_sizes))]
+
+
+def fine_accuracy(
+    model: HierarchicalClassifier, tt: TreeTensors, images: np.ndarray, labels: np.ndarray
+) -> float:
+    """Leaf accuracy of the merged (uncalibrated) prediction, global decoding."""
+    pred = decode_global(merged_log_probs(predict_logits(model, images), tt)).cpu().numpy()
+    return float((pred == labels).mean())

@@ -4,15 +4,19 @@ The loss is the weighted sum over levels of the *conditional* cross-entropy
 ``-log P(node_l | node_{l-1})`` (:mod:`models.tree.merge`), so that the product along a path is
 the leaf probability the model is judged on.
 
-A run is a sequence of :class:`Phase` s, each with its own cosine learning-rate cycle and its own
-chain of :class:`Perturbation` s applied to every batch before the loss: the clean phase (frozen
-trunk first, then everything; random shifts and flips), and, when configured, PGD adversarial
-epochs (:class:`~models.attacks.PGDPerturbation` after the same augmentation). A new way of
-changing batches (a generator's samples, say) is one more perturbation, not a second loop.
+A run is a sequence of :class:`Phase` s, each with its own learning-rate cycle (optional linear
+warm-up, then cosine), its own chain of :class:`Perturbation` s applied to every batch, and its
+loss (:mod:`.losses`): the clean phase (frozen trunk first, then everything; random shifts,
+flips and erasing), and, when configured, adversarial epochs (Madry PGD as a perturbation after
+the same augmentation, or TRADES as a loss). With ``ema_decay`` an average of the weights
+(:mod:`.averaging`) is what each phase leaves behind. A new way of changing batches (a
+generator's samples, say) is one more perturbation, a new objective one more loss: not a second
+loop.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -25,19 +29,22 @@ import torch
 from torch import Tensor
 
 from models.attacks.adversarial_training import PGDPerturbation
-from models.classifier.augment import ShiftFlip
+from models.classifier.augment import RandomErasing, ShiftFlip
+from models.classifier.averaging import WeightAverage
 from models.classifier.config import ClassifierConfig
-from models.classifier.network import HierarchicalClassifier, predict_logits
+from models.classifier.losses import BatchLoss, HierarchicalNLL, TradesLoss
+from models.classifier.network import HierarchicalClassifier, fine_accuracy
 from models.data.dataset import stratified_fraction
 from models.gan.networks import GanArchitecture
 from models.runtime.device import prepare_device
 from models.runtime.tensors import to_model_range
 from models.tree.hierarchy import Hierarchy
-from models.tree.merge import TreeTensors, conditional_log_probs, decode_global, merged_log_probs
+from models.tree.merge import TreeTensors
 
 logger = logging.getLogger(__name__)
 
 EpochCallback = Callable[[int, dict[str, float]], None]
+Validation = Callable[[HierarchicalClassifier], dict[str, float]]
 
 
 class Perturbation(Protocol):
@@ -63,6 +70,8 @@ class Phase:
         frozen_epochs: leading epochs that train only the heads (trunk frozen, its batch-norm
             statistics kept).
         perturbations: applied in order to every batch.
+        loss: the batch objective; None: the trainer's conditional NLL.
+        warmup_epochs: linear warm-up of the learning rate before the cosine decay.
         tags: constant entries of every epoch's metrics (e.g. ``{"adversarial": 1.0}``).
     """
 
@@ -71,7 +80,17 @@ class Phase:
     lr_scale: float = 1.0
     frozen_epochs: int = 0
     perturbations: Sequence[Perturbation] = ()
+    loss: BatchLoss | None = None
+    warmup_epochs: float = 0.0
     tags: dict[str, float] = field(default_factory=dict)
+
+    def lr_factor(self, step: int, total_steps: int, steps_per_epoch: int) -> float:
+        """The learning-rate multiplier at ``step``: linear warm-up, then a cosine to zero."""
+        warm = min(round(self.warmup_epochs * steps_per_epoch), total_steps - 1)
+        if step < warm:
+            return self.lr_scale * (step + 1) / warm
+        progress = (step - warm) / max(1, total_steps - warm)
+        return self.lr_scale * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 @dataclass
@@ -86,35 +105,17 @@ class FitResult:
     adversarial_seconds: float = 0.0
 
 
-def conditional_nll(
-    logits: list[Tensor], level_labels: Tensor, tt: TreeTensors, weights: Sequence[float]
-) -> Tensor:
-    """Weighted sum over levels of ``-log P(true node | true parent)``, batch-averaged."""
-    cond = conditional_log_probs(logits, tt)
-    loss = logits[0].new_zeros(())
-    for level, (c, w) in enumerate(zip(cond, weights, strict=True)):
-        loss = loss + w * -c.gather(1, level_labels[:, level : level + 1]).mean()
-    return loss
-
-
-def fine_accuracy(
-    model: HierarchicalClassifier, tt: TreeTensors, images: np.ndarray, labels: np.ndarray
-) -> float:
-    """Leaf accuracy of the merged (uncalibrated) prediction, global decoding."""
-    pred = decode_global(merged_log_probs(predict_logits(model, images), tt)).cpu().numpy()
-    return float((pred == labels).mean())
-
-
 class ClassifierTrainer:
     """Runs :class:`Phase` s over one labelled training set, with one optimiser throughout.
 
     Args:
         model: the network, on its device.
-        config: batch size, learning rates, weight decay, seed, memory format, level weights.
+        config: batch size, learning rates, weight decay, seed, memory format, level weights,
+            augmentation, label smoothing, weight averaging.
         tree: the label tree.
         images: uint8 ``[N, H, W, C]`` training images (only these are used).
         labels: ``[N]`` their leaf labels.
-        validate: extra per-epoch metrics (e.g. validation accuracy), or None.
+        validate: extra per-epoch metrics of a network (e.g. validation accuracy), or None.
     """
 
     def __init__(
@@ -124,7 +125,7 @@ class ClassifierTrainer:
         tree: Hierarchy,
         images: np.ndarray,
         labels: np.ndarray,
-        validate: Callable[[], dict[str, float]] | None = None,
+        validate: Validation | None = None,
     ) -> None:
         device = next(model.parameters()).device
         self.model, self.config, self.validate = model, config, validate
@@ -134,6 +135,7 @@ class ClassifierTrainer:
             raise ValueError(
                 f"level_weights has {len(self.weights)} entries for a tree of depth {tree.depth}"
             )
+        self.loss = HierarchicalNLL(self.tt, self.weights, config.label_smoothing)
         # [N, H, W, C] uint8 -> [N, C, H, W] uint8 on the device, once
         self.x_all = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).to(device)
         self.y_all = torch.from_numpy(tree.all_level_labels(labels)).to(device)
@@ -157,16 +159,29 @@ class ClassifierTrainer:
         self.base_lrs = [g["lr"] for g in self.opt.param_groups]
         self.generator = torch.Generator(device=device).manual_seed(config.seed)
         self.epochs_done = 0
+        self.average: WeightAverage | None = None
+        bf16 = device.type == "cuda" if config.bf16 is None else config.bf16
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
     def augmentation(self) -> list[Perturbation]:
-        """The configured augmentation (shifts and flips), or nothing."""
-        return [ShiftFlip(self.generator, self.config.hflip)] if self.config.augment else []
+        """The configured augmentation (shifts and flips, then random erasing), or nothing."""
+        if not self.config.augment:
+            return []
+        out: list[Perturbation] = [
+            ShiftFlip(self.generator, self.config.hflip, self.config.max_shift)
+        ]
+        if self.config.random_erasing > 0:
+            out.append(RandomErasing(self.generator, self.config.random_erasing))
+        return out
 
-    def pgd_phase(self) -> Phase:
-        """PGD adversarial epochs as configured (``config.adversarial``), after augmentation."""
+    def attack(self) -> tuple[list[Perturbation], BatchLoss | None]:
+        """What ``config.adversarial`` adds to a phase: a PGD perturbation, or TRADES' loss."""
         adv = self.config.adversarial
         if adv is None:
             raise ValueError("an adversarial phase needs ClassifierConfig.adversarial")
+        if adv.method == "trades":
+            seed, channels_last = self.config.seed, self.config.channels_last
+            return [], TradesLoss(self.loss, adv, seed, channels_last)
         pgd = PGDPerturbation(
             self.model,
             self.tt,
@@ -176,17 +191,31 @@ class ClassifierTrainer:
             self.config.seed,
             self.config.channels_last,
         )
+        return [pgd], None
+
+    def pgd_phase(self) -> Phase:
+        """Adversarial epochs as configured (``config.adversarial``), after augmentation."""
+        adv = self.config.adversarial
+        perturbations, loss = self.attack()
         return Phase(
             "adversarial",
-            adv.epochs,
-            lr_scale=adv.lr_scale,
-            perturbations=[*self.augmentation(), pgd],
+            adv.epochs if adv is not None else 0,
+            lr_scale=adv.lr_scale if adv is not None else 1.0,
+            perturbations=[*self.augmentation(), *perturbations],
+            loss=loss,
             tags={"adversarial": 1.0},
         )
 
     def run(self, phase: Phase, on_epoch: EpochCallback | None = None) -> list[dict[str, float]]:
-        """Train through ``phase``; one metrics dict per epoch."""
+        """Train through ``phase``; one metrics dict per epoch.
+
+        With ``config.ema_decay`` the phase starts a fresh weight average, validates it each
+        epoch, and leaves it in the model at the end.
+        """
         total_steps = phase.epochs * self.steps_per_epoch
+        decay = self.config.ema_decay
+        self.average = WeightAverage(self.model, decay) if decay is not None else None
+        evaluated = copy.deepcopy(self.model) if self.average is not None else self.model
         history = []
         for epoch in range(phase.epochs):
             frozen = epoch < phase.frozen_epochs
@@ -197,8 +226,7 @@ class ClassifierTrainer:
             loss_sum = 0.0
             for b in range(self.steps_per_epoch):
                 step = epoch * self.steps_per_epoch + b
-                # cosine cycle over the whole phase, peaking at lr_scale
-                scale = phase.lr_scale * 0.5 * (1 + math.cos(math.pi * step / total_steps))
+                scale = phase.lr_factor(step, total_steps, self.steps_per_epoch)
                 sel = perm[b * self.batch : (b + 1) * self.batch]
                 loss_sum += self._step(self.x_all[sel], self.y_all[sel], phase, step, scale)
             self.epochs_done += 1
@@ -209,13 +237,17 @@ class ClassifierTrainer:
                 **phase.tags,
             }
             if self.validate is not None:
-                metrics.update(self.validate())
+                if self.average is not None:
+                    self.average.copy_to(evaluated)
+                metrics.update(self.validate(evaluated))
             history.append(metrics)
             logger.info(
                 "classifier %s epoch %d/%d: %s", phase.name, epoch + 1, phase.epochs, metrics
             )
             if on_epoch is not None:
                 on_epoch(self.epochs_done, metrics)
+        if self.average is not None:
+            self.average.copy_to(self.model)
         self.model.eval()
         return history
 
@@ -227,7 +259,7 @@ class ClassifierTrainer:
             self.model.backbone.eval()  # keep the GAN's batch-norm statistics while frozen
 
     def _step(self, x_u8: Tensor, y: Tensor, phase: Phase, step: int, lr_scale: float) -> float:
-        """Perturb one batch, then one optimiser step on the conditional NLL; the loss."""
+        """Perturb one batch, then one optimiser step on the phase's loss; the loss."""
         x = to_model_range(x_u8)
         for perturb in phase.perturbations:
             x, y = perturb(x, y, step)
@@ -235,10 +267,13 @@ class ClassifierTrainer:
             x = x.contiguous(memory_format=torch.channels_last)
         for group, lr in zip(self.opt.param_groups, self.base_lrs, strict=True):
             group["lr"] = lr * lr_scale
-        loss = conditional_nll(self.model(x), y, self.tt, self.weights)
+        with self.autocast:
+            loss = (phase.loss or self.loss)(self.model, x, y, step)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
+        if self.average is not None:
+            self.average.update()
         return float(loss.detach())
 
 
@@ -284,22 +319,31 @@ def fit_classifier(
     )
     epochs = max(config.epochs, math.ceil(config.min_steps / trainer.steps_per_epoch))
     frozen = min(config.freeze_epochs, epochs - 1) if config.init == "gan" else 0
-    started = time.perf_counter()
-    history = trainer.run(
-        Phase("clean", epochs, frozen_epochs=frozen, perturbations=trainer.augmentation()), on_epoch
+    adv = config.adversarial
+    perturbations, loss = trainer.attack() if adv is not None and adv.from_start else ([], None)
+    main = Phase(
+        "adversarial" if perturbations or loss else "clean",
+        epochs,
+        frozen_epochs=frozen,
+        perturbations=[*trainer.augmentation(), *perturbations],
+        loss=loss,
+        warmup_epochs=config.warmup_epochs,
+        tags={"adversarial": 1.0} if perturbations or loss else {},
     )
+    started_all = started = time.perf_counter()
+    history = trainer.run(main, on_epoch)
     seconds = time.perf_counter() - started
-    adversarial_seconds = 0.0
-    if config.adversarial is not None:
+    adversarial_seconds = seconds if main.name == "adversarial" else 0.0
+    if adv is not None and adv.epochs > 0:
         started = time.perf_counter()
         history += trainer.run(trainer.pgd_phase(), on_epoch)
-        adversarial_seconds = time.perf_counter() - started
+        adversarial_seconds += time.perf_counter() - started
     return FitResult(
         model=model,
         history=history,
         labelled_indices=idx,
         images_per_second=epochs * trainer.steps_per_epoch * trainer.batch / max(seconds, 1e-9),
-        seconds=seconds + adversarial_seconds,
+        seconds=time.perf_counter() - started_all,
         adversarial_seconds=adversarial_seconds,
     )
 
@@ -341,8 +385,8 @@ def _labelled_trainer(
     idx = stratified_fraction(labels, config.label_fraction, config.seed)
     tt = TreeTensors(tree, next(model.parameters()).device)
 
-    def validate() -> dict[str, float]:
-        return {"val_fine_accuracy": fine_accuracy(model, tt, val_images, val_labels)}
+    def validate(network: HierarchicalClassifier) -> dict[str, float]:
+        return {"val_fine_accuracy": fine_accuracy(network, tt, val_images, val_labels)}
 
     has_val = val_images is not None and val_labels is not None
     trainer = ClassifierTrainer(

@@ -9,9 +9,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models.calibration.diagram import reliability_diagram_png
-from models.calibration.ece import level_ece
+from models.calibration.diagram import level_reliability_png
+from models.calibration.ece import level_classwise_ece, level_ece
 from models.classifier.io import TrainedClassifier
+from models.evaluation.decoding import decoding_metrics
 from models.evaluation.metrics import (
     confusion_matrices,
     confusion_png,
@@ -40,19 +41,25 @@ class Evaluation:
     reliability_png: bytes
 
 
-def evaluate_classifier(
-    classifier: TrainedClassifier, images: np.ndarray, labels: np.ndarray, title: str
-) -> Evaluation:
-    """Metrics, pictures and the report of a calibrated classifier on one held-out split.
+@dataclass
+class SplitScores:
+    """The numbers of one evaluated split, and the probabilities the pictures are drawn from."""
+
+    metrics: dict[str, Any]
+    raw: Tensor  # [N, n_leaves] uncalibrated leaf probabilities
+    calibrated: Tensor  # [N, n_leaves] calibrated
+    tables: dict[str, str]
+
+
+def score_split(
+    classifier: TrainedClassifier, images: np.ndarray, labels: np.ndarray
+) -> SplitScores:
+    """Every number of the evaluation, no pictures (runs with torch alone, e.g. on a GPU box).
 
     Accuracy per level (global and greedy decoding), top-k, mistake severity, distance@k, ECE
-    before/after calibration per level, path consistency and confusion matrices.
-
-    Args:
-        classifier: the calibrated classifier.
-        images: uint8 ``[N, H, W, C]`` of the split that nothing before touched (test).
-        labels: ``[N]`` their leaves.
-        title: what was evaluated, for the report's heading.
+    and classwise ECE before/after calibration per level, every decoding of
+    :mod:`models.evaluation.decoding` (HiClass' combiners, conditional-risk minimisation) with
+    hierarchical F1, and path consistency.
     """
     tree = classifier.tree
     logits = classifier.logits(images)
@@ -60,14 +67,17 @@ def evaluate_classifier(
     leaf_labels = torch.from_numpy(labels).to(logits[0].device)
     raw = classifier.leaf_probs(logits, calibrated=False)
     cal = classifier.leaf_probs(logits, calibrated=True)
-    greedy = decode_greedy(
-        conditional_log_probs(scale_logits(logits, classifier.temperatures), tt), tt
-    ).cpu()
+    cond = conditional_log_probs(scale_logits(logits, classifier.calibration, tt), tt)
+    greedy = decode_greedy(cond, tt).cpu()
     global_metrics = hierarchical_metrics(cal.cpu().numpy(), labels, tree)
     greedy_probs = torch.nn.functional.one_hot(greedy, tree.num_leaves).float().numpy()
     greedy_metrics = hierarchical_metrics(greedy_probs, labels, tree, ks=(1,))
+    names = ["fine", *tree.level_names[:-1]]
     ece_before, ece_after = level_ece(raw, leaf_labels, tt), level_ece(cal, leaf_labels, tt)
-    ece = {name: (ece_before[name], ece_after[name]) for name in ["fine", *tree.level_names[:-1]]}
+    ece = {name: (ece_before[name], ece_after[name]) for name in names}
+    cw_before = level_classwise_ece(raw, leaf_labels, tt)
+    cw_after = level_classwise_ece(cal, leaf_labels, tt)
+    decodings = decoding_metrics(cal, cond, labels, tt)
     # per-level marginal argmax (each level decoded on its own) need not form a path
     marginals = [node_probs(cal, tt, level) for level in range(tree.depth)]
     independent = path_consistency(independent_argmax_paths(marginals), tt)
@@ -81,61 +91,115 @@ def evaluate_classifier(
         },
         **{f"ece_{k}_before": v[0] for k, v in ece.items()},
         **{f"ece_{k}_after": v[1] for k, v in ece.items()},
+        **{f"classwise_ece_{k}_before": cw_before[k] for k in names},
+        **{f"classwise_ece_{k}_after": cw_after[k] for k in names},
+        "hier_f1": decodings["product"]["hier_f1"],
+        "decodings": decodings,
         "path_consistency_merged": 1.0,
         "path_consistency_per_level_argmax": independent,
-        "temperatures": [round(t, 4) for t in classifier.temperatures],
+        "calibration_methods": classifier.calibration_methods,
+        "temperatures": classifier.temperatures,
     }
-    pred = cal.argmax(1).cpu().numpy()
+    tables = {
+        "accuracy": _accuracy_table(tree.level_names, global_metrics, greedy_metrics),
+        "ece": _ece_table(ece, cw_before, cw_after),
+        "decodings": decoding_table(decodings, tree.level_names),
+        "independent": f"{independent:.2%}",
+    }
+    return SplitScores(metrics, raw, cal, tables)
+
+
+def evaluate_classifier(
+    classifier: TrainedClassifier, images: np.ndarray, labels: np.ndarray, title: str
+) -> Evaluation:
+    """Metrics, pictures and the report of a calibrated classifier on one held-out split.
+
+    The numbers of :func:`score_split`, confusion matrices and a reliability diagram per level.
+
+    Args:
+        classifier: the calibrated classifier.
+        images: uint8 ``[N, H, W, C]`` of the split that nothing before touched (test).
+        labels: ``[N]`` their leaves.
+        title: what was evaluated, for the report's heading.
+    """
+    tree = classifier.tree
+    scores = score_split(classifier, images, labels)
+    tt = TreeTensors(tree, scores.calibrated.device)
+    leaf_labels = torch.from_numpy(labels).to(scores.calibrated.device)
+    pred = scores.calibrated.argmax(1).cpu().numpy()
     confusion = confusion_png(
         confusion_matrices(pred, labels, tree), tree, f"{title} (global decoding)"
     )
-    reliability = reliability_diagram_png(
-        {"uncalibrated": (raw, leaf_labels), "calibrated": (cal, leaf_labels)},
-        f"fine level, {title}",
+    reliability = level_reliability_png(
+        {"uncalibrated": scores.raw, "calibrated": scores.calibrated}, leaf_labels, tt, title
     )
-    html = _report_html(
-        title, classifier, global_metrics, greedy_metrics, ece, independent, confusion, reliability
-    )
-    return Evaluation(metrics, html, confusion, reliability)
+    html = _report_html(title, classifier, scores.tables, confusion, reliability)
+    return Evaluation(scores.metrics, html, confusion, reliability)
 
 
-def _report_html(
-    title: str,
-    classifier: TrainedClassifier,
-    global_metrics: dict[str, float],
-    greedy_metrics: dict[str, float],
-    ece: dict[str, tuple[float, float]],
-    independent: float,
-    confusion: bytes,
-    reliability: bytes,
+def decoding_table(decodings: dict[str, dict[str, Any]], levels: list[str]) -> str:
+    """Markdown: one row per decoding (accuracy per level, ECE, hierarchical F1, severity)."""
+    keys = [f"accuracy_{lv}" for lv in levels] + [
+        "ece_fine",
+        "classwise_ece_fine",
+        "hier_f1",
+        "mistake_severity",
+        "mean_lca_height",
+    ]
+    return metrics_table(decodings, keys)
+
+
+def _accuracy_table(
+    levels: list[str], global_metrics: dict[str, float], greedy_metrics: dict[str, float]
 ) -> str:
-    levels = list(classifier.tree.level_names)
     keys = [f"accuracy_{lv}" for lv in levels] + [
         "top3_accuracy",
         "mistake_severity",
         "hier_distance_at_1",
         "hier_distance_at_5",
     ]
-    table = metrics_table(
-        {"global argmax": global_metrics, "greedy top-down": greedy_metrics}, keys
+    return metrics_table({"global argmax": global_metrics, "greedy top-down": greedy_metrics}, keys)
+
+
+def _ece_table(
+    ece: dict[str, tuple[float, float]], cw_before: dict[str, float], cw_after: dict[str, float]
+) -> str:
+    head = "| level | ECE before | ECE after | classwise ECE before | classwise ECE after |\n"
+    return (
+        head
+        + "|---|---|---|---|---|\n"
+        + "".join(
+            f"| {k} | {v[0] * 100:.2f}% | {v[1] * 100:.2f}% | {cw_before[k] * 100:.2f}% | "
+            f"{cw_after[k] * 100:.2f}% |\n"
+            for k, v in ece.items()
+        )
     )
-    ece_table = "| level | ECE before | ECE after |\n|---|---|---|\n" + "".join(
-        f"| {k} | {v[0] * 100:.2f}% | {v[1] * 100:.2f}% |\n" for k, v in ece.items()
-    )
-    temperatures = [round(t, 4) for t in classifier.temperatures]
+
+
+def _report_html(
+    title: str,
+    classifier: TrainedClassifier,
+    tables: dict[str, str],
+    confusion: bytes,
+    reliability: bytes,
+) -> str:
     return html_report(
         f"hiergan evaluation — {title}",
         [
-            ("Accuracy and mistakes", table),
-            ("Calibration (15-bin ECE)", ece_table),
-            ("Reliability diagram", reliability),
+            ("Accuracy and mistakes", tables["accuracy"]),
+            (
+                "Decodings (HiClass combiners, conditional risk over LCA height)",
+                tables["decodings"],
+            ),
+            ("Calibration (15-bin ECE; classwise ECE, Kull et al. 2019)", tables["ece"]),
+            ("Reliability diagrams per level", reliability),
             ("Confusion matrices", confusion),
             (
                 "Path consistency",
                 "merged predictions: 100% valid paths; "
-                f"per-level marginal argmax: {independent:.2%}",
+                f"per-level marginal argmax: {tables['independent']}",
             ),
-            ("Temperatures", str(dict(zip(levels, temperatures, strict=True)))),
+            ("Calibration maps", str(classifier.calibration_methods)),
         ],
     )
 

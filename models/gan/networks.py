@@ -29,6 +29,9 @@ class GanArchitecture(BaseModel):
     g_width: int = Field(64, ge=4, description="generator channels at full resolution")
     d_width: int = Field(64, ge=4, description="discriminator channels at full resolution")
     spectral_norm: bool = Field(False, description="spectral norm on D (then no batch norm in D)")
+    d_extra_layers: int = Field(
+        0, ge=0, le=4, description="3x3 stride-1 conv layers after each of D's strided convs"
+    )
     feature_pool: int = Field(
         2, ge=1, le=7, description="features: each block average-pooled to this size, concatenated"
     )
@@ -113,6 +116,7 @@ class Discriminator(nn.Module):
             nn.Sequential(
                 sn(nn.Conv2d(arch.channels, width, 4, 2, 1, bias=arch.spectral_norm)),
                 nn.LeakyReLU(0.2, inplace=True),
+                *extra_layers(width, arch),
             )
         ]
         widths = [width]
@@ -124,7 +128,7 @@ class Discriminator(nn.Module):
             if not arch.spectral_norm:
                 layers.append(nn.BatchNorm2d(width * 2))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
-            blocks.append(nn.Sequential(*layers))
+            blocks.append(nn.Sequential(*layers, *extra_layers(width * 2, arch)))
             width *= 2
             widths.append(width)
         self.trunk = nn.ModuleList(blocks)  # last block -> [B, width, base, base]
@@ -172,6 +176,23 @@ def average_pool(h: Tensor, size: int) -> Tensor:
     if h.shape[-2:] == (size, size):
         return F.avg_pool2d(h, 1)
     return F.adaptive_avg_pool2d(h, size)
+
+
+def extra_layers(width: int, arch: GanArchitecture) -> list[nn.Module]:
+    """``arch.d_extra_layers`` 3x3 stride-1 conv blocks at one resolution (a deeper trunk).
+
+    As the "extra layers" of DCGAN-family discriminators (Arjovsky et al.'s WGAN code): the map's
+    size is kept, the classifier's trunk gets deeper, the GAN still pretrains all of it.
+    """
+    sn = spectral_norm if arch.spectral_norm else (lambda m: m)
+    layers: list[nn.Module] = []
+    for _ in range(arch.d_extra_layers):
+        # [B, w, s, s] -> [B, w, s, s]
+        layers.append(sn(nn.Conv2d(width, width, 3, 1, 1, bias=arch.spectral_norm)))
+        if not arch.spectral_norm:
+            layers.append(nn.BatchNorm2d(width))
+        layers.append(nn.LeakyReLU(0.2, inplace=True))
+    return layers
 
 
 def dcgan_init(module: nn.Module) -> None:

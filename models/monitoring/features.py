@@ -104,8 +104,8 @@ def score_images(
     model = model or classifier.build()
 
     def score(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        features = model.backbone.features(x)
-        logits = [z.float() for z in model.logits_from_features(features)]
+        features, logits = model.features_and_logits(x)
+        logits = [z.float() for z in logits]
         probs = classifier.leaf_probs(logits, calibrated=True)
         return features.float().cpu().numpy(), probs.cpu().numpy()
 

@@ -23,7 +23,7 @@ class RobustnessGate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     min_accuracy: float = Field(0.0, ge=0, le=1, description="fail below this robust accuracy")
-    attack: Literal["fgsm", "pgd"] = "pgd"
+    attack: Literal["fgsm", "pgd", "autoattack"] = "pgd"
     eps: float = Field(0.1, gt=0, le=1)
     level: str = Field(FINE, description="'fine' (the leaf) or a coarser level's name")
 
@@ -45,6 +45,12 @@ class RobustnessConfig(BaseModel):
     pgd_steps: int = Field(10, ge=1)
     pgd_step_ratio: float = Field(0.25, gt=0, le=1, description="PGD step = ratio * eps")
     pgd_random_init: bool = True
+    autoattack_eps: list[float] = Field(
+        default_factory=list, description="radii at which AutoAttack runs too (empty: it does not)"
+    )
+    autoattack_iter: int = Field(100, ge=1, description="APGD iterations")
+    autoattack_restarts: int = Field(1, ge=1)
+    autoattack_square_queries: int = Field(5000, ge=1, description="Square attack's queries")
     attack_images: int = Field(2000, ge=1, description="stratified test subset for the attacks")
     corruptions: list[str] = Field(default_factory=lambda: list(CORRUPTIONS))
     severities: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
@@ -65,12 +71,15 @@ class RobustnessConfig(BaseModel):
         check_corruptions(self.corruptions, self.severities)
         if any(not 0 < e <= 1 for e in self.eps):
             raise ValueError(f"eps values must be in (0, 1] (pixels on [0, 1]), got {self.eps}")
-        if self.gate.attack not in self.attacks or not any(
-            abs(self.gate.eps - e) < 1e-12 for e in self.eps
+        if any(not 0 < e <= 1 for e in self.autoattack_eps):
+            raise ValueError(f"autoattack_eps must be in (0, 1], got {self.autoattack_eps}")
+        measured = self.autoattack_eps if self.gate.attack == "autoattack" else self.eps
+        if (self.gate.attack != "autoattack" and self.gate.attack not in self.attacks) or not any(
+            abs(self.gate.eps - e) < 1e-12 for e in measured
         ):
             raise ValueError(
                 f"gate reads {self.gate.attack} at eps={self.gate.eps}, which is not measured "
-                f"(attacks {self.attacks}, eps {self.eps})"
+                f"(attacks {self.attacks}, eps {self.eps}, autoattack_eps {self.autoattack_eps})"
             )
         return self
 

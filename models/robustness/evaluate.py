@@ -2,9 +2,10 @@
 
 On a stratified subset of the test split:
 
-* FGSM and PGD (L-inf, ``eps`` on [0, 1] pixels, ART, :mod:`models.attacks`) against the merged
-  leaf prediction; every level is scored from the adversarial images, and *graceful degradation*
-  is the share of images whose coarse level is still right when the leaf is wrong;
+* FGSM and PGD (L-inf, ``eps`` on [0, 1] pixels, ART, :mod:`models.attacks`), and AutoAttack
+  where asked (``autoattack_eps``), against the merged leaf prediction; every level is scored
+  from the adversarial images, and *graceful degradation* is the share of images whose coarse
+  level is still right when the leaf is wrong;
 * a CIFAR-10-C style corruption grid (:mod:`models.attacks.corruptions`): accuracy per level and
   fine ECE per corruption and severity;
 * Integrated Gradients maps per class and for mistakes, and nearest training neighbours in the
@@ -30,6 +31,7 @@ from models.attacks.evasion import (
     MergedLeafModel,
     art_classifier,
     make_attack,
+    make_autoattack,
     predict_leaf_log_probs,
     run_attack,
 )
@@ -118,7 +120,7 @@ def evaluate_robustness(
     """Attack, corrupt and explain the calibrated classifier on stratified test subsets.
 
     Args:
-        classifier: the calibrated classifier (its temperatures are applied).
+        classifier: the calibrated classifier (its calibration maps are applied).
         test_images: uint8 ``[N, H, W, C]``.
         test_labels: ``[N]`` leaf labels.
         config: what to measure.
@@ -138,7 +140,7 @@ def evaluate_robustness(
     device = prepare_device(config.device, config.num_threads)
     started = time.perf_counter()
     net = classifier.build(device)
-    merged = MergedLeafModel(net, TreeTensors(tree, device), classifier.temperatures).eval()
+    merged = MergedLeafModel(net, TreeTensors(tree, device), classifier.calibration).eval()
     seconds: dict[str, float] = {}
 
     t0 = time.perf_counter()
@@ -225,6 +227,22 @@ def _attack_grid(
             logger.info("%s eps=%g: %s", name, eps, scores)
             if name == config.attacks[-1] and eps == max(config.eps):
                 worst_adv = adv
+    for eps in config.autoattack_eps:
+        attack = make_autoattack(
+            estimator,
+            eps,
+            config.autoattack_iter,
+            config.autoattack_restarts,
+            config.autoattack_square_queries,
+            config.batch_size,
+        )
+        t0 = time.perf_counter()
+        adv = run_attack(attack, merged, subset.x, subset.y, config.seed)
+        scores = level_scores(predict_leaf_log_probs(merged, adv), subset.y, tree)
+        scores["max_linf"] = float(np.abs(adv - subset.x).max())
+        scores["seconds"] = time.perf_counter() - t0
+        attacks.setdefault("autoattack", {})[f"{eps:g}"] = scores
+        logger.info("autoattack eps=%g: %s", eps, scores)
     return attacks, worst_adv
 
 

@@ -13,6 +13,8 @@ the node chosen above).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -70,26 +72,110 @@ def node_probs(leaf_probs: Tensor, tt: TreeTensors, level: int) -> Tensor:
     return leaf_probs @ tt.leaf_onehot[level]
 
 
-def scale_logits(
-    logits: list[Tensor], temperatures: Sequence[float] | Tensor | None
-) -> list[Tensor]:
-    """Per-level logits divided by their level's temperature (unchanged when ``None``).
+METHODS = ("identity", "temperature", "vector", "matrix", "dirichlet")
 
-    The one place temperature scaling is written: calibration fits the temperatures, and every
-    calibrated probability (serving, evaluation, attacks, drift) is computed through here.
+
+@dataclass(frozen=True)
+class LevelCalibration:
+    """One level's calibration map, applied to its logits before the conditional softmax.
+
+    Every method is an affine map ``z' = W x + b`` of the level's scores ``x``:
+
+    - ``identity``: ``z' = z``; ``temperature``: ``z' = z / T`` (``weight = [T]``, Guo et al.
+      2017); ``vector``: ``z' = w * z + b`` (per node);
+    - ``matrix``: ``z' = W z + b``; ``dirichlet``: ``z' = W log P(node | parent) + b`` (Kull et
+      al. 2019), ``W`` block-diagonal over the sibling groups, so that each parent's conditional
+      distribution gets its own map.
+
+    Attributes:
+        method: one of :data:`METHODS`.
+        weight: ``[T]``, ``[n_l]`` or ``[n_l, n_l]`` as nested lists (JSON-able), empty for
+            ``identity``.
+        bias: ``[n_l]`` or empty.
     """
-    if temperatures is None:
+
+    method: str = "identity"
+    weight: tuple = ()
+    bias: tuple = ()
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown calibration method {self.method!r}; known: {METHODS}")
+
+    @classmethod
+    def temperature(cls, t: float) -> LevelCalibration:
+        """Temperature scaling by ``t``."""
+        return cls("temperature", (float(t),))
+
+    @property
+    def temperature_value(self) -> float | None:
+        """``T`` of a temperature map, 1.0 for the identity, None for the other maps."""
+        return {"identity": 1.0, "temperature": self.weight[0] if self.weight else None}.get(
+            self.method
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (the classifier artifact stores it)."""
+        return {"method": self.method, "weight": _lists(self.weight), "bias": _lists(self.bias)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LevelCalibration:
+        """Inverse of :meth:`to_dict`."""
+        return cls(data["method"], _tuples(data.get("weight", ())), _tuples(data.get("bias", ())))
+
+    def apply(self, z: Tensor, tt: TreeTensors | None, level: int) -> Tensor:
+        """The calibrated logits of one level (``[B, n_l]``)."""
+        if self.method == "identity":
+            return z
+        w = torch.as_tensor(self.weight, dtype=z.dtype, device=z.device)
+        if self.method == "temperature":
+            return z / w[0]
+        b = torch.as_tensor(self.bias, dtype=z.dtype, device=z.device)
+        if self.method == "vector":
+            return z * w + b
+        if self.method == "dirichlet":
+            if tt is None:
+                raise ValueError("dirichlet calibration needs the tree's tensors")
+            z = level_conditional_log_probs(z, tt, level)
+        return z @ w.T + b
+
+
+CalibrationMaps = Sequence["float | LevelCalibration"] | Tensor | None
+
+
+def scale_logits(
+    logits: list[Tensor], calibration: CalibrationMaps, tt: TreeTensors | None = None
+) -> list[Tensor]:
+    """Per-level logits through their level's calibration map (unchanged when ``None``).
+
+    The one place calibration is applied: :mod:`models.calibration` fits the maps, and every
+    calibrated probability (serving, evaluation, attacks, drift) is computed through here. A
+    number is a temperature; a :class:`LevelCalibration` any of the maps (``dirichlet`` needs
+    ``tt``).
+    """
+    if calibration is None:
         return list(logits)
-    if len(temperatures) != len(logits):
-        raise ValueError(f"{len(temperatures)} temperatures for {len(logits)} levels")
-    return [z / t for z, t in zip(logits, temperatures, strict=True)]
+    if len(calibration) != len(logits):
+        raise ValueError(f"{len(calibration)} calibration maps for {len(logits)} levels")
+    out = []
+    for level, (z, c) in enumerate(zip(logits, calibration, strict=True)):
+        out.append(c.apply(z, tt, level) if isinstance(c, LevelCalibration) else z / c)
+    return out
 
 
 def merged_log_probs(
-    logits: list[Tensor], tt: TreeTensors, temperatures: Sequence[float] | Tensor | None = None
+    logits: list[Tensor], tt: TreeTensors, calibration: CalibrationMaps = None
 ) -> Tensor:
-    """``[B, n_leaves]`` log P(leaf) from per-level logits, temperature-scaled when given."""
-    return leaf_log_probs(conditional_log_probs(scale_logits(logits, temperatures), tt), tt)
+    """``[B, n_leaves]`` log P(leaf) from per-level logits, calibrated when given."""
+    return leaf_log_probs(conditional_log_probs(scale_logits(logits, calibration, tt), tt), tt)
+
+
+def _lists(x: Any) -> Any:
+    return [_lists(v) for v in x] if isinstance(x, tuple | list) else float(x)
+
+
+def _tuples(x: Any) -> Any:
+    return tuple(_tuples(v) for v in x) if isinstance(x, tuple | list) else float(x)
 
 
 def decode_global(leaf_log_prob: Tensor) -> Tensor:

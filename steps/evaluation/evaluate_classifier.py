@@ -28,18 +28,28 @@ def evaluate_classifier(
     """Metrics of the calibrated classifier on the test split, with a report and pictures.
 
     Accuracy per level (global and greedy decoding), top-k, mistake severity, hierarchical
-    distance@k, ECE before/after calibration, path consistency, confusion matrices.
+    distance@k, ECE and classwise ECE before/after calibration, every decoding (HiClass'
+    combiners, conditional-risk minimisation) with hierarchical F1, path consistency, confusion
+    matrices.
     """
     test_x, test_y = dataset.split("test")
     result = evaluation.evaluate_classifier(
         classifier, test_x, test_y, f"{dataset.name} test split ({len(test_y)} images)"
     )
     metrics = {"split": "test", **result.metrics, "dataset_hash": dataset.content_hash}
-    scalars = {k: v for k, v in metrics.items() if not isinstance(v, list)}
+    scalars = {k: v for k, v in metrics.items() if not isinstance(v, list | dict)}
     logger.info("Test evaluation: %s", scalars)
     tracking.log_metrics({f"test_{k}": v for k, v in metrics.items() if isinstance(v, float | int)})
+    tracking.log_metrics(
+        {
+            f"test_{how}_{k}": v
+            for how, row in metrics["decodings"].items()
+            for k, v in row.items()
+            if isinstance(v, float | int)
+        }
+    )
     tracking.log_png(result.confusion_png, "evaluation/confusion_matrices.png")
     tracking.log_png(result.reliability_png, "evaluation/reliability_test.png")
     tracking.log_text(result.html, "evaluation/report.html")
-    log_metadata(metadata={"evaluation": scalars})
+    log_metadata(metadata={"evaluation": scalars, "decodings": metrics["decodings"]})
     return metrics, HTMLString(result.html), tracking.png_image(result.confusion_png)

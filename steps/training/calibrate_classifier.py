@@ -29,12 +29,18 @@ def calibrate_classifier(
     Annotated[dict[str, Any], artifacts.CALIBRATION],
     Annotated[Image.Image, artifacts.RELIABILITY_DIAGRAM],
 ]:
-    """Temperatures by NLL on val; ECE and NLL before/after on val; a reliability diagram."""
+    """One map per level chosen on val (temperature, vector, matrix, Dirichlet or none).
+
+    ECE, classwise ECE and NLL before/after on val; a reliability diagram per level.
+    """
     result = calibrate(classifier, *dataset.split("val"))
     report = result.report
-    logger.info("Calibration: %s", report)
+    logger.info("Calibration: %s", {k: v for k, v in report.items() if k != "selection"})
     tracking.log_metrics({k: v for k, v in report.items() if isinstance(v, float)})
-    tracking.log_metrics({f"temperature_{k}": v for k, v in report["temperatures"].items()})
+    tracking.log_metrics(
+        {f"temperature_{k}": v for k, v in report["temperatures"].items() if v is not None}
+    )
+    tracking.log_params({f"calibration.{k}": v for k, v in report["methods"].items()})
     tracking.log_png(result.diagram_png, "calibration/reliability_val.png")
     log_metadata(metadata={"calibration": report})
     return result.classifier, report, tracking.png_image(result.diagram_png)

@@ -46,7 +46,7 @@ print(json.dumps({
     "gan_type": run.steps["pretrain_gan"].outputs["gan"][0].type.value,
     "gan_info": run.steps["pretrain_gan"].outputs["gan"][0].load().info,
     "classifier_type": out("fit_hierarchical_classifier", "classifier").type.value,
-    "temperatures": out("calibrate_classifier", "calibrated_classifier").load().temperatures,
+    "calibration": out("calibrate_classifier", "calibrated_classifier").load().calibration_methods,
     "evaluation": out("evaluate_classifier", "evaluation").load(),
     "eval_viz": [v.type.value for v in report.visualizations],
     "robustness": out("evaluate_robustness", "robustness").load(),

@@ -52,7 +52,15 @@ def test_smoke_pipeline_completes_and_stores_artifacts(smoke_run: SmokeRun) -> N
     assert {"probe_trained_item", "probe_random_item", "probe_trained_category"} <= set(gan)
     assert (smoke_run.tmp / "checkpoints" / gan["run_key"] / "checkpoint.pt").exists()
     assert facts["classifier_type"] == "ModelArtifact"
-    assert len(facts["temperatures"]) == 3 and all(t > 0 for t in facts["temperatures"])
+    # one map per level, chosen on val among the strategies (identity when none is no worse)
+    assert list(facts["calibration"]) == ["category", "group", "item"]
+    assert set(facts["calibration"].values()) <= {
+        "identity",
+        "temperature",
+        "vector",
+        "matrix",
+        "dirichlet",
+    }
     evaluation = facts["evaluation"]
     assert evaluation["split"] == "test" and evaluation["test_images"] == 200
     assert evaluation["path_consistency_merged"] == 1.0

@@ -35,3 +35,35 @@ def test_adversarial_fine_tuning_appends_epochs_and_leaves_the_clean_run_alone(
     saved = TrainedClassifier.from_model(adv.model, adv_config, TREE, {})
     saved.save(tmp_path)
     assert TrainedClassifier.load(tmp_path).config.adversarial == adv_config.adversarial
+
+
+def test_trades_and_pgd_from_the_start_are_options_of_the_one_loop() -> None:
+    images, labels = square_images(64, seed=3)
+    trades = AdversarialTrainingConfig(
+        method="trades", beta=6.0, from_start=True, epochs=0, eps=0.1, steps=2
+    )
+    run = fit_classifier(tiny_config(epochs=2, adversarial=trades), ARCH, TREE, images, labels)
+    assert [h["adversarial"] for h in run.history] == [1.0, 1.0]  # both epochs attacked
+    assert run.adversarial_seconds > 0
+    pgd = AdversarialTrainingConfig(from_start=True, epochs=1, eps=0.1, steps=1)
+    run = fit_classifier(tiny_config(epochs=1, adversarial=pgd), ARCH, TREE, images, labels)
+    assert len(run.history) == 2 and all(h["adversarial"] == 1.0 for h in run.history)
+
+
+def test_trades_examples_stay_in_the_ball_and_raise_the_kl() -> None:
+    from models.attacks.trades import kl_adversarial_examples, leaf_kl
+    from models.tree.merge import TreeTensors
+
+    images, labels = square_images(32, seed=4)
+    model = fit_classifier(tiny_config(epochs=2), ARCH, TREE, images, labels).model
+    tt = TreeTensors(TREE)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+    config = AdversarialTrainingConfig(method="trades", eps=0.1, steps=5, step_ratio=0.25)
+    g = torch.Generator().manual_seed(0)
+    adv = kl_adversarial_examples(model, tt, x, config, g)
+    assert (adv - x).abs().max() <= 2 * 0.1 + 1e-6 and adv.min() >= -1 and adv.max() <= 1
+    assert not model.training and all(p.requires_grad for p in model.parameters())
+    with torch.no_grad():
+        clean, attacked = model(x), model(adv)
+        noise = model((x + 0.2 * (torch.rand_like(x) - 0.5)).clamp(-1, 1))
+    assert leaf_kl(clean, attacked, tt) > leaf_kl(clean, noise, tt)

@@ -102,3 +102,33 @@ def test_saved_classifier_with_full_map_pooling_loads(tmp_path: Path) -> None:
     fit = fit_classifier(config, arch, tree, images, labels)
     TrainedClassifier.from_model(fit.model, config, tree, {}).save(tmp_path)
     assert TrainedClassifier.load(tmp_path).architecture.feature_pool == 7
+
+
+def test_artifact_keeps_calibration_maps_and_reads_the_temperatures_only_format(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from models.tree.merge import LevelCalibration
+
+    tree, images, labels = toy_tree_data(32)
+    arch = GanArchitecture(latent_dim=8, g_width=8, d_width=8)
+    config = ClassifierConfig(init="scratch", epochs=1, batch_size=16, hidden=8, num_threads=1)
+    fit = fit_classifier(config, arch, tree, images, labels)
+    trained = TrainedClassifier.from_model(fit.model, config, tree, {})
+    trained.calibration = [
+        LevelCalibration.temperature(1.3),
+        LevelCalibration("vector", (1.1, 0.9, 1.0, 1.2), (0.1, 0.0, -0.1, 0.0)),
+    ]
+    trained.save(tmp_path)
+    loaded = TrainedClassifier.load(tmp_path)
+    assert loaded.calibration == trained.calibration
+    assert loaded.temperatures == [1.3, None]
+    assert loaded.calibration_methods == {"level0": "temperature", "level1": "vector"}
+    np.testing.assert_allclose(loaded.predict_proba(images), trained.predict_proba(images))
+    # an artifact written before calibration maps existed: temperatures only
+    meta = json.loads((tmp_path / "classifier.json").read_text())
+    del meta["calibration"]
+    meta["temperatures"] = [1.5, 0.8]
+    (tmp_path / "classifier.json").write_text(json.dumps(meta))
+    assert TrainedClassifier.load(tmp_path).temperatures == [1.5, 0.8]

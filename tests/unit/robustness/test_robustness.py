@@ -98,3 +98,38 @@ def test_a_gate_on_an_unknown_level_fails_before_any_work(
     config = RobustnessConfig(gate=RobustnessGate(level="item"))
     with pytest.raises(ValueError, match=r"gate.level 'item' is not a level.*'fine'"):
         evaluate_robustness(square_classifier, test_x, test_y, config)
+
+
+def test_autoattack_is_scored_per_level_and_no_weaker_than_pgd(
+    square_classifier: TrainedClassifier,
+) -> None:
+    test_x, test_y = square_images(40, seed=7)
+    config = RobustnessConfig(
+        attacks=["pgd"],
+        eps=[0.1],
+        pgd_steps=5,
+        attack_images=40,
+        autoattack_eps=[0.1],
+        autoattack_iter=5,
+        autoattack_square_queries=20,
+        corruptions=["gaussian_noise"],
+        severities=[1],
+        corruption_images=10,
+        saliency_per_class=0,
+        saliency_mistakes=0,
+        gate=RobustnessGate(min_accuracy=0.0, attack="autoattack", eps=0.1),
+    )
+    m = evaluate_robustness(square_classifier, test_x, test_y, config).metrics
+    aa = m["attacks"]["autoattack"]["0.1"]
+    assert aa["max_linf"] <= 0.1 + 1e-5
+    for level in ("category", "group", "fine"):
+        assert (
+            0.0 <= m[f"robust_accuracy_{level}_autoattack_eps0.1"] <= m[f"clean_accuracy_{level}"]
+        )
+    # AutoAttack starts from the images PGD-like attacks miss; it finds at least as many
+    assert (
+        m["robust_accuracy_fine_autoattack_eps0.1"] <= m["robust_accuracy_fine_pgd_eps0.1"] + 0.05
+    )
+    assert m["gate"]["metric"] == "robust_accuracy_fine_autoattack_eps0.1"
+    with pytest.raises(ValidationError, match="not measured"):
+        RobustnessConfig(gate=RobustnessGate(attack="autoattack", eps=0.1))
