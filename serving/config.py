@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from serving.ood import OodPolicy
 from serving.request_log import RequestLogConfig
 
 DEFAULT_CONFIG = Path(__file__).with_name("service.yaml")
@@ -52,6 +53,7 @@ class ServiceConfig(BaseModel):
     limits: InputLimits = Field(default_factory=InputLimits)
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     request_log: RequestLogConfig = Field(default_factory=RequestLogConfig)
+    ood: OodPolicy = Field(default_factory=OodPolicy)
     torch_threads: int = Field(2, gt=0)
 
 

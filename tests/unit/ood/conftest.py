@@ -5,25 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.gan.networks import Discriminator
-from models.ood import OodConfig, fit_guard, with_guard
-from tests.toy_models import ARCH, square_classifier, square_images
+from tests.toy_models import guarded_square_classifier
 
 
 @pytest.fixture(scope="session")
 def toy_guarded():
-    """``(classifier with guard, guard, val images)`` on the square toy data, every component."""
-    import torch
-
-    torch.set_num_threads(1)
-    classifier = square_classifier()
-    train_x, train_y = square_images(400, seed=1)
-    val_x, _ = square_images(200, seed=2)
-    torch.manual_seed(0)
-    discriminator = Discriminator(ARCH).eval()
-    config = OodConfig(scorer="combined", fit_images=400, device="cpu", batch_size=64)
-    guard, val = fit_guard(classifier, discriminator, train_x, train_y, val_x, config)
-    return with_guard(classifier, guard), guard, val_x, val
+    """``(classifier with guard, guard, val scores)`` on the square toy data."""
+    return guarded_square_classifier()
 
 
 @pytest.fixture

@@ -14,14 +14,14 @@ from tests.toy_models import square_images
 
 
 def test_threshold_passes_the_configured_share_of_validation(toy_guarded) -> None:
-    _, guard, _, val = toy_guarded
+    _, guard, val = toy_guarded
     assert guard.parts == scorer_parts("combined", ["category", "group", "item"], True)
     assert np.mean(val.score <= guard.threshold) == pytest.approx(0.95, abs=0.01)
     assert guard.info["val_flagged_share"] == pytest.approx(0.05, abs=0.01)
 
 
 def test_noise_scores_above_the_toy_data(toy_guarded, noise_images) -> None:
-    classifier, guard, _, val = toy_guarded
+    classifier, guard, val = toy_guarded
     noise = score_images(classifier, guard, noise_images)
     test_x, _ = square_images(200, seed=5)
     clean = score_images(classifier, guard, test_x)
@@ -32,7 +32,7 @@ def test_noise_scores_above_the_toy_data(toy_guarded, noise_images) -> None:
 
 
 def test_guard_survives_save_and_load(toy_guarded, noise_images, tmp_path) -> None:
-    classifier, guard, _, _ = toy_guarded
+    classifier, guard, _ = toy_guarded
     classifier.save(tmp_path)
     meta = json.loads((tmp_path / "ood.json").read_text())
     assert meta["scorer"] == "combined" and meta["threshold"] == guard.threshold
@@ -45,7 +45,7 @@ def test_guard_survives_save_and_load(toy_guarded, noise_images, tmp_path) -> No
 
 
 def test_an_artifact_without_guard_loads_and_answers_none(toy_guarded, tmp_path) -> None:
-    classifier, _, _, _ = toy_guarded
+    classifier, _, _ = toy_guarded
     plain = TrainedClassifier(
         classifier.architecture, classifier.config, classifier.tree, classifier.state
     )
@@ -60,7 +60,7 @@ def test_an_artifact_without_guard_loads_and_answers_none(toy_guarded, tmp_path)
 
 
 def test_predictor_answers_carry_the_verdict_from_one_pass(toy_guarded, noise_images) -> None:
-    classifier, guard, _, _ = toy_guarded
+    classifier, guard, _ = toy_guarded
     predictor = GuardedPredictor(classifier)
     images = np.concatenate([square_images(4, seed=7)[0], noise_images[:4]])
     answers = predictor.predict(images)
@@ -77,7 +77,7 @@ def test_predictor_answers_carry_the_verdict_from_one_pass(toy_guarded, noise_im
 
 
 def test_a_damaged_ood_file_is_refused(toy_guarded) -> None:
-    classifier, _, _, _ = toy_guarded
+    classifier, _, _ = toy_guarded
     state = dict(classifier.ood_state)
     state.pop(next(k for k in state if k.startswith("gaussian.")))
     with pytest.raises(ValueError, match="ood.safetensors lacks"):
