@@ -158,3 +158,15 @@ def with_guard(classifier: TrainedClassifier, guard: OodGuard) -> TrainedClassif
     """A copy of ``classifier`` that carries ``guard`` (saved with it)."""
     state, meta = guard.to_artifact()
     return replace(classifier, ood_state=state, ood_info=meta, info=dict(classifier.info))
+
+
+def with_scorer(
+    guard: OodGuard, scorer: str, val_components: dict[str, np.ndarray], tpr: float
+) -> OodGuard:
+    """The same statistics serving another scorer, its threshold set on the same val scores."""
+    levels = list(dict.fromkeys(k.split(".", 1)[1] for k in guard.gaussians))  # top first
+    parts = scorer_parts(scorer, levels, guard.discriminator is not None)
+    other = replace(guard, scorer=scorer, parts=parts, info=dict(guard.info))
+    val_score = other.combine({k: torch.from_numpy(v) for k, v in val_components.items()})
+    other.threshold = float(np.quantile(val_score.numpy(), tpr))
+    return other

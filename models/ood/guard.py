@@ -134,7 +134,7 @@ class OodGuard:
             "parts": list(self.parts),
             "standardization": {k: list(v) for k, v in self.standardization.items()},
             "threshold": float(self.threshold),
-            "gaussians": sorted(self.gaussians),
+            "gaussians": list(self.gaussians),  # layer.level, levels top first
             "discriminator": None,
             "info": self.info,
         }

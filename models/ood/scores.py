@@ -1,7 +1,8 @@
 """One forward pass, every out-of-distribution score: softmax, energy, Mahalanobis, realness.
 
 :func:`guarded_forward` runs the classifier the way ``HierarchicalClassifier.forward`` does and
-keeps, on the way, what the scorers read: the trunk blocks' channel means, the neck's
+keeps, on the way, what the scorers read: the trunk blocks' channel means and standard
+deviations, the neck's
 pre-activation, and (when the guard holds one) the pretrained GAN discriminator's realness logit
 (Radford et al. 2016). The scorers, higher = more unusual:
 
@@ -52,7 +53,11 @@ def guarded_forward(
         if isinstance(module, nn.BatchNorm1d):
             neck = z.clone()  # the ReLU after it works in place
     logits = [head(z) for head in model.heads]
-    trunk = torch.cat([h.float().mean(dim=(2, 3)) for h in outs], dim=1)
+    # each trunk block's channels summarised by their spatial mean and spread
+    trunk = torch.cat(
+        [h.float().mean(dim=(2, 3)) for h in outs] + [h.float().std(dim=(2, 3)) for h in outs],
+        dim=1,
+    )
     realness = None
     if discriminator is not None:
         realness = realness_logit(discriminator, x)
