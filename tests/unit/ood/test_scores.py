@@ -22,7 +22,7 @@ def test_guarded_forward_gives_the_models_logits() -> None:
     for a, b in zip(expected, out.logits, strict=True):
         torch.testing.assert_close(a, b)
     assert out.realness is None
-    assert out.layers["trunk"].shape == (16, sum(c.out_channels for c in _convs(model)))
+    assert out.layers["trunk"].shape == (16, 2 * sum(c.out_channels for c in _convs(model)))
     assert out.layers["neck"].shape == (16, classifier.config.hidden)
 
 
