@@ -107,3 +107,51 @@ def summarize(table: dict[str, dict[str, dict[str, float]]], component: str) -> 
     if not values:
         return {"min_auroc": None, "mean_auroc": None}
     return {"min_auroc": round(min(values), 4), "mean_auroc": round(float(np.mean(values)), 4)}
+
+
+def evaluate_guard(
+    classifier: Any, test_images: np.ndarray, n_per_set: int = 1000, seed: int = 0
+) -> tuple[dict[str, Any], bytes]:
+    """The served guard on the test split against the project's offline OOD sets.
+
+    Args:
+        classifier: a ``TrainedClassifier`` carrying a guard.
+        test_images: in-distribution uint8 test images (also the source of ``inverted``).
+        n_per_set: images per OOD set.
+        seed: the sets' seed.
+
+    Returns:
+        Metrics (``ood_auroc`` = the worst set's AUROC, ``ood_auroc_<set>``, ``ood_fpr95_<set>``,
+        flagged shares, the scorer and threshold) and the score histogram (PNG).
+
+    Raises:
+        ValueError: the classifier carries no guard.
+    """
+    from models.ood.fit import score_images
+    from models.ood.guard import OodGuard
+    from models.ood.sets import build_ood_sets
+
+    guard = OodGuard.from_classifier(classifier)
+    if guard is None:
+        raise ValueError("the classifier carries no OOD guard: fit one first (fit_guard)")
+    model = classifier.build()
+    test = score_images(classifier, guard, test_images, model, every_component=False).score
+    sets, missing = build_ood_sets(test_images, n=n_per_set, seed=seed)
+    scores = {
+        name: score_images(classifier, guard, images, model, every_component=False).score
+        for name, images in sets.items()
+    }
+    metrics: dict[str, Any] = {"ood_scorer": guard.scorer, "ood_threshold": guard.threshold}
+    for name, s in scores.items():
+        metrics[f"ood_auroc_{name}"] = round(auroc(test, s), 4)
+        metrics[f"ood_fpr95_{name}"] = round(fpr_at_tpr(test, s), 4)
+    aurocs = [metrics[f"ood_auroc_{n}"] for n in scores]
+    metrics["ood_auroc"] = min(aurocs) if aurocs else None
+    metrics["ood_auroc_mean"] = round(float(np.mean(aurocs)), 4) if aurocs else None
+    shares = flagged_shares(guard.threshold, test, scores)
+    metrics.update({f"ood_flagged_{k}": v for k, v in shares.items()})
+    metrics["ood_sets"] = list(scores)
+    metrics["ood_sets_missing"] = missing
+    metrics["test_images"] = int(len(test_images))
+    png = score_histogram_png(test, scores, guard.threshold, f"OOD score ({guard.scorer})")
+    return metrics, png

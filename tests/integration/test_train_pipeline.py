@@ -44,6 +44,8 @@ print(json.dumps({
     "gan_info": run.steps["pretrain_gan"].outputs["gan"][0].load().info,
     "classifier_type": out("fit_hierarchical_classifier", "classifier").type.value,
     "temperatures": out("calibrate_classifier", "calibrated_classifier").load().temperatures,
+    "guard": out("fit_ood_guard", "guarded_classifier").load().ood_info,
+    "ood": out("evaluate_ood", "ood_evaluation").load(),
     "evaluation": out("evaluate_classifier", "evaluation").load(),
     "eval_viz": [v.type.value for v in report.visualizations],
     "robustness": out("evaluate_robustness", "robustness").load(),
@@ -102,7 +104,9 @@ def test_smoke_pipeline_completes_and_stores_artifacts(
         "pretrain_gan",
         "fit_hierarchical_classifier",
         "calibrate_classifier",
+        "fit_ood_guard",
         "evaluate_classifier",
+        "evaluate_ood",
         "evaluate_robustness",
         "enforce_robustness",
         "package_bento",
@@ -138,6 +142,12 @@ def test_smoke_pipeline_completes_and_stores_artifacts(
     for key in ("clean_accuracy_fine", "robust_accuracy_fine_pgd_eps0.1", "corruption_ece_fine"):
         assert 0.0 <= robustness[key] <= 1.0, key
     assert "html" in facts["robustness_viz"]
+    guard = facts["guard"]
+    assert guard["scorer"] == "combined" and guard["discriminator"] is not None
+    assert guard["info"]["fit_images"] == 600 and guard["info"]["val_images"] == 200
+    ood = facts["ood"]
+    assert ood["test_images"] == 200 and ood["ood_scorer"] == "combined"
+    assert 0.0 <= ood["ood_auroc"] <= 1.0 and "ood_auroc_noise" in ood
 
 
 def test_corrupted_data_stops_at_the_gate_with_a_readable_message(tmp_path: Path) -> None:
