@@ -31,11 +31,12 @@ LAYERS = ("trunk", "neck")
 
 @dataclass
 class GuardedOutputs:
-    """What one pass gives: per-level logits, feature vectors per layer, D's realness logit."""
+    """One pass: per-level logits, feature layers, D's realness, the pooled trunk features."""
 
     logits: list[Tensor]
     layers: dict[str, Tensor]
     realness: Tensor | None
+    pooled: Tensor  # [B, feature_dim]: what the neck reads (the drift monitor's embeddings)
 
 
 def guarded_forward(
@@ -46,7 +47,7 @@ def guarded_forward(
     ``logits`` equal ``model(x)`` (a unit test holds them to it).
     """
     outs = model.backbone.trunk_outputs(x)
-    z = model.backbone.pool(outs)
+    z = pooled = model.backbone.pool(outs)
     neck = z
     for module in model.neck:
         z = module(z)
@@ -61,7 +62,7 @@ def guarded_forward(
     realness = None
     if discriminator is not None:
         realness = realness_logit(discriminator, x)
-    return GuardedOutputs(logits, {"trunk": trunk, "neck": neck.float()}, realness)
+    return GuardedOutputs(logits, {"trunk": trunk, "neck": neck.float()}, realness, pooled)
 
 
 def realness_logit(discriminator: Discriminator, x: Tensor) -> Tensor:
