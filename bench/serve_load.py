@@ -167,6 +167,18 @@ async def throughput(
     return done / elapsed
 
 
+def without_guard(model_dir: str, directory: Path) -> str:
+    """A copy of the classifier directory without its OOD statistics (``"ood": null``)."""
+    import shutil
+
+    from models.classifier.io import OOD_INFO_FILE, OOD_WEIGHTS_FILE
+
+    shutil.copytree(
+        model_dir, directory, ignore=shutil.ignore_patterns(OOD_INFO_FILE, OOD_WEIGHTS_FILE)
+    )
+    return str(directory)
+
+
 def pct(values: list[float], q: float) -> float:
     """The q-th percentile."""
     return float(np.percentile(values, q))
@@ -200,9 +212,14 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict:
     env["BENTOML_HOME"] = str(tmp / "bentoml")
     # mlflow starts `uvicorn` by name: the environment's bin directory must be on PATH
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    ours_port, mlflow_port = free_port(), free_port()
+    ours_port, mlflow_port, bare_port = free_port(), free_port(), free_port()
     bento = sys.executable, "-m", "bentoml", "serve", "serving.service:HierganService"
     ours = start([*bento, "--port", str(ours_port)], env, tmp / "ours.log")
+    # the guard's cost: the same classifier without its OOD statistics, served beside it
+    bare_dir = without_guard(model_dir, tmp / "no_guard")
+    bare = start(
+        [*bento, "--port", str(bare_port)], env | {"HIERGAN_MODEL_DIR": bare_dir}, tmp / "bare.log"
+    )
     baseline = start(
         [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri]
         + ["--env-manager", "local", "--host", "127.0.0.1", "-p", str(mlflow_port)],
@@ -212,6 +229,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict:
     try:
         await wait_ready(f"http://127.0.0.1:{ours_port}/readyz", ours, tmp / "ours.log")
         await wait_ready(f"http://127.0.0.1:{mlflow_port}/ping", baseline, tmp / "mlflow.log")
+        await wait_ready(f"http://127.0.0.1:{bare_port}/readyz", bare, tmp / "bare.log")
         targets = {
             "ours_array": Target(
                 "ours /classify_array", f"http://127.0.0.1:{ours_port}/classify_array", "ours_array"
@@ -221,6 +239,11 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict:
             ),
             "mlflow": Target(
                 "mlflow /invocations", f"http://127.0.0.1:{mlflow_port}/invocations", "mlflow"
+            ),
+            "bare_png": Target(
+                "ours /classify (PNG), no OOD guard",
+                f"http://127.0.0.1:{bare_port}/classify",
+                "png",
             ),
         }
         for t in targets.values():  # warm-up
@@ -238,9 +261,9 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict:
                     f"p50 {pct(lat[key][-args.requests :], 50):.2f} ms, {thr[key][-1]:.0f} img/s"
                 )
     finally:
-        for proc in (ours, baseline):
+        for proc in (ours, baseline, bare):
             proc.terminate()
-        for proc in (ours, baseline):
+        for proc in (ours, baseline, bare):
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -287,6 +310,10 @@ def main() -> None:
         table += f"| {r['img_s_rounds']} |\n"
     print(table)
     print(f"throughput ratio (ours batched array / mlflow): {ratio:.2f}x")
+    png = rows["ours /classify (PNG)"]
+    bare_png = rows["ours /classify (PNG), no OOD guard"]
+    guard_cost = png["p50_ms"] / bare_png["p50_ms"] - 1
+
     if not args.quick:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -298,9 +325,11 @@ def main() -> None:
             f"single-image requests ({args.requests} per round); throughput = "
             f"{args.concurrency} concurrent clients, one image per request, "
             f"{args.seconds:.0f} s per round.\n\n{table}\n"
-            f"Throughput ratio (ours, batched array endpoint / mlflow): **{ratio:.2f}x**\n"
+            f"Throughput ratio (ours, batched array endpoint / mlflow): **{ratio:.2f}x**\n\n"
+            "The OOD guard's cost: single-image /classify p50 with the guard "
+            f"{png['p50_ms']:.2f} ms vs the same classifier without its OOD statistics "
+            f"{bare_png['p50_ms']:.2f} ms: **{guard_cost:+.1%}**.\n"
         )
-    png = rows["ours /classify (PNG)"]
     # Headline latency: /classify, the single-image endpoint. The batched array endpoint holds a
     # lone request for its batching window (max_latency_ms), so its p50 is reported beside it.
     print(
@@ -315,6 +344,8 @@ def main() -> None:
                 "baseline_p50_ms": round(base["p50_ms"], 2),
                 "baseline_img_s": round(base["img_s"], 1),
                 "ratio": round(ratio, 2),
+                "no_guard_p50_ms": round(bare_png["p50_ms"], 2),
+                "guard_p50_added": round(guard_cost, 4),
                 "device": "cpu",
             }
         )
