@@ -5,7 +5,8 @@ validation split of its training data (Fashion-MNIST, hash checked) and batches 
 test split, as the monitor pipeline does it, with the monitor config's tests and gate:
 
 - detection rate per kind of shift (rotation, inversion, noise, blur, brightness, contrast, a
-  class removed, a class over-represented, ...) over several random batches;
+  class removed, a class over-represented, 20 % out-of-distribution images, ...) over several
+  random batches;
 - false-alarm rate over clean bootstrap batches of the test split (target <= 5 %);
 - time of the features + Evidently report (HTML included) over 10,000 images (target <= 30 s
   beyond ZenML start-up), and with ``--cli`` one real run of the monitor pipeline's CLI.
@@ -42,6 +43,7 @@ from models.classifier.io import TrainedClassifier
 from models.data.ingest import build_dataset
 from models.monitoring.drift import drift_decision, run_drift_report
 from models.monitoring.features import DriftFeatureExtractor
+from models.ood.sets import build_ood_sets
 from pipelines.monitor_pipeline import MonitorParams
 from pipelines.run_config import load_run_config
 
@@ -154,7 +156,15 @@ def main() -> None:  # noqa: D103 - the module docstring says it all
     leaf_col = f"pred_{data.hierarchy.level_names[-1]}"
 
     def decide(frame: Any, labels: np.ndarray | None = None) -> dict[str, Any]:
-        result = run_drift_report(reference, frame, columns, params.drift, html=False)
+        result = run_drift_report(
+            reference,
+            frame,
+            columns,
+            params.drift,
+            False,
+            extractor.ood_threshold,
+            params.gate.max_ood_share,
+        )
         decision = drift_decision(result.summary(), params.gate)
         if labels is not None:  # how much the shift hurts the model, for context
             truth = np.asarray(leaves, dtype=object)[labels]
@@ -204,6 +214,31 @@ def main() -> None:  # noqa: D103 - the module docstring says it all
             {"shift": name, "what": what, "detected": hits, "of": args.repeats}
             | {"mean_share": float(np.mean(shares)), "accuracy": float(np.mean(accs))}
             | {"example_columns": d["drifted_columns"]}
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    # out-of-distribution images mixed into a clean batch (20 %): the OOD share trigger's job
+    ood_sets, _ = build_ood_sets(test_x, n=args.batch_size, seed=args.seed)
+    for set_name in ("digits", "glyphs", "photos", "faces", "noise"):
+        if set_name not in ood_sets:
+            continue
+        hits, shares = 0, []
+        for _ in range(args.repeats):
+            k = int(round(args.batch_size * 0.2))
+            pool = ood_sets[set_name]
+            mixed = np.concatenate(
+                [
+                    test_x[rng.choice(len(test_x), args.batch_size - k, replace=False)],
+                    pool[rng.choice(len(pool), k, replace=len(pool) < k)],
+                ]
+            )
+            d = decide(extractor.transform(mixed))
+            hits += d["drifted"]
+            shares.append(d["share"])
+        rows.append(
+            {"shift": f"ood_{set_name}", "what": f"20 % {set_name} (models/ood/sets.py)"}
+            | {"detected": hits, "of": args.repeats, "mean_share": float(np.mean(shares))}
+            | {"accuracy": float("nan"), "example_columns": d["drifted_columns"]}
+            | {"ood_share": d.get("ood_share")}
         )
         print(json.dumps(rows[-1]), flush=True)
     # one class removed (each class in turn) and one class over-represented (3x its share)
@@ -288,9 +323,11 @@ def write_table(
         f"Machine: {machine()}. Command: `python bench/drift_detection.py "
         f"{' '.join(sys.argv[1:])}`. Model: `{args.model_dir}` (the default CPU classifier); "
         "reference: Fashion-MNIST val split (6,000 images); batches of "
-        f"{args.batch_size} test images; gate: drift share >= {params.drift.drift_share} or a "
-        f"drifted column matching {params.gate.trigger_columns}; Evidently's default tests "
-        "(normed Wasserstein / Jensen-Shannon, threshold 0.1) unless the config says otherwise.\n",
+        f"{args.batch_size} test images; gate: drift share >= {params.drift.drift_share}, a "
+        f"drifted column matching {params.gate.trigger_columns}, or more than "
+        f"{params.gate.max_ood_share} of the batch over the OOD guard's threshold; Evidently's "
+        "default tests (normed Wasserstein / Jensen-Shannon, threshold 0.1) unless the config "
+        "says otherwise.\n",
         "| shift | what | detected | mean drifted share | fine accuracy on the batch |",
         "|---|---|---|---|---|",
     ]
@@ -298,7 +335,9 @@ def write_table(
         note = f" (missed: {', '.join(r['missed'])})" if r.get("missed") else ""
         lines.append(
             f"| {r['shift']} | {r['what']} | {r['detected']}/{r['of']}{note} | "
-            f"{r['mean_share']:.2f} | {r['accuracy']:.2%} |"
+            f"{r['mean_share']:.2f} | "
+            + ("n/a" if r["accuracy"] != r["accuracy"] else f"{r['accuracy']:.2%}")
+            + " |"
         )
     lines += [
         "",
