@@ -44,9 +44,10 @@ class DriftGateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     trigger_columns: list[str] = Field(
-        default_factory=lambda: ["pred_*"],
+        default_factory=lambda: ["pred_*", "ood_score"],
         description="glob patterns: drift in any matching column is drift on its own "
-        "(default: prediction drift at any tree level)",
+        "(default: prediction drift at any tree level, and drift of the OOD score, which "
+        "catches small camera changes: noise sigma 10/255, brightness +15)",
     )
     on_drift: str = Field(
         "exit", pattern="^(exit|retrain)$", description="exit 3, or run the train pipeline"
