@@ -69,8 +69,9 @@ def compute_drift_features(
             "batch_skipped_files": context["batch"]["num_skipped_files"],
         }
     )
-    for name, png in frames.pictures.items():
-        tracking.log_png(png, f"drift/{name}.png")
+    if context["ood_threshold"] is not None:  # without a guard the pictures only say so
+        for name, png in frames.pictures.items():
+            tracking.log_png(png, f"drift/{name}.png")
     log_metadata(metadata={"drift_context": context})
     pictures = frames.pictures
     return (
