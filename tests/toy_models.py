@@ -120,7 +120,7 @@ def merged_model(model: TrainedClassifier) -> torch.nn.Module:
     return MergedLeafModel(model.build(), TreeTensors(model.tree), model.temperatures).eval()
 
 
-def guarded_square_classifier(scorer: str = "combined"):
+def guarded_square_classifier(scorer: str = "knn_complexity"):
     """:func:`square_classifier` with a fitted OOD guard (random-init discriminator), and its
     validation scores: ``(classifier, guard, val_scores)``."""
     from models.gan.networks import Discriminator

@@ -12,8 +12,15 @@ import torch
 from models.classifier.io import TrainedClassifier
 from models.classifier.network import HierarchicalClassifier
 from models.gan.networks import Discriminator, GanArchitecture
+from models.ood.complexity import fit_pixel_gaussian
 from models.ood.config import OodConfig
-from models.ood.guard import OodGuard, fit_gaussians, robust_standardization, scorer_parts
+from models.ood.guard import (
+    KNN_LAYER,
+    OodGuard,
+    fit_gaussians,
+    robust_standardization,
+    scorer_parts,
+)
 from models.ood.scores import LAYERS, guarded_forward
 from models.runtime.device import resolve_device
 from models.runtime.tensors import map_image_batches
@@ -130,7 +137,24 @@ def fit_guard(
         features = torch.from_numpy(fitted.layers[layer])
         per_level = fit_gaussians(features, level_labels, list(tree.level_names), config.shrinkage)
         gaussians.update({f"{layer}.{level}": stats for level, stats in per_level.items()})
-    guard = OodGuard(gaussians, discriminator, config.scorer, parts).to(device)
+    # the kNN scorer's neighbours: the same training images, their neck features normalised
+    bank = stratified_subset(train_labels[idx], config.knn_images, config.seed + 1)
+    neighbours = torch.nn.functional.normalize(
+        torch.from_numpy(fitted.layers[KNN_LAYER][bank]), dim=1
+    )
+    k = min(config.neighbours, len(neighbours))
+    pixel_gaussian = fit_pixel_gaussian(
+        torch.from_numpy(fitted.layers["pixels"]), config.variance_floor
+    )
+    guard = OodGuard(
+        gaussians,
+        discriminator,
+        config.scorer,
+        parts,
+        neighbours=neighbours,
+        knn_k=k,
+        pixel_gaussian=pixel_gaussian,
+    ).to(device)
     val = score_images(classifier, guard, val_images, model, config.batch_size)
     guard.standardization = {k: robust_standardization(v) for k, v in val.components.items()}
     val = replace(
@@ -144,6 +168,9 @@ def fit_guard(
         "val_images": int(len(val_images)),
         "val_flagged_share": round(float((val.score > guard.threshold).mean()), 5),
         "shrinkage": config.shrinkage,
+        "knn_k": k,
+        "knn_images": int(len(neighbours)),
+        "variance_floor": config.variance_floor,
     }
     logger.info(
         "OOD guard (%s): threshold %.4g on %d val images",

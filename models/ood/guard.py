@@ -17,24 +17,32 @@ from torch import Tensor
 
 from models.classifier.io import TrainedClassifier
 from models.gan.networks import Discriminator, GanArchitecture
+from models.ood.complexity import complexity_score
 from models.ood.scores import (
     LAYERS,
     GuardedOutputs,
     energy_score,
+    knn_distance,
     min_mahalanobis,
 )
 from models.tree.merge import TreeTensors
 
 FORMAT = 1
 D_PREFIX = "discriminator."
+NEIGHBOURS = "neighbours"  # the kNN scorer's training features (layer: KNN_LAYER)
+KNN_LAYER = "neck"
+PIXELS = "pixels."  # the complexity scorer's pixel Gaussian: mean, precision
 
 
 def scorer_parts(scorer: str, levels: list[str], has_discriminator: bool) -> list[str]:
     """The components a scorer combines (one component: served as it is).
 
-    ``mahalanobis`` sums both layers at the leaf level; ``combined`` adds the discriminator's
-    realness (when there is one) and the tree's energy, each component standardised on the
-    validation split, so that a shift any of them sees raises the score.
+    ``mahalanobis`` sums both layers at the leaf level; ``knn_complexity`` (the default) sums
+    the neck's nearest-neighbour distance and the complexity-corrected pixel likelihood: what the
+    network's features have never seen, and what the pixels' density explains worse than a
+    generic compressor; ``combined`` (the first guard's default) sums ``mahalanobis``, the
+    tree's energy and the discriminator's realness (when there is one). Several components are
+    each standardised on the validation split before they are summed.
     """
     leaf = levels[-1]
     maha = [f"maha_{layer}_{leaf}" for layer in LAYERS]
@@ -43,6 +51,9 @@ def scorer_parts(scorer: str, levels: list[str], has_discriminator: bool) -> lis
         "energy": ["energy"],
         "realness": ["realness"],
         "mahalanobis": maha,
+        "knn": ["knn"],
+        "complexity": ["complexity"],
+        "knn_complexity": ["knn", "complexity"],
         "combined": [*maha, "energy", *(["realness"] if has_discriminator else [])],
     }[scorer]
     if "realness" in parts and not has_discriminator:
@@ -61,6 +72,11 @@ class OodGuard:
         standardization: ``{component: (location, scale)}`` on the validation split.
         threshold: scores above it are out of distribution.
         info: JSON facts (tpr, images fitted on, validation share flagged ...).
+        neighbours: ``[N, D]`` L2-normalised neck features of training images (the ``knn``
+            component), or ``None``.
+        knn_k: which nearest neighbour ``knn`` measures the distance to.
+        pixel_gaussian: ``(mean [D], precision [D, D], log det covariance)`` of the training
+            images' pixels (the ``complexity`` component), or ``None``.
     """
 
     gaussians: dict[str, tuple[Tensor, Tensor]]
@@ -70,10 +86,18 @@ class OodGuard:
     standardization: dict[str, tuple[float, float]] = field(default_factory=dict)
     threshold: float = float("inf")
     info: dict[str, Any] = field(default_factory=dict)
+    neighbours: Tensor | None = None
+    knn_k: int = 10
+    pixel_gaussian: tuple[Tensor, Tensor, float] | None = None
 
     def to(self, device: torch.device | str) -> OodGuard:
         """Move the statistics and the discriminator to ``device`` (in place); return self."""
         self.gaussians = {k: (m.to(device), p.to(device)) for k, (m, p) in self.gaussians.items()}
+        if self.neighbours is not None:
+            self.neighbours = self.neighbours.to(device)
+        if self.pixel_gaussian is not None:
+            mean, precision, logdet = self.pixel_gaussian
+            self.pixel_gaussian = (mean.to(device), precision.to(device), logdet)
         if self.discriminator is not None:
             self.discriminator.to(device)
         return self
@@ -105,6 +129,10 @@ class OodGuard:
                 comps[name] = min_mahalanobis(out.layers[layer], means, precision)
         if out.realness is not None and (names is None or "realness" in names):
             comps["realness"] = -out.realness
+        if self.neighbours is not None and (names is None or "knn" in names):
+            comps["knn"] = knn_distance(out.layers[KNN_LAYER], self.neighbours, self.knn_k)
+        if self.pixel_gaussian is not None and (names is None or "complexity" in names):
+            comps["complexity"] = complexity_score(out.pixels, *self.pixel_gaussian)
         return comps
 
     @property
@@ -136,8 +164,22 @@ class OodGuard:
             "threshold": float(self.threshold),
             "gaussians": list(self.gaussians),  # layer.level, levels top first
             "discriminator": None,
+            "neighbours": None,
+            "pixels": None,
             "info": self.info,
         }
+        if self.pixel_gaussian is not None:
+            mean, precision, logdet = self.pixel_gaussian
+            state[PIXELS + "mean"] = mean.detach().cpu().contiguous()
+            state[PIXELS + "precision"] = precision.detach().cpu().contiguous()
+            meta["pixels"] = {"logdet": logdet, "dim": len(mean)}
+        if self.neighbours is not None:
+            state[NEIGHBOURS] = self.neighbours.detach().cpu().contiguous()
+            meta["neighbours"] = {
+                "layer": KNN_LAYER,
+                "k": self.knn_k,
+                "count": len(state[NEIGHBOURS]),
+            }
         if self.discriminator is not None:
             meta["discriminator"] = self.discriminator.arch.model_dump()
             for k, v in self.discriminator.state_dict().items():
@@ -168,7 +210,22 @@ class OodGuard:
             d_state = {k[len(D_PREFIX) :]: v for k, v in state.items() if k.startswith(D_PREFIX)}
             discriminator.load_state_dict(d_state)
             discriminator.eval()
+        neighbours, knn_k = None, 10
+        if meta.get("neighbours") is not None:
+            if NEIGHBOURS not in state:
+                raise ValueError(f"ood.safetensors lacks {NEIGHBOURS}")
+            neighbours, knn_k = state[NEIGHBOURS], int(meta["neighbours"]["k"])
+        pixel_gaussian = None
+        if meta.get("pixels") is not None:
+            try:
+                mean, precision = state[PIXELS + "mean"], state[PIXELS + "precision"]
+            except KeyError as err:
+                raise ValueError(f"ood.safetensors lacks {err.args[0]}") from None
+            pixel_gaussian = (mean, precision, float(meta["pixels"]["logdet"]))
         return cls(
+            neighbours=neighbours,
+            knn_k=knn_k,
+            pixel_gaussian=pixel_gaussian,
             gaussians=gaussians,
             discriminator=discriminator,
             scorer=meta["scorer"],

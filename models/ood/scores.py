@@ -12,7 +12,13 @@ pre-activation, and (when the guard holds one) the pretrained GAN discriminator'
 - ``mahalanobis``: the smallest squared Mahalanobis distance to a class mean, class-conditional
   Gaussians with one tied covariance (Lee et al. 2018), per feature layer and tree level;
 - ``realness``: minus the discriminator's real/fake logit: a GAN's D was trained to tell the
-  training data from anything else.
+  training data from anything else;
+- ``complexity``: the pixel Gaussian's negative log-likelihood minus the image's PNG length
+  (:mod:`models.ood.complexity`, Serrà et al. 2020);
+- ``knn``: one minus the cosine similarity of the L2-normalised neck features to their k-th
+  nearest neighbour among training images' (Sun et al. 2022, "deep nearest neighbours"): no
+  Gaussian assumed, and the normalisation discards the feature norm that simple inputs
+  (strokes, glyphs) shrink or inflate.
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ from torch import Tensor, nn
 
 from models.classifier.network import HierarchicalClassifier
 from models.gan.networks import Discriminator
+from models.ood.complexity import pixel_view
 from models.tree.merge import TreeTensors
 
-LAYERS = ("trunk", "neck")
+LAYERS = ("trunk", "neck")  # feature layers with class-conditional Gaussians
 
 
 @dataclass
@@ -37,6 +44,7 @@ class GuardedOutputs:
     layers: dict[str, Tensor]
     realness: Tensor | None
     pooled: Tensor  # [B, feature_dim]: what the neck reads (the drift monitor's embeddings)
+    pixels: Tensor  # [B, C, s, s] grey levels 0..255 (complexity.pixel_view)
 
 
 def guarded_forward(
@@ -62,7 +70,9 @@ def guarded_forward(
     realness = None
     if discriminator is not None:
         realness = realness_logit(discriminator, x)
-    return GuardedOutputs(logits, {"trunk": trunk, "neck": neck.float()}, realness, pooled)
+    pixels = pixel_view(x)
+    layers = {"trunk": trunk, "neck": neck.float(), "pixels": pixels.flatten(1)}
+    return GuardedOutputs(logits, layers, realness, pooled, pixels)
 
 
 def realness_logit(discriminator: Discriminator, x: Tensor) -> Tensor:
@@ -80,6 +90,19 @@ def energy_score(logits: list[Tensor], tt: TreeTensors) -> Tensor:
     paths = tt.leaf_paths  # [n_leaves, depth]
     path_scores = sum(z.float()[:, paths[:, lv]] for lv, z in enumerate(logits))
     return -torch.logsumexp(path_scores, dim=1)
+
+
+def knn_distance(features: Tensor, neighbours: Tensor, k: int) -> Tensor:
+    """``[B]`` 1 - cosine similarity of ``[B, D]`` features to their k-th nearest neighbour.
+
+    Args:
+        features: raw features (normalised here).
+        neighbours: ``[N, D]`` L2-normalised training features.
+        k: which neighbour (1 = the nearest); at most ``N``.
+    """
+    z = torch.nn.functional.normalize(features.float(), dim=1)
+    similarity = z @ neighbours.T  # [B, N]
+    return 1.0 - similarity.topk(k, dim=1).values[:, -1]
 
 
 def min_mahalanobis(features: Tensor, means: Tensor, precision: Tensor) -> Tensor:

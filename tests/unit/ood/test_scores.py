@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models.ood.scores import energy_score, guarded_forward, min_mahalanobis
+from models.ood.scores import energy_score, guarded_forward, knn_distance, min_mahalanobis
 from models.runtime.tensors import to_model_range
 from models.tree.merge import TreeTensors
 from tests.toy_models import TREE, square_classifier, square_images
@@ -41,6 +41,27 @@ def test_min_mahalanobis_equals_the_direct_formula() -> None:
     torch.testing.assert_close(
         min_mahalanobis(features, means, precision), direct, rtol=1e-4, atol=1e-4
     )
+
+
+def test_knn_distance_is_one_minus_the_kth_largest_cosine() -> None:
+    g = torch.Generator().manual_seed(2)
+    features, bank = torch.randn(6, 4, generator=g) * 5, torch.randn(30, 4, generator=g)
+    bank = torch.nn.functional.normalize(bank, dim=1)
+    for k in (1, 3, 30):
+        direct = torch.tensor(
+            [
+                1 - sorted((float(f @ b / f.norm()) for b in bank), reverse=True)[k - 1]
+                for f in features
+            ]
+        )
+        torch.testing.assert_close(knn_distance(features, bank, k), direct, rtol=1e-5, atol=1e-5)
+    # the norm of a feature vector does not matter, only its direction
+    torch.testing.assert_close(
+        knn_distance(features * 0.01, bank, 3), knn_distance(features, bank, 3)
+    )
+    assert (
+        float(knn_distance(bank[:1] * 7, bank, 1)) < 1e-6
+    )  # a training point is its own neighbour
 
 
 def test_energy_is_minus_logsumexp_of_path_scores() -> None:

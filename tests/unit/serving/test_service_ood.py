@@ -66,7 +66,7 @@ def test_flag_marks_unusual_images_and_answers_all(guarded_dir, tmp_path, monkey
     assert all("leaf" in p for p in predictions)
     assert predictions[1]["ood"]["score"] > predictions[1]["ood"]["threshold"]
     info = service.model_info()["ood"]
-    assert info["action"] == "flag" and info["scorer"] == "combined"
+    assert info["action"] == "flag" and info["scorer"] == "knn_complexity"
 
 
 def test_reject_answers_422_naming_the_image_and_keeps_the_others(
