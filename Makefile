@@ -72,7 +72,8 @@ mlflow-ui: $(STAMP)  ## Open the MLflow UI on the local stack's tracking store (
 	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 \
 		--backend-store-uri "$$($(PY) -m registry.stack tracking-uri | tail -1)"
 
-dashboard: $(STAMP)  ## Start the local ZenML dashboard.
+dashboard: $(STAMP)  ## Start the local ZenML dashboard (its first-visit survey answered: no newsletter).
+	$(PY) -m registry.stack dashboard-ready
 	$(VENV)/bin/zenml login --local
 
 lint: $(STAMP)  ## ruff check + format check.

@@ -5,7 +5,8 @@ validation split of its training data (Fashion-MNIST, hash checked) and batches 
 test split, as the monitor pipeline does it, with the monitor config's tests and gate:
 
 - detection rate per kind of shift (rotation, inversion, noise, blur, brightness, contrast, a
-  class removed, a class over-represented, ...) over several random batches;
+  class removed, a class over-represented, 20 % out-of-distribution images, ...) over several
+  random batches;
 - false-alarm rate over clean bootstrap batches of the test split (target <= 5 %);
 - time of the features + Evidently report (HTML included) over 10,000 images (target <= 30 s
   beyond ZenML start-up), and with ``--cli`` one real run of the monitor pipeline's CLI.
@@ -40,8 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.machine import machine
 from models.classifier.io import TrainedClassifier
 from models.data.ingest import build_dataset
-from models.monitoring.drift import drift_decision, run_drift_report
-from models.monitoring.features import DriftFeatureExtractor
+from models.monitoring.drift import DriftGateConfig, drift_decision, run_drift_report
+from models.monitoring.features import OOD_COLUMN, DriftFeatureExtractor
+from models.ood.sets import build_ood_sets
 from pipelines.monitor_pipeline import MonitorParams
 from pipelines.run_config import load_run_config
 
@@ -86,6 +88,49 @@ def shifts(tree_leaves: list[str]) -> dict[str, tuple[str, Shift]]:
         "brightness_15": ("+15 on every pixel", lambda x, y, r: _clip(x.astype(int) + 15)),
         "contrast_0.6": ("pixels x 0.6", lambda x, y, r: _clip(x * 0.6)),
         "hflip": ("mirrored (the classifier trains with flips)", lambda x, y, r: x[:, :, ::-1]),
+    }
+
+
+def gate_variants(gate: DriftGateConfig) -> dict[str, DriftGateConfig]:
+    """The configured gate with one trigger changed: what each trigger contributes.
+
+    ``pred only``: prediction drift alone (the gate before the OOD guard); ``no ood_score`` /
+    ``no ood share``: without the OOD score's drift / without the OOD share; ``+ img range``:
+    drift of the darkest and brightest pixel (``img_min``, ``img_max``) as triggers too.
+    """
+    triggers = gate.trigger_columns
+    return {
+        "pred only": gate.model_copy(update={"trigger_columns": ["pred_*"], "max_ood_share": None}),
+        "no ood_score": gate.model_copy(
+            update={"trigger_columns": [t for t in triggers if t != OOD_COLUMN]}
+        ),
+        "no ood share": gate.model_copy(update={"max_ood_share": None}),
+        "+ img range": gate.model_copy(
+            update={"trigger_columns": [*triggers, "img_min", "img_max"]}
+        ),
+    }
+
+
+def embedding_methods() -> dict[str, Any]:
+    """Evidently's embedding drift methods, each with its default settings.
+
+    ``model``: a classifier told to separate reference from batch (ROC AUC > 0.55); ``mmd``:
+    kernel maximum mean discrepancy (> 0.015); ``ratio``: the share of components whose own
+    Wasserstein test drifts (> 0.2); ``distance``: the Euclidean distance of the mean
+    embeddings (> 0.2). They run on the ``emb_pc*`` columns the monitor already computes.
+    """
+    from evidently.metrics.embeddings import (
+        DistanceDriftMethod,
+        MMDDriftMethod,
+        ModelDriftMethod,
+        RatioDriftMethod,
+    )
+
+    return {
+        "model": ModelDriftMethod(),
+        "mmd": MMDDriftMethod(),
+        "ratio": RatioDriftMethod(),
+        "distance": DistanceDriftMethod(),
     }
 
 
@@ -152,10 +197,31 @@ def main() -> None:  # noqa: D103 - the module docstring says it all
     columns = extractor.columns
 
     leaf_col = f"pred_{data.hierarchy.level_names[-1]}"
+    methods = embedding_methods()
+    gates = gate_variants(params.gate)
+    detectors = [*gates, *methods]
+    emb_cols = [c for c in columns.numerical if c.startswith("emb_pc")]
 
     def decide(frame: Any, labels: np.ndarray | None = None) -> dict[str, Any]:
-        result = run_drift_report(reference, frame, columns, params.drift, html=False)
-        decision = drift_decision(result.summary(), params.gate)
+        result = run_drift_report(
+            reference,
+            frame,
+            columns,
+            params.drift,
+            False,
+            extractor.ood_threshold,
+            params.gate.max_ood_share,
+        )
+        summary = result.summary()
+        decision = drift_decision(summary, params.gate)
+        # other gates on the same report, and Evidently's embedding drift methods on the same
+        # embeddings: what the table compares the configured gate with
+        decision["alternatives"] = {
+            name: drift_decision(summary, gate)["drifted"] for name, gate in gates.items()
+        } | {
+            name: bool(method(frame[emb_cols].copy(), reference[emb_cols].copy())[1])
+            for name, method in methods.items()
+        }
         if labels is not None:  # how much the shift hurts the model, for context
             truth = np.asarray(leaves, dtype=object)[labels]
             decision["accuracy"] = float((frame[leaf_col].to_numpy() == truth).mean())
@@ -185,14 +251,20 @@ def main() -> None:  # noqa: D103 - the module docstring says it all
         idx = rng.choice(len(full), args.batch_size, replace=True)
         clean_rows.append(decide(full.iloc[idx].reset_index(drop=True), test_y[idx]))
     false_alarms = sum(d["drifted"] for d in clean_rows)
+    alternative_false = {m: sum(d["alternatives"][m] for d in clean_rows) for m in detectors}
     column_false = {c: sum(c in d["drifted_columns"] for d in clean_rows) for c in columns.all}
-    print(json.dumps({"false_alarms": false_alarms, "of": len(clean_rows)}), flush=True)
+    print(
+        json.dumps(
+            {"false_alarms": false_alarms, "of": len(clean_rows), "alternatives": alternative_false}
+        ),
+        flush=True,
+    )
 
     # --- shifted batches
     rows: list[dict[str, Any]] = []
     kinds = shifts(leaves)
     for name, (what, fn) in kinds.items():
-        hits, shares, accs = 0, [], []
+        hits, shares, accs, emb = 0, [], [], dict.fromkeys(detectors, 0)
         for _ in range(args.repeats):
             idx = rng.choice(len(test_x), args.batch_size, replace=False)
             shifted = fn(test_x[idx], test_y[idx], rng)
@@ -200,15 +272,43 @@ def main() -> None:  # noqa: D103 - the module docstring says it all
             hits += d["drifted"]
             shares.append(d["share"])
             accs.append(d["accuracy"])
+            emb = {m: emb[m] + d["alternatives"][m] for m in detectors}
         rows.append(
             {"shift": name, "what": what, "detected": hits, "of": args.repeats}
             | {"mean_share": float(np.mean(shares)), "accuracy": float(np.mean(accs))}
-            | {"example_columns": d["drifted_columns"]}
+            | {"example_columns": d["drifted_columns"], "alternatives_detected": emb}
+            | {"ood_share": d.get("ood_share")}
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    # out-of-distribution images mixed into a clean batch (20 %): the OOD share trigger's job
+    ood_sets, _ = build_ood_sets(test_x, n=args.batch_size, seed=args.seed)
+    for set_name in ("digits", "glyphs", "photos", "faces", "noise"):
+        if set_name not in ood_sets:
+            continue
+        hits, shares, emb = 0, [], dict.fromkeys(detectors, 0)
+        for _ in range(args.repeats):
+            k = int(round(args.batch_size * 0.2))
+            pool = ood_sets[set_name]
+            mixed = np.concatenate(
+                [
+                    test_x[rng.choice(len(test_x), args.batch_size - k, replace=False)],
+                    pool[rng.choice(len(pool), k, replace=len(pool) < k)],
+                ]
+            )
+            d = decide(extractor.transform(mixed))
+            hits += d["drifted"]
+            shares.append(d["share"])
+            emb = {m: emb[m] + d["alternatives"][m] for m in detectors}
+        rows.append(
+            {"shift": f"ood_{set_name}", "what": f"20 % {set_name} (models/ood/sets.py)"}
+            | {"detected": hits, "of": args.repeats, "mean_share": float(np.mean(shares))}
+            | {"accuracy": float("nan"), "example_columns": d["drifted_columns"]}
+            | {"ood_share": d.get("ood_share"), "alternatives_detected": emb}
         )
         print(json.dumps(rows[-1]), flush=True)
     # one class removed (each class in turn) and one class over-represented (3x its share)
     for mode in ("removed", "tripled"):
-        hits, shares, missed, accs = 0, [], [], []
+        hits, shares, missed, accs, emb = 0, [], [], [], dict.fromkeys(detectors, 0)
         classes = range(len(leaves)) if not args.quick else range(2)
         for cls_ in classes:
             if mode == "removed":
@@ -226,6 +326,7 @@ def main() -> None:  # noqa: D103 - the module docstring says it all
             hits += d["drifted"]
             shares.append(d["share"])
             accs.append(d["accuracy"])
+            emb = {m: emb[m] + d["alternatives"][m] for m in detectors}
             if not d["drifted"]:
                 missed.append(leaves[cls_])
         what = (
@@ -236,7 +337,7 @@ def main() -> None:  # noqa: D103 - the module docstring says it all
         rows.append(
             {"shift": f"class_{mode}", "what": what, "detected": hits, "of": len(classes)}
             | {"mean_share": float(np.mean(shares)), "accuracy": float(np.mean(accs))}
-            | {"missed": missed}
+            | {"missed": missed, "alternatives_detected": emb}
         )
         print(json.dumps(rows[-1]), flush=True)
 
@@ -247,6 +348,12 @@ def main() -> None:  # noqa: D103 - the module docstring says it all
     detected = [r for r in rows if r["shift"] != "hflip"]
     summary = {
         "false_alarm_rate": round(false_alarms / len(clean_rows), 4),
+        "alternative_false_alarms": alternative_false,
+        "small_shifts": {
+            r["shift"]: f"{r['detected']}/{r['of']}"
+            for r in rows
+            if r["shift"] in ("noise_10", "brightness_15")
+        },
         "clean_batches": len(clean_rows),
         "detection_rate": round(
             sum(r["detected"] for r in detected) / sum(r["of"] for r in detected), 4
@@ -288,9 +395,11 @@ def write_table(
         f"Machine: {machine()}. Command: `python bench/drift_detection.py "
         f"{' '.join(sys.argv[1:])}`. Model: `{args.model_dir}` (the default CPU classifier); "
         "reference: Fashion-MNIST val split (6,000 images); batches of "
-        f"{args.batch_size} test images; gate: drift share >= {params.drift.drift_share} or a "
-        f"drifted column matching {params.gate.trigger_columns}; Evidently's default tests "
-        "(normed Wasserstein / Jensen-Shannon, threshold 0.1) unless the config says otherwise.\n",
+        f"{args.batch_size} test images; gate: drift share >= {params.drift.drift_share}, a "
+        f"drifted column matching {params.gate.trigger_columns}, or more than "
+        f"{params.gate.max_ood_share} of the batch over the OOD guard's threshold; Evidently's "
+        "default tests (normed Wasserstein / Jensen-Shannon, threshold 0.1) unless the config "
+        "says otherwise.\n",
         "| shift | what | detected | mean drifted share | fine accuracy on the batch |",
         "|---|---|---|---|---|",
     ]
@@ -298,7 +407,9 @@ def write_table(
         note = f" (missed: {', '.join(r['missed'])})" if r.get("missed") else ""
         lines.append(
             f"| {r['shift']} | {r['what']} | {r['detected']}/{r['of']}{note} | "
-            f"{r['mean_share']:.2f} | {r['accuracy']:.2%} |"
+            f"{r['mean_share']:.2f} | "
+            + ("n/a" if r["accuracy"] != r["accuracy"] else f"{r['accuracy']:.2%}")
+            + " |"
         )
     lines += [
         "",
@@ -315,6 +426,7 @@ def write_table(
         f"{summary['evidently_10k_s']} s = **{summary['report_10k_s']} s**; fitting the reference "
         f"(6,000 images, PCA) {summary['reference_fit_s']} s.",
     ]
+    lines += alternatives_table(rows, clean_rows)
     if cli:
         lines += [
             "",
@@ -325,6 +437,31 @@ def write_table(
             + f"); report: `{cli['report']}`.",
         ]
     (out / "drift_cpu.md").write_text("\n".join(lines) + "\n")
+    facts = {"summary": summary, "rows": rows, "clean_batches": clean_rows, "cli": cli}
+    (out / "drift_cpu.json").write_text(json.dumps(facts, indent=1, default=str))
+
+
+def alternatives_table(rows: list[dict[str, Any]], clean_rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown: gate variants and Evidently's embedding drift methods per shift; false alarms."""
+    methods = list(clean_rows[0]["alternatives"])
+    lines = [
+        "",
+        "The configured gate beside variants of it on the same reports (`pred only`: the gate "
+        "before the OOD guard; `no ood_score` / `no ood share`: one OOD trigger off; `+ img "
+        "range`: `img_min`, `img_max` as triggers too) and Evidently's embedding drift methods "
+        "(`EmbeddingsDrift`, default settings) on the same `emb_pc*` columns (detected batches):",
+        "",
+        "| shift | gate | " + " | ".join(methods) + " |",
+        "|---|---|" + "---|" * len(methods),
+    ]
+    for r in rows:
+        cells = [f"{r['alternatives_detected'][m]}/{r['of']}" for m in methods]
+        lines.append(f"| {r['shift']} | {r['detected']}/{r['of']} | " + " | ".join(cells) + " |")
+    n = len(clean_rows)
+    false = [f"{sum(d['alternatives'][m] for d in clean_rows)}/{n}" for m in methods]
+    gate = sum(d["drifted"] for d in clean_rows)
+    lines.append(f"| false alarms (clean) | {gate}/{n} | " + " | ".join(false) + " |")
+    return lines
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ slows all alike; every row has p50 and p99 of its requests and images/s:
 Model: ``--model-dir DIR`` (a TrainedClassifier directory, registered into a temporary MLflow
 store for the baseline) or, by default, the local stack's ``champion``.
 Last line: JSON with p50_ms/p99_ms (/classify), img_s (single-image clients), ratio (ours /
-mlflow), ceiling_img_s, ceiling_share (single-image clients / ceiling), ceiling_share_batched.
+mlflow), ceiling_img_s, ceiling_share (single-image clients / ceiling), ceiling_share_batched,
+guard_p50_added (the OOD guard's share of single-image /classify p50: the same model served
+without its OOD statistics is one more sequential phase).
 """
 
 from __future__ import annotations
@@ -169,9 +171,14 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict:
     env["BENTOML_HOME"] = str(tmp / "bentoml")
     # mlflow starts `uvicorn` by name: the environment's bin directory must be on PATH
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    ours_port, mlflow_port = free_port(), free_port()
+    ours_port, mlflow_port, bare_port = free_port(), free_port(), free_port()
     bento = sys.executable, "-m", "bentoml", "serve", "serving.service:HierganService"
     ours = start([*bento, "--port", str(ours_port)], env, tmp / "ours.log")
+    # the guard's cost: the same classifier without its OOD statistics, served beside it
+    bare_dir = without_guard(model_dir, tmp / "no_guard")
+    bare = start(
+        [*bento, "--port", str(bare_port)], env | {"HIERGAN_MODEL_DIR": bare_dir}, tmp / "bare.log"
+    )
     baseline = start(
         [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri]
         + ["--env-manager", "local", "--host", "127.0.0.1", "-p", str(mlflow_port)],
@@ -181,11 +188,14 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict:
     try:
         await wait_ready(f"http://127.0.0.1:{ours_port}/readyz", ours, tmp / "ours.log")
         await wait_ready(f"http://127.0.0.1:{mlflow_port}/ping", baseline, tmp / "mlflow.log")
-        rows = await measure(targets(ours_port, mlflow_port, args), images, pngs, args)
+        await wait_ready(f"http://127.0.0.1:{bare_port}/readyz", bare, tmp / "bare.log")
+        bare_png = Target("ours png, no guard", f"http://127.0.0.1:{bare_port}/classify", "png")
+        phases = [*targets(ours_port, mlflow_port, args), (NO_GUARD_ROW, bare_png, 0)]
+        rows = await measure(phases, images, pngs, args)
     finally:
-        for proc in (ours, baseline):
+        for proc in (ours, baseline, bare):
             proc.terminate()
-        for proc in (ours, baseline):
+        for proc in (ours, baseline, bare):
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -229,6 +239,21 @@ async def measure(
     }
 
 
+NO_GUARD_ROW = "ours /classify (PNG), sequential, model without its OOD guard"
+
+
+def without_guard(model_dir: str, directory: Path) -> str:
+    """A copy of the classifier directory without its OOD statistics (``"ood": null``)."""
+    import shutil
+
+    from models.classifier.io import OOD_INFO_FILE, OOD_WEIGHTS_FILE
+
+    shutil.copytree(
+        model_dir, directory, ignore=shutil.ignore_patterns(OOD_INFO_FILE, OOD_WEIGHTS_FILE)
+    )
+    return str(directory)
+
+
 def pct(values: list[float], q: float) -> float:
     """The q-th percentile (NaN when nothing was answered)."""
     return float(np.percentile(values, q)) if values else float("nan")
@@ -242,6 +267,7 @@ def report(result: dict, args: argparse.Namespace) -> tuple[str, dict]:
     batched = rows[f"ours /classify_array, {b} clients x {k} images"]
     base = rows[f"mlflow /invocations, {c} clients x 1 image"]
     png = rows["ours /classify (PNG), sequential"]
+    bare_png = rows[NO_GUARD_ROW]
     top = max(ceilings.values())
     table = "| endpoint, clients | p50 ms | p99 ms | img/s (median of rounds) | ÷ ceiling "
     table += "| refused (HTTP status: count) |\n"
@@ -265,6 +291,9 @@ def report(result: dict, args: argparse.Namespace) -> tuple[str, dict]:
         "ceiling_img_s": round(top, 1),
         "ceiling_share": round(single["img_s"] / top, 3),
         "ceiling_share_batched": round(batched["img_s"] / top, 3),
+        # the OOD guard's cost: single-image /classify p50 with it vs the same model without it
+        "no_guard_p50_ms": round(bare_png["p50_ms"], 2),
+        "guard_p50_added": round(png["p50_ms"] / bare_png["p50_ms"] - 1, 4),
         "device": "cpu",
     }
     return table, headline

@@ -77,7 +77,7 @@ def monitor_pipeline(
     allow_reference_mismatch: bool = False,
 ) -> None:
     """Features of the batch and the reference, an Evidently drift report, the drift gate."""
-    reference, current, context = compute_drift_features(
+    reference, current, context, _, _ = compute_drift_features(
         batch_path=batch_path,
         dataset=dataset,
         features=features,
@@ -85,7 +85,9 @@ def monitor_pipeline(
         alias=alias,
         allow_reference_mismatch=allow_reference_mismatch,
     )
-    summary, _ = report_drift(reference, current, context, config=drift)
+    summary, _ = report_drift(
+        reference, current, context, config=drift, max_ood_share=gate.max_ood_share
+    )
     gate_drift(summary, gate=gate)
 
 

@@ -18,6 +18,7 @@ from models.classifier.config import ClassifierConfig
 from models.data.ingest import DatasetConfig
 from models.data.sources import SOURCES, source_fingerprint
 from models.gan.pretrain import PretrainGanConfig
+from models.ood.config import OodConfig
 from models.robustness.config import RobustnessConfig
 from models.validation.checks import ValidationConfig
 from pipelines.environment import use_repo_source_root
@@ -36,8 +37,10 @@ from steps import (
     enforce_data_validation,
     enforce_robustness,
     evaluate_classifier,
+    evaluate_ood,
     evaluate_robustness,
     fit_hierarchical_classifier,
+    fit_ood_guard,
     ingest_dataset,
     package_bento,
     pretrain_gan,
@@ -58,7 +61,9 @@ TRACKED_STEPS = [
     "pretrain_gan",
     "fit_hierarchical_classifier",
     "calibrate_classifier",
+    "fit_ood_guard",
     "evaluate_classifier",
+    "evaluate_ood",
     "evaluate_robustness",
     "package_bento",
     "register_model",
@@ -75,6 +80,7 @@ class TrainParams(BaseModel):
     gan: PretrainGanConfig = Field(default_factory=PretrainGanConfig)
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     robustness: RobustnessConfig = Field(default_factory=RobustnessConfig)
+    ood: OodConfig = Field(default_factory=OodConfig)
 
 
 @pipeline(name="train_pipeline", model=Model(name=MODEL_NAME, description=MODEL_DESCRIPTION))
@@ -84,6 +90,7 @@ def train_pipeline(
     gan: PretrainGanConfig,
     classifier: ClassifierConfig,
     robustness: RobustnessConfig,
+    ood: OodConfig | None = None,
     source_fingerprint: str = "",
 ) -> None:
     """From raw images to a registered ``challenger``: data, GAN, classifier, checks, bento.
@@ -99,13 +106,21 @@ def train_pipeline(
     trained_gan = pretrain_gan(data, config=gan, after="enforce_data_validation")
     model = fit_hierarchical_classifier(data, trained_gan, config=classifier)
     calibrated, _, _ = calibrate_classifier(model, data)
+    # the guard travels inside the classifier artifact from here on (docs/architecture.md)
+    calibrated, _, _ = fit_ood_guard(calibrated, trained_gan, data, config=ood or OodConfig())
     evaluation, _, _ = evaluate_classifier(calibrated, data)
+    ood_scores, _ = evaluate_ood(calibrated, data)
     robustness_scores, _, _ = evaluate_robustness(calibrated, data, config=robustness)
     enforce_robustness(robustness_scores, config=robustness)
     # only a model that passed the robustness gate is packaged and registered
     bento_tag = package_bento(calibrated, evaluation, after="enforce_robustness")
     register_model(
-        calibrated, evaluation, bento_tag, dataset_config=dataset, robustness=robustness_scores
+        calibrated,
+        evaluation,
+        bento_tag,
+        dataset_config=dataset,
+        robustness=robustness_scores,
+        ood=ood_scores,
     )
 
 
@@ -156,6 +171,7 @@ def main(
             gan=params.gan,
             classifier=params.classifier,
             robustness=params.robustness,
+            ood=params.ood,
             source_fingerprint=source_fingerprint(params.dataset.source, params.dataset.data_dir),
         )
     except Exception as err:  # noqa: BLE001 - report the failing step's own message, then exit 1

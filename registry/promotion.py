@@ -53,7 +53,11 @@ def score_aliases() -> dict[str, Any]:
         loaded = load_version(str(mv.version))
         scores: dict[str, Any] = split_scores(loaded.classifier, images, labels)
         scores.update(
-            {k: float(v) for k, v in loaded.tags.items() if k.startswith("robust_accuracy")}
+            {
+                k: float(v)
+                for k, v in loaded.tags.items()
+                if k.startswith("robust_accuracy") or k == "ood_auroc"
+            }
         )
         scores["version"] = loaded.version
         if loaded.tags.get("dataset_hash") != dataset.content_hash:

@@ -99,8 +99,28 @@ def use_stack_tracking_uri() -> str:
     return uri
 
 
+def answer_first_visit_survey() -> None:
+    """Answer the dashboard's first-visit survey for the active user: no e-mail, no newsletter.
+
+    ZenML 0.98's dashboard shows its survey (name, e-mail, a newsletter box ticked by default,
+    role, infrastructure) to a user whose ``email_opted_in`` is unset, or whose
+    ``user_metadata`` has neither ``finished_onboarding_survey`` nor ``awareness_channels``
+    (the bundled dashboard's ``zen_server/dashboard/assets/index-*.js``). Setting
+    ``email_opted_in`` to false ("skipped") and ``finished_onboarding_survey`` opens the
+    dashboard on the runs, as telemetry is off everywhere else.
+    """
+    client = Client()
+    user = client.get_user(client.active_user.id)  # active_user is cached
+    metadata = dict(user.user_metadata or {})
+    if user.email_opted_in is False and metadata.get("finished_onboarding_survey"):
+        return
+    metadata["finished_onboarding_survey"] = True
+    client.update_user(user.id, updated_email_opt_in=False, updated_metadata=metadata)
+    logger.info("ZenML user %s: first-visit survey answered (no e-mail, no newsletter)", user.name)
+
+
 def main() -> None:
-    """CLI: ``python -m registry.stack [ensure|tracking-uri]``."""
+    """CLI: ``python -m registry.stack [ensure|tracking-uri|dashboard-ready]``."""
     import sys
 
     command = sys.argv[1] if len(sys.argv) > 1 else "ensure"
@@ -109,8 +129,11 @@ def main() -> None:
     elif command == "tracking-uri":
         ensure_stack()
         print(tracking_uri() or "")
+    elif command == "dashboard-ready":
+        ensure_stack()
+        answer_first_visit_survey()
     else:
-        sys.exit(f"unknown command {command!r}; use 'ensure' or 'tracking-uri'")
+        sys.exit(f"unknown command {command!r}; use 'ensure', 'tracking-uri' or 'dashboard-ready'")
 
 
 if __name__ == "__main__":

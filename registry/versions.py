@@ -106,8 +106,12 @@ def version_tags(
     evaluation: dict[str, Any],
     robustness: dict[str, Any] | None,
     dataset: DatasetConfig,
+    ood: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What a registered version says about itself: test metrics, data, config, robustness."""
+    """What a registered version says about itself: test metrics, data, config, robustness, OOD.
+
+    ``ood_auroc`` is the served OOD scorer's worst AUROC over the project's OOD sets.
+    """
     tree = classifier.tree
     tags: dict[str, Any] = {
         f"test_accuracy_{level}": evaluation[f"global_accuracy_{level}"]
@@ -124,6 +128,10 @@ def version_tags(
     for key, value in (robustness or {}).items():
         if key.startswith("robust_accuracy") and isinstance(value, int | float):
             tags[key] = value
+    ood = ood or {}
+    for key in ("ood_auroc", "ood_auroc_mean", "ood_scorer", "ood_threshold"):
+        if ood.get(key) is not None:
+            tags[key] = ood[key]
     return tags
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from serving.ood import OodPolicy
 from serving.request_log import RequestLogConfig
 
 DEFAULT_CONFIG = Path(__file__).with_name("service.yaml")
@@ -58,6 +59,7 @@ class ServiceConfig(BaseModel):
     )
     fast_path: bool = Field(True, description="serving/fast_path.py for well-formed requests")
     access_log: bool = Field(True, description="BentoML's per-request access log lines")
+    ood: OodPolicy = Field(default_factory=OodPolicy)
 
     def threads_per_worker(self, cores: int | None = None) -> int:
         """Torch threads for one worker: never more threads than cores across the workers."""

@@ -16,15 +16,15 @@ CLASSIFIER_ARTIFACT = "classifier"
 
 
 class HierganPyfunc(mlflow.pyfunc.PythonModel):
-    """``predict(uint8 [N, H, W, C]) -> one answer per image`` (path, leaf, top-k)."""
+    """``predict(uint8 [N, H, W, C]) -> one answer per image`` (path, leaf, top-k, ood)."""
 
     def load_context(self, context: Any) -> None:
         """Load the classifier directory that the registered version carries."""
         from models.classifier.io import TrainedClassifier
-        from models.classifier.prediction import Predictor
+        from models.ood import GuardedPredictor
 
         classifier = TrainedClassifier.load(context.artifacts[CLASSIFIER_ARTIFACT])
-        self.predictor = Predictor(classifier)
+        self.predictor = GuardedPredictor(classifier)  # answers carry "ood", as the service's
 
     # No type hints on predict: MLflow would read them as the model's input schema; the logged
     # signature (uint8 [-1, H, W, C]) is the schema.

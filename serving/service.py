@@ -5,6 +5,9 @@ Endpoints (all POST, JSON answers):
   /classify_array  uint8 arrays ``[N, H, W(, C)]`` as JSON, adaptively batched across requests
   /model_info      which model, its tree, its preprocessing and the input limits
 BentoML adds /livez, /readyz, /healthz and /metrics. Bad input answers 4xx with ``{"error": ...}``.
+Every per-image answer carries ``"ood": {"score", "threshold", "is_ood"}`` (``null`` for a model
+without OOD statistics); ``ood.action: reject`` answers such images with an error and a 422
+(serving/ood.py).
 
 Run: ``bentoml serve serving.service:HierganService`` (binds 127.0.0.1:3000 by default) with
 ``HIERGAN_MODEL_DIR`` set to a TrainedClassifier directory, or from a bento built by the train
@@ -31,6 +34,7 @@ from serving.config import (
 )
 from serving.fast_path import SERVING, FastPath
 from serving.limits import BodySizeLimit
+from serving.ood import RejectedArrayStatus, check_guard, reject_unusual, rejected_errors
 
 logger = logging.getLogger(__name__)
 
@@ -75,14 +79,16 @@ class HierganService:
         import torch
 
         from models.classifier.io import TrainedClassifier
-        from models.classifier.prediction import Predictor
+        from models.ood import GuardedPredictor
         from models.runtime.device import resolve_device
 
         torch.set_num_threads(CONFIG.threads_per_worker())
         self.device = resolve_device("auto")
         directory, self.model_source = self._model_location()
         classifier = TrainedClassifier.load(directory)
-        self.predictor = Predictor(classifier, self.device)
+        self.predictor = GuardedPredictor(classifier, self.device)
+        self.ood = CONFIG.ood
+        check_guard(self.predictor.has_guard, self.ood, self.model_source)
         _EXPECTED_SHAPE["shape"] = self.predictor.image_shape
         self.limits = CONFIG.limits
         self.max_batch_size = CONFIG.batching.max_batch_size
@@ -132,11 +138,13 @@ class HierganService:
     def _answer(
         self, images: np.ndarray, top_k: int, names: list[str] | None = None
     ) -> list[dict[str, Any]]:
-        answers = self.predictor.describe(self.predictor.leaf_probs(images), top_k)
+        answers = self.predictor.answer(images, top_k)  # one pass: prediction and OOD verdict
         for name, answer in zip(names or [], answers, strict=False):
             answer["input"] = name
         if self.request_log is not None:
             self.request_log.record(images, answers)
+        if self.ood.action == "reject":
+            answers = reject_unusual(answers, names)
         return answers
 
     @bentoml.api(route="/classify")
@@ -148,12 +156,16 @@ class HierganService:
     ) -> dict[str, Any]:
         """Classify image files; answers per image, in the order sent."""
         try:
-            return {"predictions": self._classify_files(images, top_k)}
+            predictions = self._classify_files(images, top_k)
         except BadInput as err:
             # answered here rather than raised: BentoML 1.4 wraps a raised error's JSON in a list
             logger.info("refused /classify request: %s", err)
             ctx.response.status_code = 400
             return {"error": str(err)}
+        if errors := rejected_errors(predictions):  # ood.action: reject
+            ctx.response.status_code = 422
+            return {"error": "; ".join(errors), "predictions": predictions}
+        return {"predictions": predictions}
 
     def _classify_files(self, images: list[Path], top_k: int) -> list[dict[str, Any]]:
         from models.data.images import ImageDecodeError, decode_image
@@ -191,6 +203,12 @@ class HierganService:
         """Classify uint8 arrays ``[N, H, W, C]``; one answer per image (top-3 leaves)."""
         return self._answer(images, 3)
 
+    def _ood_info(self) -> dict[str, Any] | None:
+        guard = self.predictor.guard
+        if guard is None:
+            return None
+        return {"action": self.ood.action, "scorer": guard.scorer, "threshold": guard.threshold}
+
     @bentoml.api(route="/model_info")
     def model_info(self) -> dict[str, Any]:
         """The model being served, its tree, its preprocessing and the input limits."""
@@ -201,6 +219,8 @@ class HierganService:
             "leaves": list(classifier.tree.leaves),
             "preprocessing": classifier.preprocessing,
             "temperatures": classifier.temperatures,
+            "calibration": classifier.calibration_methods,
+            "ood": self._ood_info(),
             "info": classifier.info,
             "limits": self.limits.model_dump(),
         }
@@ -213,3 +233,5 @@ HierganService.add_asgi_middleware(
 )
 # inside the size limit: well-formed classify requests skip BentoML's parsing and batching
 HierganService.add_asgi_middleware(FastPath, enabled=CONFIG.fast_path)
+if CONFIG.ood.action == "reject":  # the batched route's 422 and image names (serving/ood.py)
+    HierganService.add_asgi_middleware(RejectedArrayStatus, path="/classify_array")

@@ -1,7 +1,7 @@
 """Thin ZenML steps, grouped by stage: each reads its config, calls the core, logs, returns.
 
-``data/`` (ingest, validate, the data gate), ``training/`` (GAN, classifier, calibration),
-``evaluation/`` (test metrics, robustness, the robustness gate), ``packaging/`` (bento,
+``data/`` (ingest, validate, the data gate), ``training/`` (GAN, classifier, calibration, the
+OOD guard), ``evaluation/`` (test metrics, robustness and its gate, OOD), ``packaging/`` (bento,
 registry version), ``promotion/`` (score the aliases, the promotion gate, the alias move),
 ``monitoring/`` (drift features, the Evidently report, the drift gate). Shared here:
 ``artifacts`` (artifact names), ``materializers`` (plain files, never pickle), ``tracking``
@@ -9,11 +9,21 @@ registry version), ``promotion/`` (score the aliases, the promotion gate, the al
 """
 
 from steps.data import enforce_data_validation, ingest_dataset, validate_dataset
-from steps.evaluation import enforce_robustness, evaluate_classifier, evaluate_robustness
+from steps.evaluation import (
+    enforce_robustness,
+    evaluate_classifier,
+    evaluate_ood,
+    evaluate_robustness,
+)
 from steps.monitoring import compute_drift_features, gate_drift, report_drift
 from steps.packaging import package_bento, register_model
 from steps.promotion import decide_promotion, evaluate_registered_models, promote_champion
-from steps.training import calibrate_classifier, fit_hierarchical_classifier, pretrain_gan
+from steps.training import (
+    calibrate_classifier,
+    fit_hierarchical_classifier,
+    fit_ood_guard,
+    pretrain_gan,
+)
 
 __all__ = [
     "calibrate_classifier",
@@ -22,9 +32,11 @@ __all__ = [
     "enforce_data_validation",
     "enforce_robustness",
     "evaluate_classifier",
+    "evaluate_ood",
     "evaluate_registered_models",
     "evaluate_robustness",
     "fit_hierarchical_classifier",
+    "fit_ood_guard",
     "gate_drift",
     "ingest_dataset",
     "package_bento",

@@ -118,3 +118,20 @@ def merged_model(model: TrainedClassifier) -> torch.nn.Module:
     from models.tree.merge import TreeTensors
 
     return MergedLeafModel(model.build(), TreeTensors(model.tree), model.temperatures).eval()
+
+
+def guarded_square_classifier(scorer: str = "knn_complexity"):
+    """:func:`square_classifier` with a fitted OOD guard (random-init discriminator), and its
+    validation scores: ``(classifier, guard, val_scores)``."""
+    from models.gan.networks import Discriminator
+    from models.ood import OodConfig, fit_guard, with_guard
+
+    classifier = square_classifier()
+    train_x, train_y = square_images(400, seed=1)
+    val_x, _ = square_images(200, seed=2)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        discriminator = Discriminator(ARCH).eval()
+    config = OodConfig(scorer=scorer, fit_images=400, device="cpu", batch_size=64)
+    guard, val = fit_guard(classifier, discriminator, train_x, train_y, val_x, config)
+    return with_guard(classifier, guard), guard, val

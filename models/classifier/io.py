@@ -26,6 +26,9 @@ from models.tree.merge import LevelCalibration, TreeTensors, merged_log_probs
 
 WEIGHTS_FILE = "classifier.safetensors"
 INFO_FILE = "classifier.json"
+# The out-of-distribution guard (models/ood), when one was fitted: tensors + JSON beside the rest.
+OOD_WEIGHTS_FILE = "ood.safetensors"
+OOD_INFO_FILE = "ood.json"
 
 
 @dataclass
@@ -40,6 +43,9 @@ class TrainedClassifier:
         calibration: one map per level (identity until calibrated), applied by
             :func:`models.tree.merge.scale_logits`.
         info: JSON-able facts (dataset hash, GAN run key, label fraction, metrics ...).
+        ood_state: tensors of the out-of-distribution guard (:mod:`models.ood`), if fitted.
+        ood_info: its JSON description (scorer, threshold, ...); ``None``: no guard (older
+            artifacts).
     """
 
     architecture: GanArchitecture
@@ -48,6 +54,8 @@ class TrainedClassifier:
     state: dict[str, Tensor]
     calibration: list[LevelCalibration] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    ood_state: dict[str, Tensor] = field(default_factory=dict)
+    ood_info: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not self.calibration:
@@ -131,6 +139,9 @@ class TrainedClassifier:
             "info": self.info,
         }
         (directory / INFO_FILE).write_text(json.dumps(meta, indent=1, default=str))
+        if self.ood_info is not None:
+            save_file(self.ood_state, str(directory / OOD_WEIGHTS_FILE))
+            (directory / OOD_INFO_FILE).write_text(json.dumps(self.ood_info, indent=1))
 
     @classmethod
     def load(cls, directory: str | Path) -> TrainedClassifier:
@@ -141,6 +152,7 @@ class TrainedClassifier:
             calibration = [LevelCalibration.from_dict(c) for c in meta["calibration"]]
         else:  # format 1: temperatures only
             calibration = [LevelCalibration.temperature(t) for t in meta["temperatures"]]
+        has_ood = (directory / OOD_INFO_FILE).is_file()
         return cls(
             architecture=GanArchitecture(**meta["architecture"]),
             config=ClassifierConfig(**meta["config"]),
@@ -148,4 +160,6 @@ class TrainedClassifier:
             state=load_file(str(directory / WEIGHTS_FILE)),
             calibration=calibration,
             info=meta.get("info", {}),
+            ood_state=load_file(str(directory / OOD_WEIGHTS_FILE)) if has_ood else {},
+            ood_info=json.loads((directory / OOD_INFO_FILE).read_text()) if has_ood else None,
         )

@@ -42,7 +42,7 @@ class Predictor:
         )
         self._level_nodes = self.tree.level_nodes
         self._leaf_paths = self.tree.leaf_paths  # [n_leaves, depth] node index per level
-        self._temperatures = list(classifier.temperatures)
+        self._calibration = list(classifier.calibration)  # one map per level
         # [n_leaves, n_nodes of all levels]: leaf probabilities @ this = every node's marginal
         self._node_of_leaf = np.concatenate(
             [tt.cpu().numpy() for tt in self.tree_tensors.leaf_onehot], axis=1
@@ -97,7 +97,7 @@ class Predictor:
         """
         x = torch.from_numpy(images).to(self.tree_tensors.leaf_paths.device).permute(0, 3, 1, 2)
         logits = [z.float() for z in self.model(to_model_range(x))]
-        return merged_log_probs(logits, self.tree_tensors, self._temperatures).exp().cpu().numpy()
+        return merged_log_probs(logits, self.tree_tensors, self._calibration).exp().cpu().numpy()
 
     def describe(
         self,

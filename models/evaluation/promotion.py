@@ -27,6 +27,13 @@ class PromotionGates(BaseModel):
         description="version tag compared when both versions have it",
     )
     max_robust_drop: float = Field(0.0, ge=0, le=1)
+    min_ood_auroc: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="the OOD guard's worst AUROC over the project's OOD sets (version tag "
+        "ood_auroc) must reach this; None: not gated",
+    )
 
 
 @dataclass
@@ -46,6 +53,13 @@ def _check(name: str, passed: bool, detail: str) -> dict[str, Any]:
     return {"gate": name, "passed": passed, "detail": detail}
 
 
+def _ood_check(challenger: dict[str, float], minimum: float) -> dict[str, Any]:
+    value = challenger.get("ood_auroc")
+    if value is None:
+        return _check("min_ood_auroc", False, f"OOD AUROC not measured (>= {minimum:.4f} required)")
+    return _check("min_ood_auroc", value >= minimum, f"OOD AUROC {value:.4f} >= {minimum:.4f}")
+
+
 def decide(
     challenger: dict[str, float],
     champion: dict[str, float] | None,
@@ -54,7 +68,8 @@ def decide(
     """Whether ``challenger`` may become champion.
 
     Args:
-        challenger: its scores (``accuracy_fine``, ``ece_fine``, optionally the robust metric).
+        challenger: its scores (``accuracy_fine``, ``ece_fine``, optionally the robust metric
+            and ``ood_auroc``).
         champion: the current champion's scores on the same split, or None for a first model.
         gates: the thresholds.
     """
@@ -70,6 +85,8 @@ def decide(
             f"fine ECE {challenger['ece_fine']:.4f} <= {gates.max_ece:.4f}",
         ),
     ]
+    if gates.min_ood_auroc is not None:
+        checks.append(_ood_check(challenger, gates.min_ood_auroc))
     if champion is not None:
         floor = champion["accuracy_fine"] - gates.max_accuracy_drop
         checks.append(

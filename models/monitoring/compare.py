@@ -11,7 +11,7 @@ import pandas as pd
 from models.classifier.io import TrainedClassifier
 from models.data.ingest import DatasetConfig, build_dataset
 from models.monitoring.batches import read_batch
-from models.monitoring.features import DriftFeatureConfig, DriftFeatureExtractor
+from models.monitoring.features import OOD_COLUMN, DriftFeatureConfig, DriftFeatureExtractor
 from models.monitoring.reference import check_reference
 
 logger = logging.getLogger(__name__)
@@ -24,6 +24,7 @@ class DriftFrames:
     reference: pd.DataFrame
     current: pd.DataFrame
     context: dict[str, Any]
+    pictures: dict[str, bytes]  # ood_histogram, ood_unusual_images (PNG)
 
 
 def drift_frames(
@@ -74,5 +75,31 @@ def drift_frames(
         "explained_variance_ratio": [
             round(float(v), 5) for v in extractor.projection.explained_variance_ratio
         ],
+        "ood_threshold": extractor.ood_threshold,
     }
-    return DriftFrames(reference, current, context)
+    pictures = ood_pictures(reference, current, batch.images, extractor.ood_threshold)
+    return DriftFrames(reference, current, context, pictures)
+
+
+def ood_pictures(
+    reference: pd.DataFrame, current: pd.DataFrame, images: Any, threshold: float | None
+) -> dict[str, bytes]:
+    """The OOD score's histogram (reference vs batch) and the batch's most unusual images.
+
+    A model without a guard gets one picture that says so.
+    """
+    from models.ood.evaluate import score_histogram_png, unusual_images_png
+    from models.reporting.plots import figure_png, pyplot
+
+    if threshold is None or OOD_COLUMN not in current:
+        plt = pyplot()
+        fig, ax = plt.subplots(figsize=(4, 1))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "the model carries no OOD guard", ha="center", va="center")
+        png = figure_png(fig)
+        return {"ood_histogram": png, "ood_unusual_images": png}
+    ref, cur = reference[OOD_COLUMN].to_numpy(), current[OOD_COLUMN].to_numpy()
+    return {
+        "ood_histogram": score_histogram_png(ref, {"batch": cur}, threshold),
+        "ood_unusual_images": unusual_images_png(images, cur, threshold),
+    }

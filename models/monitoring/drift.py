@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.monitoring.features import DriftColumns
+from models.monitoring.features import OOD_COLUMN, DriftColumns
 
 
 class DriftTestConfig(BaseModel):
@@ -44,15 +44,23 @@ class DriftGateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     trigger_columns: list[str] = Field(
-        default_factory=lambda: ["pred_*"],
+        default_factory=lambda: ["pred_*", "ood_score"],
         description="glob patterns: drift in any matching column is drift on its own "
-        "(default: prediction drift at any tree level)",
+        "(default: prediction drift at any tree level, and drift of the OOD score, which "
+        "catches small camera changes: noise sigma 10/255, brightness +15)",
     )
     on_drift: str = Field(
         "exit", pattern="^(exit|retrain)$", description="exit 3, or run the train pipeline"
     )
     retrain_config: str = Field(
         "pipelines/configs/train.yaml", description="train config used when on_drift: retrain"
+    )
+    max_ood_share: float | None = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="drift when more than this share of the batch is out of distribution "
+        "(the guard flags ~5 % of in-distribution images by construction); None: off",
     )
 
 
@@ -67,6 +75,7 @@ class DriftResult:
     n_reference: int
     n_current: int
     html: str
+    ood: dict[str, Any] | None = None  # threshold, share of batch and reference over it
 
     def summary(self) -> dict[str, Any]:
         """JSON-able facts (everything but the HTML)."""
@@ -77,6 +86,7 @@ class DriftResult:
             "drift_share": self.drift_share,
             "n_reference": self.n_reference,
             "n_current": self.n_current,
+            "ood": self.ood,
         }
 
 
@@ -86,6 +96,8 @@ def run_drift_report(
     columns: DriftColumns,
     config: DriftTestConfig,
     html: bool = True,
+    ood_threshold: float | None = None,
+    max_ood_share: float | None = None,
 ) -> DriftResult:
     """Run Evidently's ``DataDriftPreset`` (with its tests) on the drift columns.
 
@@ -95,6 +107,9 @@ def run_drift_report(
         columns: which columns are numerical and which categorical.
         config: stat tests, thresholds and the dataset-drift share.
         html: render the standalone HTML report (a few MB; the bench skips it when timing tests).
+        ood_threshold: the guard's threshold; with an ``ood_score`` column the report also shows
+            the share of images over it (tested against ``max_ood_share`` when given).
+        max_ood_share: the gate's limit on that share.
 
     Raises:
         ValueError: a frame lacks one of the columns.
@@ -121,10 +136,19 @@ def run_drift_report(
         per_column_method=config.per_column_method,
         per_column_threshold=config.per_column_threshold,
     )
+    metrics: list[Any] = [preset]
+    ood = None
+    if ood_threshold is not None and OOD_COLUMN in columns.numerical:
+        metrics.append(_ood_share_metric(ood_threshold, max_ood_share))
+        ood = {
+            "threshold": float(ood_threshold),
+            "share": float((current[OOD_COLUMN] > ood_threshold).mean()),
+            "reference_share": float((reference[OOD_COLUMN] > ood_threshold).mean()),
+        }
     # a constant column (img_min is 0 in nearly every Fashion-MNIST image) makes the preset's
     # correlation tables divide by a zero std: numpy warns, the drift tests are unaffected
     with np.errstate(invalid="ignore", divide="ignore"):
-        snapshot = Report([preset], include_tests=True).run(
+        snapshot = Report(metrics, include_tests=True).run(
             current_data=Dataset.from_pandas(current[columns.all], data_definition=definition),
             reference_data=Dataset.from_pandas(reference[columns.all], data_definition=definition),
         )
@@ -138,6 +162,19 @@ def run_drift_report(
         n_reference=len(reference),
         n_current=len(current),
         html=html_text,
+        ood=ood,
+    )
+
+
+def _ood_share_metric(threshold: float, max_share: float | None) -> Any:
+    """Evidently's count of ``ood_score`` values over the threshold (its share tested)."""
+    from evidently.metrics import OutRangeValueCount
+    from evidently.tests import lte
+
+    share_tests = [lte(max_share)] if max_share is not None else None
+    # out of [-1e30, threshold] = over the threshold
+    return OutRangeValueCount(
+        column=OOD_COLUMN, left=-1e30, right=float(threshold), share_tests=share_tests
     )
 
 
@@ -171,7 +208,9 @@ def _read_outcome(
 
 
 def drift_decision(summary: dict[str, Any], gate: DriftGateConfig) -> dict[str, Any]:
-    """The gate: drifted when Evidently's share test fails or a trigger column drifts.
+    """The gate: Evidently's share test failed, a trigger column drifted, or too much OOD.
+
+    Too much OOD: more than ``gate.max_ood_share`` of the batch over the guard's threshold.
 
     Returns:
         ``{"drifted", "share", "drift_share", "drifted_columns", "trigger_columns_drifted",
@@ -191,6 +230,13 @@ def drift_decision(summary: dict[str, Any], gate: DriftGateConfig) -> dict[str, 
         reasons.append(
             f"{c} drifted: {r['method']} = {r['score']:.4g} (threshold {r['threshold']})"
         )
+    ood = summary.get("ood")
+    if ood is not None and gate.max_ood_share is not None and ood["share"] > gate.max_ood_share:
+        reasons.append(
+            f"{ood['share']:.1%} of the batch is out of distribution (score > "
+            f"{ood['threshold']:.4g}; at most {gate.max_ood_share:.0%} allowed, reference "
+            f"{ood['reference_share']:.1%})"
+        )
     return {
         "drifted": bool(reasons),
         "share": summary["share"],
@@ -201,4 +247,5 @@ def drift_decision(summary: dict[str, Any], gate: DriftGateConfig) -> dict[str, 
         "on_drift": gate.on_drift,
         "n_reference": summary["n_reference"],
         "n_current": summary["n_current"],
+        "ood_share": ood["share"] if ood else None,
     }

@@ -8,9 +8,11 @@ Each image becomes a row of
   ``img_edges`` is the mean absolute difference between neighbouring pixels);
 - ``pred_<level>`` (categorical) and ``conf_<level>`` per tree level: the calibrated prediction's
   node at that level (global argmax over the leaves, so the nodes form a path) and its marginal
-  probability.
+  probability;
+- ``ood_score``: the served out-of-distribution score (:mod:`models.ood`), when the model carries
+  a guard.
 
-Embeddings and predictions come from one forward pass.
+Embeddings, predictions and the OOD score come from one forward pass.
 """
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from models.classifier.io import TrainedClassifier
 from models.classifier.network import HierarchicalClassifier
+from models.ood.guard import OodGuard
+from models.ood.scores import guarded_forward
 from models.runtime.device import resolve_device
 from models.runtime.tensors import map_image_batches
 from models.tree.hierarchy import Hierarchy
 from models.tree.merge import TreeTensors, node_probs
 
 IMAGE_STAT_COLUMNS = ("img_mean", "img_std", "img_min", "img_max", "img_edges")
+OOD_COLUMN = "ood_score"
 
 
 class DriftFeatureConfig(BaseModel):
@@ -56,11 +61,12 @@ class DriftColumns:
         return [*self.numerical, *self.categorical]
 
 
-def drift_columns(tree: Hierarchy, n_components: int) -> DriftColumns:
+def drift_columns(tree: Hierarchy, n_components: int, ood: bool = False) -> DriftColumns:
     """The columns :func:`drift_frame` produces for a tree and a number of components."""
     numerical = [f"emb_pc{i + 1}" for i in range(n_components)]
     numerical += list(IMAGE_STAT_COLUMNS)
     numerical += [f"conf_{name}" for name in tree.level_names]
+    numerical += [OOD_COLUMN] if ood else []
     return DriftColumns(numerical, [f"pred_{name}" for name in tree.level_names])
 
 
@@ -87,10 +93,11 @@ def check_images(images: np.ndarray, shape: tuple[int, int, int], where: str) ->
 
 @dataclass
 class ScoredImages:
-    """One forward pass over a batch: trunk features and calibrated leaf probabilities."""
+    """One forward pass over a batch: trunk features, leaf probabilities, the OOD score."""
 
     embeddings: np.ndarray  # [N, feature_dim] float32
     leaf_probs: np.ndarray  # [N, n_leaves] float32
+    ood_score: np.ndarray | None = None  # [N], when the model carries a guard
 
 
 @torch.inference_mode()
@@ -99,19 +106,26 @@ def score_images(
     images: np.ndarray,
     model: HierarchicalClassifier | None = None,
     batch_size: int = 512,
+    guard: OodGuard | None = None,
 ) -> ScoredImages:
-    """Trunk features and calibrated leaf probabilities of uint8 ``[N, H, W, C]`` images."""
+    """Trunk features, calibrated leaf probabilities (and the guard's score) of uint8 images."""
     model = model or classifier.build()
+    tt = TreeTensors(classifier.tree, next(model.parameters()).device)
+    discriminator = guard.discriminator if guard and guard.needs_discriminator else None
 
-    def score(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        features, logits = model.features_and_logits(x)
-        logits = [z.float() for z in logits]
+    def score(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        out = guarded_forward(model, discriminator, x)
+        logits = [z.float() for z in out.logits]
         probs = classifier.leaf_probs(logits, calibrated=True)
-        return features.float().cpu().numpy(), probs.cpu().numpy()
+        ood = None
+        if guard is not None:
+            ood = guard.combine(guard.components(out, tt, probs, guard.parts)).cpu().numpy()
+        return out.pooled.float().cpu().numpy(), probs.cpu().numpy(), ood
 
     batches = map_image_batches(model, score, images, batch_size)
+    ood_score = np.concatenate([b[2] for b in batches]) if guard is not None else None
     return ScoredImages(
-        np.concatenate([e for e, _ in batches]), np.concatenate([p for _, p in batches])
+        np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]), ood_score
     )
 
 
@@ -207,6 +221,8 @@ def drift_frame(
     preds = prediction_columns(scored.leaf_probs, tree)
     data.update({k: v for k, v in preds.items() if k.startswith("conf_")})
     data.update({k: v for k, v in preds.items() if k.startswith("pred_")})
+    if scored.ood_score is not None:
+        data[OOD_COLUMN] = scored.ood_score.astype(np.float32)
     frame = pd.DataFrame(data)
     for column in (k for k in preds if k.startswith("pred_")):
         frame[column] = frame[column].astype(str)
@@ -224,7 +240,11 @@ class DriftFeatureExtractor:
     def __init__(self, classifier: TrainedClassifier, config: DriftFeatureConfig) -> None:
         self.classifier = classifier
         self.config = config
-        self.model = classifier.build(resolve_device(config.device))
+        device = resolve_device(config.device)
+        self.model = classifier.build(device)
+        self.guard = OodGuard.from_classifier(classifier)
+        if self.guard is not None:
+            self.guard.to(device)
         arch = classifier.architecture
         self.image_shape = (arch.image_size, arch.image_size, arch.channels)
         self.projection: Projection | None = None
@@ -233,12 +253,20 @@ class DriftFeatureExtractor:
     def columns(self) -> DriftColumns:
         """The frame's columns by type (after :meth:`fit_reference`)."""
         k = self.projection.n_components if self.projection else self.config.n_components
-        return drift_columns(self.classifier.tree, k)
+        return drift_columns(self.classifier.tree, k, ood=self.guard is not None)
+
+    def _score(self, images: np.ndarray) -> ScoredImages:
+        return score_images(self.classifier, images, self.model, self.config.batch_size, self.guard)
+
+    @property
+    def ood_threshold(self) -> float | None:
+        """The guard's threshold, or None when the model carries no guard."""
+        return self.guard.threshold if self.guard is not None else None
 
     def fit_reference(self, images: np.ndarray) -> pd.DataFrame:
         """Fit the projection on the reference images and return their frame."""
         images = check_images(images, self.image_shape, "reference")
-        scored = score_images(self.classifier, images, self.model, self.config.batch_size)
+        scored = self._score(images)
         self.projection = Projection.fit(
             scored.embeddings, self.config.n_components, self.config.seed
         )
@@ -249,5 +277,5 @@ class DriftFeatureExtractor:
         if self.projection is None:
             raise RuntimeError("fit_reference must run before transform")
         images = check_images(images, self.image_shape, where)
-        scored = score_images(self.classifier, images, self.model, self.config.batch_size)
+        scored = self._score(images)
         return drift_frame(images, scored, self.projection, self.classifier.tree)

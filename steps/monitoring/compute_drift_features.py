@@ -6,6 +6,7 @@ import logging
 from typing import Annotated, Any
 
 import pandas as pd
+from PIL import Image
 from zenml import log_metadata, step
 
 from models.data.ingest import DatasetConfig
@@ -29,11 +30,14 @@ def compute_drift_features(
     Annotated[pd.DataFrame, artifacts.DRIFT_REFERENCE_FEATURES],
     Annotated[pd.DataFrame, artifacts.DRIFT_BATCH_FEATURES],
     Annotated[dict[str, Any], artifacts.DRIFT_CONTEXT],
+    Annotated[Image.Image, artifacts.OOD_BATCH_HISTOGRAM],
+    Annotated[Image.Image, artifacts.OOD_UNUSUAL_IMAGES],
 ]:
-    """Embeddings (PCA fitted on the reference), image statistics and predictions per image.
+    """Embeddings (PCA fitted on the reference), image statistics, predictions, the OOD score.
 
     The reference is the validation split of ``dataset``, checked against the model's training
-    data hash; the batch is a folder of images, an ``.npz`` or the service's request log.
+    data hash; the batch is a folder of images, an ``.npz`` or the service's request log. The
+    OOD score's histogram (reference vs batch) and the batch's most unusual images are pictures.
     """
     if not model_dir:
         from registry.stack import use_stack_tracking_uri
@@ -65,5 +69,15 @@ def compute_drift_features(
             "batch_skipped_files": context["batch"]["num_skipped_files"],
         }
     )
+    if context["ood_threshold"] is not None:  # without a guard the pictures only say so
+        for name, png in frames.pictures.items():
+            tracking.log_png(png, f"drift/{name}.png")
     log_metadata(metadata={"drift_context": context})
-    return frames.reference, frames.current, context
+    pictures = frames.pictures
+    return (
+        frames.reference,
+        frames.current,
+        context,
+        tracking.png_image(pictures["ood_histogram"]),
+        tracking.png_image(pictures["ood_unusual_images"]),
+    )

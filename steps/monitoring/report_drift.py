@@ -22,16 +22,19 @@ def report_drift(
     current: pd.DataFrame,
     context: dict[str, Any],
     config: DriftTestConfig,
+    max_ood_share: float | None = None,
 ) -> tuple[
     Annotated[dict[str, Any], artifacts.DRIFT_SUMMARY],
     Annotated[HTMLString, artifacts.DRIFT_REPORT],
 ]:
-    """Data drift per column and prediction drift (Evidently ``DataDriftPreset`` with tests).
+    """Data drift per column, prediction drift and the OOD share (Evidently, with tests).
 
     The HTML report is the step's visualization and an MLflow artifact.
     """
     columns = DriftColumns(**context["columns"])
-    result = run_drift_report(reference, current, columns, config)
+    result = run_drift_report(
+        reference, current, columns, config, True, context.get("ood_threshold"), max_ood_share
+    )
     summary = {**result.summary(), "context": context}
     drifted = [c for c, r in result.columns.items() if r["drifted"]]
     logger.info(
@@ -46,6 +49,7 @@ def report_drift(
             "drift_share": result.share,
             "drifted_columns": len(drifted),
             **{f"drift_score_{c}": r["score"] for c, r in result.columns.items()},
+            **({"ood_share": result.ood["share"]} if result.ood else {}),
         }
     )
     tracking.log_text(result.html, "drift/report.html")

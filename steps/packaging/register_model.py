@@ -22,6 +22,7 @@ def register_model(
     bento_tag: str,
     dataset_config: DatasetConfig,
     robustness: dict[str, Any] | None = None,
+    ood: dict[str, Any] | None = None,
 ) -> Annotated[dict[str, Any], artifacts.REGISTERED_MODEL]:
     """Log the classifier to MLflow, register it, tag it, alias it ``challenger``.
 
@@ -31,7 +32,7 @@ def register_model(
     import mlflow
 
     context = get_step_context()
-    tags = version_tags(classifier, evaluation, robustness, dataset_config)
+    tags = version_tags(classifier, evaluation, robustness, dataset_config, ood)
     tags.update(
         {
             "bento_tag": bento_tag,
@@ -49,6 +50,8 @@ def register_model(
         mlflow.start_run(run_name=f"register-{context.pipeline_run.name}")
     try:
         mv = log_classifier_version(classifier, tags)
+        if tags.get("ood_auroc") is not None:  # the version's run carries it as a metric too
+            mlflow.log_metric("ood_auroc", float(tags["ood_auroc"]))
     finally:
         if started:
             mlflow.end_run()
@@ -61,6 +64,7 @@ def register_model(
         "bento_tag": bento_tag,
         "test_accuracy_fine": tags["test_accuracy_fine"],
         "test_ece_fine": tags["test_ece_fine"],
+        "ood_auroc": tags.get("ood_auroc"),
     }
     logger.info(
         "Registered %s version %s (challenger), bento %s", MODEL_NAME, mv.version, bento_tag

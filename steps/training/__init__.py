@@ -1,11 +1,13 @@
-"""Training stage: pretrain the GAN, fit the hierarchical classifier, calibrate it."""
+"""Training stage: pretrain the GAN, fit the classifier, calibrate it, fit its OOD guard."""
 
 from steps.training.calibrate_classifier import calibrate_classifier
 from steps.training.fit_hierarchical_classifier import fit_hierarchical_classifier
+from steps.training.fit_ood_guard import fit_ood_guard
 from steps.training.pretrain_gan import pretrain_gan
 
 __all__ = [
     "pretrain_gan",
     "fit_hierarchical_classifier",
     "calibrate_classifier",
+    "fit_ood_guard",
 ]

@@ -47,6 +47,8 @@ print(json.dumps({
     "gan_info": run.steps["pretrain_gan"].outputs["gan"][0].load().info,
     "classifier_type": out("fit_hierarchical_classifier", "classifier").type.value,
     "calibration": out("calibrate_classifier", "calibrated_classifier").load().calibration_methods,
+    "guard": out("fit_ood_guard", "guarded_classifier").load().ood_info,
+    "ood": out("evaluate_ood", "ood_evaluation").load(),
     "evaluation": out("evaluate_classifier", "evaluation").load(),
     "eval_viz": [v.type.value for v in report.visualizations],
     "robustness": out("evaluate_robustness", "robustness").load(),

@@ -17,6 +17,7 @@ from models.classifier.io import TrainedClassifier
 from models.classifier.training import fit_classifier
 from models.data.ingest import DatasetConfig, build_dataset
 from models.gan.networks import GanArchitecture
+from models.ood import OodConfig, fit_guard, with_guard
 from tests.conftest import REPO, make_fashion_like
 
 pytestmark = pytest.mark.integration
@@ -28,12 +29,18 @@ from zenml.client import Client
 client = Client()
 run = client.get_pipeline("monitor_pipeline").last_run
 report = run.steps["report_drift"].outputs["drift_report"][0]
+features = run.steps["compute_drift_features"].outputs
 mlflow.set_tracking_uri(client.active_stack.experiment_tracker.get_tracking_uri())
 runs = mlflow.search_runs(experiment_names=["monitor_pipeline"], output_format="list")
 last = max(runs, key=lambda r: r.info.start_time)
 files = [a.path for a in mlflow.MlflowClient().list_artifacts(last.info.run_id, "drift")]
 print(json.dumps({
     "viz": [v.type.value for v in report.visualizations],
+    "ood_viz": [
+        v.type.value
+        for name in ("ood_batch_histogram", "ood_unusual_images")
+        for v in features[name][0].visualizations
+    ],
     "decision": run.steps["gate_drift"].outputs["drift_decision"][0].load()["drifted"],
     "mlflow_files": sorted(files),
     "mlflow_drift_detected": last.data.metrics.get("drift_detected"),
@@ -77,7 +84,12 @@ def monitored(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     trained = TrainedClassifier.from_model(
         result.model, config, data.hierarchy, {"dataset_hash": data.content_hash}
     )
-    trained.save(root / "model")
+    # with an OOD guard, as the train pipeline saves it (no discriminator: this toy has none)
+    val_x, _ = data.split("val")
+    guard, _ = fit_guard(
+        trained, None, train_x[:3000], train_y[:3000], val_x, OodConfig(fit_images=3000)
+    )
+    with_guard(trained, guard).save(root / "model")
     test_x, _ = data.split("test")
     np.savez(root / "clean.npz", images=test_x)
     np.savez(root / "shifted.npz", images=255 - test_x)  # inverted
@@ -104,13 +116,16 @@ def test_clean_batch_passes_and_shifted_batch_exits_3(
     decision = _decision(clean.stdout)
     assert decision["drifted"] is False and decision["reasons"] == []
     assert decision["n_reference"] == 1200 and decision["n_current"] == 1000
+    assert decision["ood_share"] < 0.1  # the guard flags ~5 % of in-distribution images
     assert "no drift: all tests passed" in clean.stdout
 
     shifted = _monitor(["--batch", str(monitored["root"] / "shifted.npz"), *common], env)
     assert shifted.returncode == 3, shifted.stdout[-3000:] + shifted.stderr[-3000:]
     decision = _decision(shifted.stdout)
     assert decision["drifted"] is True and decision["reasons"]
-    assert {"img_mean", "emb_pc1"} <= set(decision["drifted_columns"])
+    assert {"img_mean", "emb_pc1", "ood_score"} <= set(decision["drifted_columns"])
+    assert decision["ood_share"] > 0.5  # negatives are out of distribution
+    assert any("of the batch is out of distribution" in r for r in decision["reasons"])
     assert "DRIFT: " in shifted.stdout
 
     reports = sorted((monitored["root"] / "reports").glob("*.html"))
@@ -136,7 +151,13 @@ def test_clean_batch_passes_and_shifted_batch_exits_3(
     assert info.returncode == 0, info.stderr[-3000:]
     facts = json.loads(info.stdout.strip().splitlines()[-1])
     assert facts["viz"] == ["html"] and facts["decision"] is True
-    assert facts["mlflow_files"] == ["drift/report.html", "drift/summary.json"]
+    assert facts["ood_viz"] == ["image", "image"]  # OOD histogram, most unusual images
+    assert facts["mlflow_files"] == [
+        "drift/ood_histogram.png",
+        "drift/ood_unusual_images.png",
+        "drift/report.html",
+        "drift/summary.json",
+    ]
     assert facts["mlflow_drift_detected"] == 1.0
 
 

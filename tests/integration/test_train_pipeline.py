@@ -34,7 +34,9 @@ def test_smoke_pipeline_completes_and_stores_artifacts(smoke_run: SmokeRun) -> N
         "pretrain_gan",
         "fit_hierarchical_classifier",
         "calibrate_classifier",
+        "fit_ood_guard",
         "evaluate_classifier",
+        "evaluate_ood",
         "evaluate_robustness",
         "enforce_robustness",
         "package_bento",
@@ -78,6 +80,13 @@ def test_smoke_pipeline_completes_and_stores_artifacts(smoke_run: SmokeRun) -> N
     for key in ("clean_accuracy_fine", "robust_accuracy_fine_pgd_eps0.1", "corruption_ece_fine"):
         assert 0.0 <= robustness[key] <= 1.0, key
     assert "html" in facts["robustness_viz"]
+    guard = facts["guard"]
+    assert guard["scorer"] == "knn_complexity" and guard["discriminator"] is not None
+    assert guard["info"]["fit_images"] == 600 and guard["info"]["val_images"] == 200
+    assert guard["neighbours"]["count"] == 600 and guard["pixels"]["dim"] == 784
+    ood = facts["ood"]
+    assert ood["test_images"] == 200 and ood["ood_scorer"] == "knn_complexity"
+    assert 0.0 <= ood["ood_auroc"] <= 1.0 and "ood_auroc_noise" in ood
 
 
 def test_corrupted_data_stops_at_the_gate_with_a_readable_message(tmp_path: Path) -> None:

@@ -23,3 +23,15 @@ def test_robust_accuracy_is_compared_only_when_both_have_it() -> None:
     assert [c["gate"] for c in decision.checks if not c["passed"]] == ["robust_vs_champion"]
     unmeasured = {"accuracy_fine": 0.9, "ece_fine": 0.01}
     assert decide(unmeasured, champion, gates).promote
+
+
+def test_a_minimum_ood_auroc_gates_only_when_configured() -> None:
+    gates = PromotionGates(min_accuracy=0.5, max_ece=0.5, min_ood_auroc=0.95)
+    base = {"accuracy_fine": 0.9, "ece_fine": 0.01}
+    assert decide(base | {"ood_auroc": 0.97}, None, gates).promote
+    low = decide(base | {"ood_auroc": 0.9}, None, gates)
+    assert not low.promote and "FAIL OOD AUROC 0.9000 >= 0.9500" in low.reasons
+    unmeasured = decide(base, None, gates)
+    assert not unmeasured.promote
+    assert any("OOD AUROC not measured" in r for r in unmeasured.reasons)
+    assert decide(base, None, PromotionGates(min_accuracy=0.5, max_ece=0.5)).promote

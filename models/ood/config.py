@@ -1,0 +1,54 @@
+"""How the out-of-distribution guard is fitted (``ood:`` in the train YAML)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Scorer = Literal[
+    "msp", "energy", "mahalanobis", "realness", "knn", "complexity", "knn_complexity", "combined"
+]
+SCORERS: tuple[str, ...] = (
+    "msp",
+    "energy",
+    "mahalanobis",
+    "realness",
+    "knn",
+    "complexity",
+    "knn_complexity",
+    "combined",
+)
+
+
+class OodConfig(BaseModel):
+    """Which scorer the served guard uses, and what it is fitted on.
+
+    Every scorer is computed from the same forward pass (:func:`models.ood.scores.guarded_forward`);
+    ``scorer`` picks the one whose threshold is served. The threshold is the ``tpr`` quantile of
+    the validation split's scores: that share of in-distribution images passes.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    scorer: Scorer = Field("knn_complexity", description="the served score (higher = more unusual)")
+    tpr: float = Field(0.95, gt=0.5, lt=1, description="in-distribution share under threshold")
+    fit_images: int = Field(
+        20000, ge=20, description="train images the Gaussians (features, pixels) are fitted on"
+    )
+    neighbours: int = Field(10, ge=1, description="knn: distance to the k-th nearest neighbour")
+    knn_images: int = Field(
+        5000,
+        ge=1,
+        description="knn: train images (a stratified subset of the fitted ones) it compares with; "
+        "each costs a dot product per served image",
+    )
+    variance_floor: float = Field(
+        4.0, gt=0, description="complexity: added to each pixel's variance (grey levels squared)"
+    )
+    shrinkage: float = Field(
+        1e-3, ge=0, lt=1, description="covariance + shrinkage * mean variance * identity"
+    )
+    batch_size: int = Field(512, ge=1)
+    device: str = Field("auto", description="cpu, cuda or auto")
+    seed: int = 0

@@ -1,0 +1,199 @@
+"""Fit the guard on the training data, set its threshold on the validation split, score batches."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.classifier.io import TrainedClassifier
+from models.classifier.network import HierarchicalClassifier
+from models.gan.networks import Discriminator, GanArchitecture
+from models.ood.complexity import fit_pixel_gaussian
+from models.ood.config import OodConfig
+from models.ood.guard import (
+    KNN_LAYER,
+    OodGuard,
+    fit_gaussians,
+    robust_standardization,
+    scorer_parts,
+)
+from models.ood.scores import LAYERS, guarded_forward
+from models.runtime.device import resolve_device
+from models.runtime.tensors import map_image_batches
+from models.tree.merge import TreeTensors, merged_log_probs
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GuardedScores:
+    """One pass over a batch: leaf probabilities, every component and the served score."""
+
+    leaf_probs: np.ndarray  # [N, n_leaves] calibrated
+    components: dict[str, np.ndarray]  # name -> [N]
+    score: np.ndarray  # [N]; NaN while the guard is being fitted
+    layers: dict[str, np.ndarray] | None = None  # name -> [N, D] when asked for
+
+
+@torch.inference_mode()
+def score_images(
+    classifier: TrainedClassifier,
+    guard: OodGuard,
+    images: np.ndarray,
+    model: HierarchicalClassifier | None = None,
+    batch_size: int = 512,
+    every_component: bool = True,
+    keep_layers: bool = False,
+) -> GuardedScores:
+    """Leaf probabilities and OOD scores of uint8 ``[N, H, W, C]`` images, in one pass.
+
+    Args:
+        classifier: the calibrated classifier.
+        guard: its guard (statistics may be empty while fitting).
+        images: checked uint8 images.
+        model: the built network (default: built here).
+        batch_size: images per pass.
+        every_component: compute every component (evaluation); else only the served score's
+            parts (serving: the discriminator runs only when the score reads it).
+        keep_layers: also return the feature layers (fitting).
+    """
+    model = model or classifier.build()
+    device = next(model.parameters()).device
+    tt = TreeTensors(classifier.tree, device)
+    names = None if every_component else guard.parts
+    discriminator = guard.discriminator if every_component or guard.needs_discriminator else None
+
+    def run(x: torch.Tensor) -> tuple[Any, ...]:
+        out = guarded_forward(model, discriminator, x)
+        probs = merged_log_probs([z.float() for z in out.logits], tt, classifier.calibration)
+        probs = probs.exp()
+        comps = guard.components(out, tt, probs, names)
+        layers = {k: v.cpu().numpy() for k, v in out.layers.items()} if keep_layers else None
+        return probs.cpu().numpy(), {k: v.cpu().numpy() for k, v in comps.items()}, layers
+
+    batches = map_image_batches(model, run, images, batch_size)
+    comps = {k: np.concatenate([b[1][k] for b in batches]) for k in batches[0][1]}
+    score = np.full(len(images), np.nan, np.float32)
+    if all(p in comps for p in guard.parts) and (len(guard.parts) == 1 or guard.standardization):
+        score = guard.combine({k: torch.from_numpy(v) for k, v in comps.items()}).numpy()
+    layers = None
+    if keep_layers:
+        layers = {k: np.concatenate([b[2][k] for b in batches]) for k in batches[0][2]}
+    return GuardedScores(np.concatenate([b[0] for b in batches]), comps, score, layers)
+
+
+def discriminator_from_state(
+    architecture: GanArchitecture, state: dict[str, torch.Tensor]
+) -> Discriminator:
+    """The pretrained GAN discriminator, eval mode (its real/fake head included)."""
+    discriminator = Discriminator(architecture)
+    discriminator.load_state_dict(state)
+    return discriminator.eval()
+
+
+def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Up to ``n`` indices with every label's share kept (sorted)."""
+    if n >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    picked = []
+    for label in np.unique(labels):
+        idx = np.flatnonzero(labels == label)
+        take = max(1, round(n * len(idx) / len(labels)))
+        picked.append(rng.choice(idx, min(take, len(idx)), replace=False))
+    return np.sort(np.concatenate(picked))
+
+
+def fit_guard(
+    classifier: TrainedClassifier,
+    discriminator: Discriminator | None,
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    val_images: np.ndarray,
+    config: OodConfig,
+) -> tuple[OodGuard, GuardedScores]:
+    """Gaussians on (a stratified subset of) the train split; standardisation and threshold on val.
+
+    Returns:
+        The guard, and the validation split's scores (every component).
+    """
+    device = resolve_device(config.device)
+    model = classifier.build(device)
+    tree = classifier.tree
+    parts = scorer_parts(config.scorer, list(tree.level_names), discriminator is not None)
+    idx = stratified_subset(train_labels, config.fit_images, config.seed)
+    probe = OodGuard({}, None, "msp", ["msp"])
+    fitted = score_images(
+        classifier, probe, train_images[idx], model, config.batch_size, keep_layers=True
+    )
+    assert fitted.layers is not None
+    level_labels = torch.from_numpy(tree.all_level_labels(train_labels[idx])).long()
+    gaussians = {}
+    for layer in LAYERS:
+        features = torch.from_numpy(fitted.layers[layer])
+        per_level = fit_gaussians(features, level_labels, list(tree.level_names), config.shrinkage)
+        gaussians.update({f"{layer}.{level}": stats for level, stats in per_level.items()})
+    # the kNN scorer's neighbours: the same training images, their neck features normalised
+    bank = stratified_subset(train_labels[idx], config.knn_images, config.seed + 1)
+    neighbours = torch.nn.functional.normalize(
+        torch.from_numpy(fitted.layers[KNN_LAYER][bank]), dim=1
+    )
+    k = min(config.neighbours, len(neighbours))
+    pixel_gaussian = fit_pixel_gaussian(
+        torch.from_numpy(fitted.layers["pixels"]), config.variance_floor
+    )
+    guard = OodGuard(
+        gaussians,
+        discriminator,
+        config.scorer,
+        parts,
+        neighbours=neighbours,
+        knn_k=k,
+        pixel_gaussian=pixel_gaussian,
+    ).to(device)
+    val = score_images(classifier, guard, val_images, model, config.batch_size)
+    guard.standardization = {k: robust_standardization(v) for k, v in val.components.items()}
+    val = replace(
+        val,
+        score=guard.combine({k: torch.from_numpy(v) for k, v in val.components.items()}).numpy(),
+    )
+    guard.threshold = float(np.quantile(val.score, config.tpr))
+    guard.info = {
+        "tpr": config.tpr,
+        "fit_images": int(len(idx)),
+        "val_images": int(len(val_images)),
+        "val_flagged_share": round(float((val.score > guard.threshold).mean()), 5),
+        "shrinkage": config.shrinkage,
+        "knn_k": k,
+        "knn_images": int(len(neighbours)),
+        "variance_floor": config.variance_floor,
+    }
+    logger.info(
+        "OOD guard (%s): threshold %.4g on %d val images",
+        config.scorer,
+        guard.threshold,
+        len(val_images),
+    )
+    return guard.to("cpu"), val
+
+
+def with_guard(classifier: TrainedClassifier, guard: OodGuard) -> TrainedClassifier:
+    """A copy of ``classifier`` that carries ``guard`` (saved with it)."""
+    state, meta = guard.to_artifact()
+    return replace(classifier, ood_state=state, ood_info=meta, info=dict(classifier.info))
+
+
+def with_scorer(
+    guard: OodGuard, scorer: str, val_components: dict[str, np.ndarray], tpr: float
+) -> OodGuard:
+    """The same statistics serving another scorer, its threshold set on the same val scores."""
+    levels = list(dict.fromkeys(k.split(".", 1)[1] for k in guard.gaussians))  # top first
+    parts = scorer_parts(scorer, levels, guard.discriminator is not None)
+    other = replace(guard, scorer=scorer, parts=parts, info=dict(guard.info))
+    val_score = other.combine({k: torch.from_numpy(v) for k, v in val_components.items()})
+    other.threshold = float(np.quantile(val_score.numpy(), tpr))
+    return other

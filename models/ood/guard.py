@@ -1,0 +1,280 @@
+"""The out-of-distribution guard: fitted statistics, component scores, the served score.
+
+:class:`OodGuard` holds class-conditional Gaussians (one mean per tree node, one tied precision
+matrix per feature layer and level), the pretrained discriminator, how components are combined
+and the threshold. It travels inside the classifier artifact as tensors (``ood.safetensors``)
+and JSON (``ood.json``): :meth:`to_artifact` / :meth:`from_classifier`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from models.classifier.io import TrainedClassifier
+from models.gan.networks import Discriminator, GanArchitecture
+from models.ood.complexity import complexity_score
+from models.ood.scores import (
+    LAYERS,
+    GuardedOutputs,
+    energy_score,
+    knn_distance,
+    min_mahalanobis,
+)
+from models.tree.merge import TreeTensors
+
+FORMAT = 1
+D_PREFIX = "discriminator."
+NEIGHBOURS = "neighbours"  # the kNN scorer's training features (layer: KNN_LAYER)
+KNN_LAYER = "neck"
+PIXELS = "pixels."  # the complexity scorer's pixel Gaussian: mean, precision
+
+
+def scorer_parts(scorer: str, levels: list[str], has_discriminator: bool) -> list[str]:
+    """The components a scorer combines (one component: served as it is).
+
+    ``mahalanobis`` sums both layers at the leaf level; ``knn_complexity`` (the default) sums
+    the neck's nearest-neighbour distance and the complexity-corrected pixel likelihood: what the
+    network's features have never seen, and what the pixels' density explains worse than a
+    generic compressor; ``combined`` (the first guard's default) sums ``mahalanobis``, the
+    tree's energy and the discriminator's realness (when there is one). Several components are
+    each standardised on the validation split before they are summed.
+    """
+    leaf = levels[-1]
+    maha = [f"maha_{layer}_{leaf}" for layer in LAYERS]
+    parts = {
+        "msp": ["msp"],
+        "energy": ["energy"],
+        "realness": ["realness"],
+        "mahalanobis": maha,
+        "knn": ["knn"],
+        "complexity": ["complexity"],
+        "knn_complexity": ["knn", "complexity"],
+        "combined": [*maha, "energy", *(["realness"] if has_discriminator else [])],
+    }[scorer]
+    if "realness" in parts and not has_discriminator:
+        raise ValueError("the realness scorer needs the GAN discriminator")
+    return parts
+
+
+@dataclass
+class OodGuard:
+    """Fitted statistics and the served score's definition.
+
+    Attributes:
+        gaussians: ``{"<layer>.<level>": (means [K, D], precision [D, D])}``.
+        discriminator: the pretrained GAN discriminator (eval mode), or ``None``.
+        scorer: the served scorer's name; ``parts`` its components.
+        standardization: ``{component: (location, scale)}`` on the validation split.
+        threshold: scores above it are out of distribution.
+        info: JSON facts (tpr, images fitted on, validation share flagged ...).
+        neighbours: ``[N, D]`` L2-normalised neck features of training images (the ``knn``
+            component), or ``None``.
+        knn_k: which nearest neighbour ``knn`` measures the distance to.
+        pixel_gaussian: ``(mean [D], precision [D, D], log det covariance)`` of the training
+            images' pixels (the ``complexity`` component), or ``None``.
+    """
+
+    gaussians: dict[str, tuple[Tensor, Tensor]]
+    discriminator: Discriminator | None
+    scorer: str
+    parts: list[str]
+    standardization: dict[str, tuple[float, float]] = field(default_factory=dict)
+    threshold: float = float("inf")
+    info: dict[str, Any] = field(default_factory=dict)
+    neighbours: Tensor | None = None
+    knn_k: int = 10
+    pixel_gaussian: tuple[Tensor, Tensor, float] | None = None
+
+    def to(self, device: torch.device | str) -> OodGuard:
+        """Move the statistics and the discriminator to ``device`` (in place); return self."""
+        self.gaussians = {k: (m.to(device), p.to(device)) for k, (m, p) in self.gaussians.items()}
+        if self.neighbours is not None:
+            self.neighbours = self.neighbours.to(device)
+        if self.pixel_gaussian is not None:
+            mean, precision, logdet = self.pixel_gaussian
+            self.pixel_gaussian = (mean.to(device), precision.to(device), logdet)
+        if self.discriminator is not None:
+            self.discriminator.to(device)
+        return self
+
+    def components(
+        self,
+        out: GuardedOutputs,
+        tt: TreeTensors,
+        leaf_probs: Tensor,
+        names: list[str] | None = None,
+    ) -> dict[str, Tensor]:
+        """Component scores ``[B]`` (higher = more unusual) from one pass's outputs.
+
+        Args:
+            out: the pass's outputs.
+            tt: the tree as tensors.
+            leaf_probs: the calibrated leaf probabilities of the same pass.
+            names: which components (default: every one the guard can compute).
+        """
+        comps: dict[str, Tensor] = {}
+        if names is None or "msp" in names:
+            comps["msp"] = 1.0 - leaf_probs.max(dim=1).values
+        if names is None or "energy" in names:
+            comps["energy"] = energy_score(out.logits, tt)
+        for key, (means, precision) in self.gaussians.items():
+            layer, level = key.split(".", 1)
+            name = f"maha_{layer}_{level}"
+            if names is None or name in names:
+                comps[name] = min_mahalanobis(out.layers[layer], means, precision)
+        if out.realness is not None and (names is None or "realness" in names):
+            comps["realness"] = -out.realness
+        if self.neighbours is not None and (names is None or "knn" in names):
+            comps["knn"] = knn_distance(out.layers[KNN_LAYER], self.neighbours, self.knn_k)
+        if self.pixel_gaussian is not None and (names is None or "complexity" in names):
+            comps["complexity"] = complexity_score(out.pixels, *self.pixel_gaussian)
+        return comps
+
+    @property
+    def needs_discriminator(self) -> bool:
+        """Whether the served score reads the discriminator."""
+        return "realness" in self.parts
+
+    def combine(self, comps: dict[str, Tensor]) -> Tensor:
+        """The served score ``[B]``: the one component, or the sum of standardised components."""
+        if len(self.parts) == 1:
+            return comps[self.parts[0]]
+        total = torch.zeros_like(comps[self.parts[0]])
+        for name in self.parts:
+            loc, scale = self.standardization[name]
+            total = total + (comps[name] - loc) / scale
+        return total
+
+    def to_artifact(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """``(tensors, JSON)`` for ``TrainedClassifier.ood_state`` / ``ood_info``."""
+        state: dict[str, Tensor] = {}
+        for key, (means, precision) in self.gaussians.items():
+            state[f"gaussian.{key}.means"] = means.detach().cpu().contiguous()
+            state[f"gaussian.{key}.precision"] = precision.detach().cpu().contiguous()
+        meta: dict[str, Any] = {
+            "format": FORMAT,
+            "scorer": self.scorer,
+            "parts": list(self.parts),
+            "standardization": {k: list(v) for k, v in self.standardization.items()},
+            "threshold": float(self.threshold),
+            "gaussians": list(self.gaussians),  # layer.level, levels top first
+            "discriminator": None,
+            "neighbours": None,
+            "pixels": None,
+            "info": self.info,
+        }
+        if self.pixel_gaussian is not None:
+            mean, precision, logdet = self.pixel_gaussian
+            state[PIXELS + "mean"] = mean.detach().cpu().contiguous()
+            state[PIXELS + "precision"] = precision.detach().cpu().contiguous()
+            meta["pixels"] = {"logdet": logdet, "dim": len(mean)}
+        if self.neighbours is not None:
+            state[NEIGHBOURS] = self.neighbours.detach().cpu().contiguous()
+            meta["neighbours"] = {
+                "layer": KNN_LAYER,
+                "k": self.knn_k,
+                "count": len(state[NEIGHBOURS]),
+            }
+        if self.discriminator is not None:
+            meta["discriminator"] = self.discriminator.arch.model_dump()
+            for k, v in self.discriminator.state_dict().items():
+                state[D_PREFIX + k] = v.detach().cpu().contiguous().clone()
+        return state, meta
+
+    @classmethod
+    def from_artifact(cls, state: dict[str, Tensor], meta: dict[str, Any]) -> OodGuard:
+        """Inverse of :meth:`to_artifact`.
+
+        Raises:
+            ValueError: an unknown format, or tensors the JSON does not describe.
+        """
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"ood.json: unknown format {meta.get('format')!r}, expected {FORMAT}")
+        gaussians = {}
+        for key in meta["gaussians"]:
+            try:
+                gaussians[key] = (
+                    state[f"gaussian.{key}.means"],
+                    state[f"gaussian.{key}.precision"],
+                )
+            except KeyError as err:
+                raise ValueError(f"ood.safetensors lacks {err.args[0]}") from None
+        discriminator = None
+        if meta.get("discriminator") is not None:
+            discriminator = Discriminator(GanArchitecture(**meta["discriminator"]))
+            d_state = {k[len(D_PREFIX) :]: v for k, v in state.items() if k.startswith(D_PREFIX)}
+            discriminator.load_state_dict(d_state)
+            discriminator.eval()
+        neighbours, knn_k = None, 10
+        if meta.get("neighbours") is not None:
+            if NEIGHBOURS not in state:
+                raise ValueError(f"ood.safetensors lacks {NEIGHBOURS}")
+            neighbours, knn_k = state[NEIGHBOURS], int(meta["neighbours"]["k"])
+        pixel_gaussian = None
+        if meta.get("pixels") is not None:
+            try:
+                mean, precision = state[PIXELS + "mean"], state[PIXELS + "precision"]
+            except KeyError as err:
+                raise ValueError(f"ood.safetensors lacks {err.args[0]}") from None
+            pixel_gaussian = (mean, precision, float(meta["pixels"]["logdet"]))
+        return cls(
+            neighbours=neighbours,
+            knn_k=knn_k,
+            pixel_gaussian=pixel_gaussian,
+            gaussians=gaussians,
+            discriminator=discriminator,
+            scorer=meta["scorer"],
+            parts=list(meta["parts"]),
+            standardization={
+                k: (float(v[0]), float(v[1])) for k, v in meta["standardization"].items()
+            },
+            threshold=float(meta["threshold"]),
+            info=dict(meta.get("info", {})),
+        )
+
+    @classmethod
+    def from_classifier(cls, classifier: TrainedClassifier) -> OodGuard | None:
+        """The guard a classifier artifact carries, or ``None`` (an artifact fitted without)."""
+        if classifier.ood_info is None:
+            return None
+        return cls.from_artifact(classifier.ood_state, classifier.ood_info)
+
+
+def fit_gaussians(
+    features: Tensor, level_labels: Tensor, level_names: list[str], shrinkage: float
+) -> dict[str, tuple[Tensor, Tensor]]:
+    """Per tree level: node means and one tied (within-class) precision of ``[N, D]`` features.
+
+    Args:
+        features: in-distribution features of one layer (float).
+        level_labels: ``[N, depth]`` node index per level.
+        level_names: the tree's level names.
+        shrinkage: the covariance gets ``shrinkage * mean variance`` on its diagonal.
+    """
+    x = features.double()
+    out = {}
+    for lv, name in enumerate(level_names):
+        labels = level_labels[:, lv]
+        k = int(labels.max()) + 1
+        counts = torch.bincount(labels, minlength=k).clamp_min(1).double()
+        means = torch.zeros(k, x.shape[1], dtype=torch.float64).index_add_(0, labels, x)
+        means = means / counts[:, None]
+        centred = x - means[labels]
+        cov = centred.T @ centred / max(len(x) - k, 1)
+        cov = cov + shrinkage * cov.diagonal().mean() * torch.eye(len(cov), dtype=cov.dtype)
+        precision = torch.linalg.inv(cov)
+        precision = 0.5 * (precision + precision.T)
+        out[name] = (means.float(), precision.float())
+    return out
+
+
+def robust_standardization(values: np.ndarray) -> tuple[float, float]:
+    """``(median, scale)``: the scale is the IQR / 1.349 (a normal's std), never zero."""
+    q25, q50, q75 = np.percentile(values, [25, 50, 75])
+    scale = float(q75 - q25) / 1.349
+    return float(q50), scale if scale > 1e-12 else max(float(np.std(values)), 1e-6)

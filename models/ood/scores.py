@@ -1,0 +1,117 @@
+"""One forward pass, every out-of-distribution score: softmax, energy, Mahalanobis, realness.
+
+:func:`guarded_forward` runs the classifier the way ``HierarchicalClassifier.forward`` does and
+keeps, on the way, what the scorers read: the trunk blocks' channel means and standard
+deviations, the neck's
+pre-activation, and (when the guard holds one) the pretrained GAN discriminator's realness logit
+(Radford et al. 2016). The scorers, higher = more unusual:
+
+- ``msp``: 1 - the calibrated maximum leaf probability (Hendrycks & Gimpel 2017, the baseline);
+- ``energy``: -logsumexp over leaves of the path's summed level logits, the tree's free energy
+  (Liu et al. 2020 for one flat softmax);
+- ``mahalanobis``: the smallest squared Mahalanobis distance to a class mean, class-conditional
+  Gaussians with one tied covariance (Lee et al. 2018), per feature layer and tree level;
+- ``realness``: minus the discriminator's real/fake logit: a GAN's D was trained to tell the
+  training data from anything else;
+- ``complexity``: the pixel Gaussian's negative log-likelihood minus the image's PNG length
+  (:mod:`models.ood.complexity`, Serrà et al. 2020);
+- ``knn``: one minus the cosine similarity of the L2-normalised neck features to their k-th
+  nearest neighbour among training images' (Sun et al. 2022, "deep nearest neighbours"): no
+  Gaussian assumed, and the normalisation discards the feature norm that simple inputs
+  (strokes, glyphs) shrink or inflate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from models.classifier.network import HierarchicalClassifier
+from models.gan.networks import Discriminator
+from models.ood.complexity import pixel_view
+from models.tree.merge import TreeTensors
+
+LAYERS = ("trunk", "neck")  # feature layers with class-conditional Gaussians
+
+
+@dataclass
+class GuardedOutputs:
+    """One pass: per-level logits, feature layers, D's realness, the pooled trunk features."""
+
+    logits: list[Tensor]
+    layers: dict[str, Tensor]
+    realness: Tensor | None
+    pooled: Tensor  # [B, feature_dim]: what the neck reads (the drift monitor's embeddings)
+    pixels: Tensor  # [B, C, s, s] grey levels 0..255 (complexity.pixel_view)
+
+
+def guarded_forward(
+    model: HierarchicalClassifier, discriminator: Discriminator | None, x: Tensor
+) -> GuardedOutputs:
+    """The classifier's forward pass on model-range ``[B, C, H, W]``, with the scorers' inputs.
+
+    ``logits`` equal ``model(x)`` (a unit test holds them to it).
+    """
+    outs = model.backbone.trunk_outputs(x)
+    z = pooled = model.backbone.pool(outs)
+    neck = z
+    for module in model.neck:
+        z = module(z)
+        if isinstance(module, nn.BatchNorm1d):
+            neck = z.clone()  # the ReLU after it works in place
+    logits = [head(z) for head in model.heads]
+    if model.tta_flip and not model.training:  # as model(x): the mirror image's logits averaged
+        mirrored = model.logits_from_features(model.backbone.features(x.flip(-1)))
+        logits = [(a + b) / 2 for a, b in zip(logits, mirrored, strict=True)]
+    # each trunk block's channels summarised by their spatial mean and spread
+    trunk = torch.cat(
+        [h.float().mean(dim=(2, 3)) for h in outs] + [h.float().std(dim=(2, 3)) for h in outs],
+        dim=1,
+    )
+    realness = None
+    if discriminator is not None:
+        realness = realness_logit(discriminator, x)
+    pixels = pixel_view(x)
+    layers = {"trunk": trunk, "neck": neck.float(), "pixels": pixels.flatten(1)}
+    return GuardedOutputs(logits, layers, realness, pooled, pixels)
+
+
+def realness_logit(discriminator: Discriminator, x: Tensor) -> Tensor:
+    """``[B]`` D's real-vs-fake logit; for a K-class (semi-supervised) D, logsumexp of its logits.
+
+    Salimans et al. (2016) read a K-class discriminator's ``D(x) = Z / (Z + 1)`` with
+    ``Z = sum_k exp(l_k)``, whose logit is ``logsumexp_k l_k``.
+    """
+    out = discriminator(x).float()
+    return out if out.ndim == 1 else torch.logsumexp(out, dim=1)
+
+
+def energy_score(logits: list[Tensor], tt: TreeTensors) -> Tensor:
+    """``[B]`` -logsumexp over leaves of the sum of the path's level logits (raw, unscaled)."""
+    paths = tt.leaf_paths  # [n_leaves, depth]
+    path_scores = sum(z.float()[:, paths[:, lv]] for lv, z in enumerate(logits))
+    return -torch.logsumexp(path_scores, dim=1)
+
+
+def knn_distance(features: Tensor, neighbours: Tensor, k: int) -> Tensor:
+    """``[B]`` 1 - cosine similarity of ``[B, D]`` features to their k-th nearest neighbour.
+
+    Args:
+        features: raw features (normalised here).
+        neighbours: ``[N, D]`` L2-normalised training features.
+        k: which neighbour (1 = the nearest); at most ``N``.
+    """
+    z = torch.nn.functional.normalize(features.float(), dim=1)
+    similarity = z @ neighbours.T  # [B, N]
+    return 1.0 - similarity.topk(k, dim=1).values[:, -1]
+
+
+def min_mahalanobis(features: Tensor, means: Tensor, precision: Tensor) -> Tensor:
+    """``[B]`` smallest squared Mahalanobis distance of ``[B, D]`` features to ``[K, D]`` means."""
+    fp = features @ precision
+    quad = (fp * features).sum(1, keepdim=True)  # [B, 1]
+    cross = fp @ means.T  # [B, K]
+    mean_quad = ((means @ precision) * means).sum(1)  # [K]
+    return (quad - 2 * cross + mean_quad).min(dim=1).values.clamp_min(0)

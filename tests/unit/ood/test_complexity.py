@@ -1,0 +1,78 @@
+"""The complexity-corrected pixel likelihood: PNG length, Gaussian density, their difference."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import torch
+from PIL import Image
+
+from models.ood.complexity import (
+    complexity_score,
+    fit_pixel_gaussian,
+    gaussian_nll,
+    pixel_view,
+    png_bits,
+)
+
+
+def test_png_bits_are_the_encoded_size_and_grow_with_complexity() -> None:
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (1, 1, 28, 28)).astype(np.float32)
+    blank = np.zeros((1, 1, 28, 28), np.float32)
+    bits = png_bits(torch.from_numpy(np.concatenate([noise, blank])))
+    buf = io.BytesIO()
+    Image.fromarray(noise[0, 0].astype(np.uint8)).save(buf, format="PNG")
+    assert float(bits[0]) == 8 * len(buf.getvalue())
+    assert bits[0] > 5 * bits[1]
+
+
+def test_gaussian_nll_is_the_log_density() -> None:
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(4, 4, generator=g, dtype=torch.float64)
+    cov = a @ a.T + torch.eye(4, dtype=torch.float64)
+    mean = torch.randn(4, generator=g, dtype=torch.float64)
+    x = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    expected = -torch.distributions.MultivariateNormal(mean, cov).log_prob(x)
+    got = gaussian_nll(x, mean, torch.linalg.inv(cov), float(torch.logdet(cov)))
+    torch.testing.assert_close(got, expected)
+
+
+def test_fit_recovers_mean_and_covariance_plus_the_floor() -> None:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(20000, 3, generator=g) * torch.tensor([1.0, 2.0, 3.0]) + 5
+    mean, precision, logdet = fit_pixel_gaussian(x, variance_floor=1.0)
+    torch.testing.assert_close(mean, torch.full((3,), 5.0), atol=0.1, rtol=0)
+    cov = torch.linalg.inv(precision.double())
+    torch.testing.assert_close(
+        cov.diagonal(), torch.tensor([2.0, 5.0, 10.0]).double(), rtol=0.05, atol=0
+    )
+    assert math.isclose(logdet, float(torch.logdet(cov)), rel_tol=1e-4)
+
+
+def test_simple_images_are_not_in_distribution_just_for_being_simple() -> None:
+    """A Gaussian fitted on textured images likes their smooth mean best; the correction not."""
+    rng = np.random.default_rng(2)
+    # "training images": a smooth blob with texture, mid-grey background
+    yy, xx = np.mgrid[:28, :28]
+    blob = 128 + 60 * np.exp(-((yy - 14) ** 2 + (xx - 14) ** 2) / 60.0)
+    train = blob[None] + rng.normal(0, 20, (3000, 28, 28))
+    x = torch.from_numpy(np.clip(train, 0, 255)).float()[:, None]
+    mean, precision, logdet = fit_pixel_gaussian(x.flatten(1), variance_floor=4.0)
+    test = x[:200]
+    blank = mean.round().reshape(1, 1, 28, 28).repeat(200, 1, 1, 1)  # the mode: no texture
+    nll_in = gaussian_nll(test.flatten(1), mean, precision, logdet)
+    nll_blank = gaussian_nll(blank.flatten(1), mean, precision, logdet)
+    assert nll_blank.max() < nll_in.min()  # the plain likelihood prefers the plain mean
+    s_in = complexity_score(test, mean, precision, logdet)
+    s_blank = complexity_score(blank, mean, precision, logdet)
+    assert s_blank.min() > s_in.max()  # corrected, the texture-less image is the unusual one
+
+
+def test_pixel_view_pools_large_images_to_32() -> None:
+    x = torch.zeros(2, 3, 64, 64)
+    assert pixel_view(x).shape == (2, 3, 32, 32)
+    assert float(pixel_view(torch.full((1, 1, 28, 28), -1.0)).max()) == 0.0
+    assert float(pixel_view(torch.full((1, 1, 28, 28), 1.0)).min()) == 255.0

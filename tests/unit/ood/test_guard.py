@@ -1,0 +1,128 @@
+"""Fitting the guard, its threshold, and its trip through the classifier artifact."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from models.classifier.io import TrainedClassifier
+from models.ood import GuardedPredictor, OodGuard, score_images, scorer_parts
+from models.ood.evaluate import auroc
+from tests.toy_models import square_images
+
+
+def test_threshold_passes_the_configured_share_of_validation(toy_guarded) -> None:
+    _, guard, val = toy_guarded
+    assert guard.parts == scorer_parts("knn_complexity", ["category", "group", "item"], True)
+    assert guard.parts == ["knn", "complexity"]
+    assert np.mean(val.score <= guard.threshold) == pytest.approx(0.95, abs=0.01)
+    assert guard.info["val_flagged_share"] == pytest.approx(0.05, abs=0.01)
+
+
+def test_noise_scores_above_the_toy_data(toy_guarded, noise_images) -> None:
+    classifier, guard, val = toy_guarded
+    noise = score_images(classifier, guard, noise_images)
+    test_x, _ = square_images(200, seed=5)
+    clean = score_images(classifier, guard, test_x)
+    assert auroc(clean.score, noise.score) > 0.95
+    assert np.mean(noise.score > guard.threshold) > 0.9
+    for name in ("maha_neck_item", "maha_trunk_item", "knn", "complexity"):
+        assert auroc(clean.components[name], noise.components[name]) > 0.95, name
+
+
+def test_guard_survives_save_and_load(toy_guarded, noise_images, tmp_path) -> None:
+    classifier, guard, _ = toy_guarded
+    classifier.save(tmp_path)
+    meta = json.loads((tmp_path / "ood.json").read_text())
+    assert meta["scorer"] == "knn_complexity" and meta["threshold"] == guard.threshold
+    assert meta["neighbours"] == {"layer": "neck", "k": guard.knn_k, "count": 400}
+    loaded = TrainedClassifier.load(tmp_path)
+    again = OodGuard.from_classifier(loaded)
+    assert again is not None and again.discriminator is not None
+    a = score_images(classifier, guard, noise_images[:20])
+    b = score_images(loaded, again, noise_images[:20])
+    np.testing.assert_allclose(a.score, b.score, rtol=1e-5)
+
+
+def test_an_artifact_without_guard_loads_and_answers_none(toy_guarded, tmp_path) -> None:
+    classifier, _, _ = toy_guarded
+    plain = TrainedClassifier(
+        classifier.architecture, classifier.config, classifier.tree, classifier.state
+    )
+    plain.save(tmp_path)
+    assert not (tmp_path / "ood.json").exists()
+    loaded = TrainedClassifier.load(tmp_path)
+    assert loaded.ood_info is None and OodGuard.from_classifier(loaded) is None
+    predictor = GuardedPredictor(loaded)
+    assert not predictor.has_guard
+    answers = predictor.predict(square_images(3)[0])
+    assert [a["ood"] for a in answers] == [None, None, None]
+
+
+def test_predictor_answers_carry_the_verdict_from_one_pass(toy_guarded, noise_images) -> None:
+    classifier, guard, _ = toy_guarded
+    predictor = GuardedPredictor(classifier)
+    images = np.concatenate([square_images(4, seed=7)[0], noise_images[:4]])
+    answers = predictor.predict(images)
+    full = score_images(classifier, guard, images)
+    for answer, score in zip(answers, full.score, strict=True):
+        assert set(answer["ood"]) == {"score", "threshold", "is_ood"}
+        assert answer["ood"]["score"] == pytest.approx(float(score), abs=1e-3)
+        assert answer["ood"]["is_ood"] == (score > guard.threshold)
+    assert [a["ood"]["is_ood"] for a in answers[4:]] == [True] * 4
+    # the same leaf probabilities as the unguarded path
+    np.testing.assert_allclose(
+        predictor.classify(images)[0], predictor.leaf_probs(images), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_a_damaged_ood_file_is_refused(toy_guarded) -> None:
+    classifier, _, _ = toy_guarded
+    state = dict(classifier.ood_state)
+    state.pop(next(k for k in state if k.startswith("gaussian.")))
+    with pytest.raises(ValueError, match="ood.safetensors lacks"):
+        OodGuard.from_artifact(state, classifier.ood_info)
+    with pytest.raises(ValueError, match="unknown format"):
+        OodGuard.from_artifact(classifier.ood_state, {**classifier.ood_info, "format": 99})
+
+
+def test_every_scorer_serves_from_the_same_statistics(toy_guarded, noise_images) -> None:
+    from models.ood import SCORERS
+    from models.ood.fit import with_scorer
+
+    classifier, guard, val = toy_guarded
+    test_x, _ = square_images(200, seed=5)
+    clean = score_images(classifier, guard, test_x)
+    noise = score_images(classifier, guard, noise_images)
+    for scorer in SCORERS:
+        other = with_scorer(guard, scorer, val.components, 0.95)
+        comps = {k: torch.from_numpy(v) for k, v in clean.components.items()}
+        served = other.combine(comps).numpy()
+        assert np.mean(served > other.threshold) < 0.15, scorer  # ~5 % of in-distribution
+        noisy = other.combine({k: torch.from_numpy(v) for k, v in noise.components.items()})
+        assert np.isfinite(noisy.numpy()).all(), scorer
+
+
+def test_a_guard_saved_before_knn_and_complexity_still_serves(toy_guarded, noise_images) -> None:
+    from models.ood.fit import with_scorer
+
+    classifier, guard, val = toy_guarded
+    old = with_scorer(guard, "combined", val.components, 0.95)
+    state, meta = old.to_artifact()
+    # what the first guard wrote: no neighbours, no pixel Gaussian
+    state = {k: v for k, v in state.items() if not k.startswith(("neighbours", "pixels."))}
+    meta = {k: v for k, v in meta.items() if k not in ("neighbours", "pixels")}
+    again = OodGuard.from_artifact(state, meta)
+    assert again.neighbours is None and again.pixel_gaussian is None
+    a = score_images(classifier, old, noise_images[:8], every_component=False).score
+    b = score_images(classifier, again, noise_images[:8], every_component=False).score
+    np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
+def test_realness_needs_a_discriminator() -> None:
+    with pytest.raises(ValueError, match="discriminator"):
+        scorer_parts("realness", ["a", "b"], False)
+    assert "realness" not in scorer_parts("combined", ["a", "b"], False)
