@@ -33,7 +33,7 @@ FASHION_MNIST_FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
-SOURCES = ("fashion-mnist", "cifar10", "cifar100", "image-folder")
+SOURCES = ("fashion-mnist", "cifar10", "cifar100", "image-folder", "imagenet-folder")
 
 
 @dataclass
