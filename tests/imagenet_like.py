@@ -34,14 +34,16 @@ def make_imagenet_like(
     seed: int = 0,
     flat_val: bool = True,
 ) -> Path:
-    """Write the folder and return ``root``; images are JPEGs of ``size`` px (not square-cropped)."""
+    """Write the folder and return ``root``; images are ``size`` px JPEGs."""
     rng = np.random.default_rng(seed)
     labels_lines = []
     for cls, wnid in enumerate(wnids):
         folder = root / "train" / wnid
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
-            Image.fromarray(class_image(rng, cls, size)).save(folder / f"{wnid}_{i}.JPEG", quality=90)
+            Image.fromarray(class_image(rng, cls, size)).save(
+                folder / f"{wnid}_{i}.JPEG", quality=90
+            )
         for i in range(val_per_class):
             name = f"ILSVRC2012_val_{cls:03d}{i:05d}.JPEG"
             target = root / "val" if flat_val else root / "val" / wnid

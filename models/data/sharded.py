@@ -20,9 +20,20 @@ from typing import Any
 
 import numpy as np
 
-from models.data.dataset import SPLITS, DatasetError, SkippedFile, stratified_split
-from models.data.ingest import DatasetConfig, dataset_name, read_file_source, read_source
-from models.data.ingest import subsample_splits
+from models.data.dataset import (
+    SPLITS,
+    DatasetError,
+    LabelledImages,
+    SkippedFile,
+    stratified_split,
+)
+from models.data.ingest import (
+    DatasetConfig,
+    dataset_name,
+    read_file_source,
+    read_source,
+    subsample_splits,
+)
 from models.data.shards import (
     MANIFEST_FILE,
     Manifest,
@@ -30,7 +41,14 @@ from models.data.shards import (
     png_payload,
     write_dataset,
 )
-from models.data.streaming import Batch, ShardError, ShardRef, StreamSpec, make_loader
+from models.data.streaming import (
+    Batch,
+    ShardError,
+    ShardRef,
+    StreamedImages,
+    StreamSpec,
+    make_loader,
+)
 from models.tree.hierarchy import Hierarchy
 
 ARTIFACT_FILE = "sharded_dataset.json"
@@ -79,8 +97,8 @@ class ShardedDataset:
             raise ShardError(f"manifest {where} is not a valid manifest: {err}") from None
         if manifest.content_hash != manifest.expected_hash():
             raise ShardError(
-                f"manifest {where} does not match its content hash "
-                f"({manifest.expected_hash()[:12]} != {manifest.content_hash[:12]}): it was modified"
+                f"manifest {where} does not match its content hash ("
+                f"{manifest.expected_hash()[:12]} != {manifest.content_hash[:12]}): it was modified"
             )
         if check_files:
             for split, info in manifest.splits.items():
@@ -187,6 +205,18 @@ class ShardedDataset:
             **options,
         )
 
+    def streamed(self, split: str = "train") -> StreamedImages:
+        """The split as an endless, shuffled stream for a training loop."""
+        return StreamedImages(
+            self.shard_refs(split),
+            self.count(split),
+            self.manifest.splits[split].class_counts,
+            self.manifest.image_size,
+            self.manifest.channels,
+            self.shuffle_buffer,
+            self.workers,
+        )
+
     def batches(
         self, split: str, batch_size: int = 256, workers: int | None = None
     ) -> Iterator[Batch]:
@@ -239,6 +269,16 @@ class ShardedDataset:
         return data
 
 
+Dataset = LabelledImages | ShardedDataset
+
+
+def training_images(data: Dataset) -> tuple[np.ndarray | StreamedImages, np.ndarray | None]:
+    """The train split as a training loop takes it: in memory with labels, or streamed."""
+    if isinstance(data, ShardedDataset):
+        return data.streamed("train"), None
+    return data.split("train")
+
+
 def shard_folder(config: DatasetConfig, root: str, fingerprint: str = "") -> str:
     """The folder a config's shards go to: ``<root>/<name>-<key of config and source files>``."""
     decisive = config.model_dump(mode="json", exclude={"shards": {"workers", "shuffle_buffer"}})
@@ -246,7 +286,9 @@ def shard_folder(config: DatasetConfig, root: str, fingerprint: str = "") -> str
     return f"{root.rstrip('/')}/{dataset_name(config)}-{key[:16]}"
 
 
-def build_sharded_dataset(config: DatasetConfig, root: str, fingerprint: str = "") -> ShardedDataset:
+def build_sharded_dataset(
+    config: DatasetConfig, root: str, fingerprint: str = ""
+) -> ShardedDataset:
     """Read the source, split it, and write it as shards + manifest under ``root``.
 
     When the folder for this config and these source files already holds a complete, verified
@@ -275,7 +317,9 @@ def build_sharded_dataset(config: DatasetConfig, root: str, fingerprint: str = "
         size, channels, location = src.images.shape[1], src.images.shape[3], src.location
         skipped = list(src.skipped)
         describe = None  # type: ignore[assignment]
-    splits = stratified_split(labels, config.val_fraction, config.test_fraction, config.seed, test_mask)
+    splits = stratified_split(
+        labels, config.val_fraction, config.test_fraction, config.seed, test_mask
+    )
     if config.subsample:
         splits = subsample_splits(labels, splits, dict(config.subsample), config.seed)
     manifest = write_dataset(

@@ -91,7 +91,9 @@ def png_payload(images: np.ndarray) -> Payload:
     def encode(i: int) -> tuple[bytes, str]:
         img = images[i]
         buf = io.BytesIO()
-        Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(buf, "PNG", compress_level=1)
+        Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(
+            buf, "PNG", compress_level=1
+        )
         return buf.getvalue(), "png"
 
     return encode
@@ -163,7 +165,12 @@ def write_split(
         state["fh"].close()
         sink = state["sink"]
         shards.append(
-            ShardInfo(name=state["name"], count=state["count"], bytes=sink.size, sha256=sink.sha.hexdigest())
+            ShardInfo(
+                name=state["name"],
+                count=state["count"],
+                bytes=sink.size,
+                sha256=sink.sha.hexdigest(),
+            )
         )
         state["writer"] = None
 
@@ -175,7 +182,11 @@ def write_split(
                 where = describe(i) if describe else f"#{i}"
                 skipped.append(SkippedFile(where, f"unreadable file ({err})"))
             continue
-        if state["writer"] is None or state["count"] >= max_count or state["sink"].size >= max_bytes:
+        if (
+            state["writer"] is None
+            or state["count"] >= max_count
+            or state["sink"].size >= max_bytes
+        ):
             close()
             name = f"{split}-{len(shards):06d}.tar"
             fh = fs.open(f"{folder}/{name}", "wb")  # type: ignore[attr-defined]

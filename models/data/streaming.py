@@ -129,7 +129,9 @@ class ShardStream(IterableDataset):
                     continue
                 yield sample
 
-    def _batches(self, samples: Iterator[dict[str, Any]], epoch: int, reader: int) -> Iterator[Batch]:
+    def _batches(
+        self, samples: Iterator[dict[str, Any]], epoch: int, reader: int
+    ) -> Iterator[Batch]:
         spec = self.spec
         if spec.shuffle_buffer:
             samples = _shuffled(samples, spec.shuffle_buffer, f"{spec.seed}:{epoch}:{reader}")
@@ -214,7 +216,9 @@ def read_shard(shard: ShardRef, verify: bool = True) -> Iterator[dict[str, Any]]
             f"!= {shard.sha256[:16]}... (the shard or the manifest was modified)"
         )
     if verify and count != shard.count:
-        raise ShardError(f"shard {shard.url} holds {count} samples, its manifest says {shard.count}")
+        raise ShardError(
+            f"shard {shard.url} holds {count} samples, its manifest says {shard.count}"
+        )
 
 
 def _parse(sample: dict[str, Any], shard: str) -> dict[str, Any]:
@@ -285,3 +289,99 @@ class SkipCounter:
         if room > 0:
             self.names += batch.skipped[:room]
         return batch
+
+
+class StreamedImages:
+    """A split streamed for training, as the training loops consume it: endless local batches.
+
+    Built by :meth:`models.data.sharded.ShardedDataset.streamed`. :meth:`start` fixes this
+    rank's batch size and the seed; the loader (and its worker processes) starts at the first
+    :meth:`next_batch`, at the epoch the run's step has reached, so a resumed run does not replay
+    the epochs it already trained on.
+    """
+
+    def __init__(
+        self,
+        shards: list[ShardRef],
+        count: int,
+        class_counts: list[int],
+        image_size: int,
+        channels: int,
+        shuffle_buffer: int,
+        workers: int,
+    ) -> None:
+        self.shards, self.count, self.class_counts = shards, count, class_counts
+        self.image_size, self.channels = image_size, channels
+        self.shuffle_buffer, self.workers = shuffle_buffer, workers
+        self.skips = SkipCounter()
+        self._iter: Iterator[Batch] | None = None
+        self._spec: StreamSpec | None = None
+
+    def __len__(self) -> int:
+        return self.count
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(H, W, C)`` of the decoded images."""
+        return (self.image_size, self.image_size, self.channels)
+
+    def start(self, local_batch: int, seed: int, dist: Any, label_fraction: float = 1.0) -> int:
+        """Set this rank's batch size, the seed, the rank (a ``Dist``) and the share of each class.
+
+        ``label_fraction`` below 1 keeps a stratified subset: per class, the images whose ordinal
+        within their class is below the class's quota.
+
+        Returns:
+            How many images the stream holds.
+        """
+        quotas = None
+        if label_fraction < 1.0:
+            quotas = [max(1, round(c * label_fraction)) if c else 0 for c in self.class_counts]
+        self._spec = StreamSpec(
+            self.shards,
+            self.image_size,
+            self.channels,
+            local_batch,
+            shuffle_buffer=self.shuffle_buffer,
+            seed=seed,
+            repeat=True,
+            drop_last=True,
+            rank=dist.rank,
+            world_size=dist.world_size,
+            quotas=quotas,
+        )
+        self._iter = None
+        return self.count if quotas is None else sum(quotas)
+
+    def next_batch(self, device: torch.device, step: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next ``[B, C, H, W]`` uint8 images and ``[B]`` labels on ``device``.
+
+        Images that fail to decode are skipped and counted in :attr:`skips`.
+        """
+        if self._spec is None:
+            raise RuntimeError("StreamedImages.start() was not called")
+        if self._iter is None:
+            global_batch = self._spec.batch_size * self._spec.world_size
+            self._spec.start_epoch = step * global_batch // max(1, self.count)
+            self._iter = iter(make_loader(self._spec, self.workers, device.type == "cuda"))
+        batch = self.skips.add(next(self._iter))
+        while len(batch.labels) == 0:  # a batch that only reports skipped images
+            batch = self.skips.add(next(self._iter))
+        return batch.images.to(device, non_blocking=True), batch.labels.to(device)
+
+    def labelled(self, fraction: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """A stratified ``fraction`` of the split (at least one image per class) on ``device``.
+
+        Returns:
+            ``[N, C, H, W]`` uint8 images and ``[N]`` labels.
+        """
+        quotas = [max(1, round(c * fraction)) if c else 0 for c in self.class_counts]
+        spec = StreamSpec(
+            self.shards, self.image_size, self.channels, 256, shuffle_buffer=0, quotas=quotas
+        )
+        images, labels = [], []
+        for batch in make_loader(spec, self.workers):
+            self.skips.add(batch)
+            images.append(batch.images)
+            labels.append(batch.labels)
+        return torch.cat(images).to(device), torch.cat(labels).to(device)

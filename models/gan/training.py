@@ -23,9 +23,11 @@ import torch
 from torch import Tensor, nn
 
 from models.data.dataset import stratified_fraction
+from models.data.streaming import StreamedImages
 from models.gan.config import GanTrainConfig
 from models.gan.networks import Discriminator, GanArchitecture, Generator, build_gan
 from models.gan.objectives import StepBatch, build_objective
+from models.runtime import distributed
 from models.runtime.checkpoint import (
     load_checkpoint,
     restore_rng_state,
@@ -65,11 +67,14 @@ class GanResult:
 
 
 class GanTrainer:
-    """Trains a GAN on uint8 images held on the device.
+    """Trains a GAN on uint8 images held on the device, or streamed from shards.
+
+    Under torchrun (``distributed.world_size > 1``) every rank runs this same loop on its slice
+    of each global batch (:mod:`models.runtime.distributed`); rank 0 alone logs and writes.
 
     Args:
         config: the run's configuration.
-        images: ``[N, H, W, C]`` uint8 training images.
+        images: ``[N, H, W, C]`` uint8 training images, or a stream (``StreamedImages``).
         run_dir: where checkpoints and sample grids go.
         data_hash: the dataset's content hash (part of the run's identity).
         labels: ``[N]`` class labels, read only at ``labelled_indices`` (semi-supervised).
@@ -80,7 +85,7 @@ class GanTrainer:
     def __init__(
         self,
         config: GanTrainConfig,
-        images: np.ndarray,
+        images: np.ndarray | StreamedImages,
         run_dir: str | Path,
         data_hash: str = "",
         labels: np.ndarray | None = None,
@@ -88,19 +93,25 @@ class GanTrainer:
         callbacks: Sequence[TrainerCallback] = (),
     ) -> None:
         _check_images(images, config.architecture)
+        self.dist = distributed.current()
         self.config = config
         self.run_dir = Path(run_dir)
         self.run_key = config.run_key(data_hash)
-        self.callbacks = list(callbacks)
+        self.callbacks = list(callbacks) if self.dist.is_main else []  # rank 0 alone logs
         self.device = prepare_device(config.device, config.num_threads)
         on_cuda = self.device.type == "cuda"
         self.bf16 = on_cuda if config.bf16 is None else config.bf16
         self.channels_last = on_cuda if config.channels_last is None else config.channels_last
         self.objective = build_objective(config.mode, config.loss)
 
-        # [N, H, W, C] uint8 -> [N, C, H, W] uint8 on the device, once
-        self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
-        self.images = self.images.contiguous().to(self.device)
+        self.stream = images if isinstance(images, StreamedImages) else None
+        if self.stream is not None:
+            self.stream.start(self.dist.local_batch(config.batch_size), config.seed, self.dist)
+        else:
+            # [N, H, W, C] uint8 -> [N, C, H, W] uint8 on the device, once
+            self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+            self.images = self.images.contiguous().to(self.device)
+        self.num_images = len(images)
         self.labelled_indices: np.ndarray | None = None
         self.labelled_images = self.labelled_labels = None
         if self.objective.needs_labels:
@@ -115,12 +126,18 @@ class GanTrainer:
             self.device
         )
         self.step = 0
-        self._perm = torch.randperm(len(self.images), generator=self.rng, device=self.device)
+        self._perm = torch.randperm(self.num_images, generator=self.rng, device=self.device)
         self._pos = 0
 
     def _hold_labelled(self, labels: np.ndarray | None, indices: np.ndarray | None) -> None:
         """Put the images and labels the objective may use on the device (and nothing more)."""
         cfg = self.config
+        if self.stream is not None:  # a stratified labelled subset, read once into memory
+            self.labelled_images, self.labelled_labels = self.stream.labelled(
+                cfg.label_fraction, self.device
+            )
+            self.labelled_indices = np.arange(len(self.labelled_labels))
+            return
         if labels is None:
             raise ValueError(f"{cfg.mode} mode needs labels")
         if cfg.architecture.num_classes < 1 + int(labels.max()):
@@ -144,23 +161,29 @@ class GanTrainer:
             net.to(self.device)
             if self.channels_last:
                 net.to(memory_format=torch.channels_last)
+            distributed.convert_batchnorm(net)  # global-batch statistics under DDP
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_g, betas=cfg.betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_d, betas=cfg.betas)
-        # The compiled wrappers share parameters with the originals; checkpoints use the originals.
-        self.g_step: nn.Module = torch.compile(self.generator) if cfg.compile else self.generator
-        self.d_step: nn.Module = (
-            torch.compile(self.discriminator) if cfg.compile else self.discriminator
-        )
+        # DDP (averaged gradients), then compile, wrap the originals; checkpoints use the originals
+        g, d = self.dist.wrap(self.generator), self.dist.wrap(self.discriminator)
+        self.g_step: nn.Module = torch.compile(g) if cfg.compile else g
+        self.d_step: nn.Module = torch.compile(d) if cfg.compile else d
 
     # ------------------------------------------------------------------ batches
     def _next_indices(self, batch_size: int) -> Tensor:
         """Epoch-wise shuffled indices; a new permutation when the current one runs out."""
         if self._pos + batch_size > len(self._perm):
-            self._perm = torch.randperm(len(self.images), generator=self.rng, device=self.device)
+            self._perm = torch.randperm(self.num_images, generator=self.rng, device=self.device)
             self._pos = 0
         idx = self._perm[self._pos : self._pos + batch_size]
         self._pos += batch_size
         return idx
+
+    def _real_batch(self, batch_size: int) -> Tensor:
+        """This rank's share of the next global batch of real images, uint8 on the device."""
+        if self.stream is not None:
+            return self.stream.next_batch(self.device, self.step)[0]
+        return self.images[self.dist.shard(self._next_indices(batch_size))]
 
     def _prepare(self, images_u8: Tensor) -> Tensor:
         x = to_model_range(images_u8)
@@ -175,9 +198,10 @@ class GanTrainer:
     def train_step(self) -> dict[str, Tensor]:
         """One discriminator update and one generator update."""
         cfg = self.config
-        batch = min(cfg.batch_size, len(self.images))
-        real = self._prepare(self.images[self._next_indices(batch)])
+        batch = min(cfg.batch_size, self.num_images)
+        real = self._prepare(self._real_batch(batch))
         z = torch.randn(batch, cfg.architecture.latent_dim, device=self.device, generator=self.rng)
+        z = self.dist.shard(z)[: len(real)]  # the global batch's noise: as one process draws it
         labelled = labels = None
         if self.labelled_images is not None:
             pick = torch.randint(
@@ -186,6 +210,7 @@ class GanTrainer:
                 device=self.device,
                 generator=self.rng,
             )
+            pick = self.dist.shard(pick)
             labelled, labels = self._prepare(self.labelled_images[pick]), self.labelled_labels[pick]
 
         with self._autocast():
@@ -233,7 +258,7 @@ class GanTrainer:
         self.step = int(state["step"])
 
     def checkpoint(self) -> Path:
-        """Write the checkpoint now."""
+        """Write the checkpoint now (the loop asks rank 0 only)."""
         path = save_checkpoint(self.state_dict(), self.run_dir)
         for cb in self.callbacks:
             cb.on_checkpoint(self.step, path)
@@ -262,8 +287,8 @@ class GanTrainer:
         cfg = self.config
         resumed_from = self._resume() if resume else 0
         history: list[dict[str, float]] = []
-        bar = _progress(cfg.progress, cfg.steps, self.step)
-        clock = _Throughput(min(cfg.batch_size, len(self.images)))
+        bar = _progress(cfg.progress and self.dist.is_main, cfg.steps, self.step)
+        clock = _Throughput(min(cfg.batch_size, self.num_images))
         warmup = min(5, max(0, cfg.steps - self.step - 1))  # compile/allocator warm-up is not timed
         while self.step < cfg.steps:
             terms = self.train_step()
@@ -276,9 +301,10 @@ class GanTrainer:
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 self._sync()
                 history.append(self._log(terms, clock.images_per_second(), bar))
-            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+            last = self.step == cfg.steps
+            if self.dist.is_main and (self.step % cfg.checkpoint_every == 0 or last):
                 self.checkpoint()
-            if self.step % cfg.sample_every == 0 or self.step == cfg.steps:
+            if self.dist.is_main and (self.step % cfg.sample_every == 0 or last):
                 self._write_samples()
             if bar is not None:
                 bar.update(1)
@@ -297,7 +323,7 @@ class GanTrainer:
 
     def _resume(self) -> int:
         """Load the run directory's checkpoint of this run, if any; the step it resumes from."""
-        state = load_checkpoint(self.run_dir, self.run_key)
+        state = self.dist.load_on_main(lambda: load_checkpoint(self.run_dir, self.run_key))
         if state is None:
             return 0
         self.load_state_dict(state)
@@ -306,7 +332,8 @@ class GanTrainer:
 
     def _log(self, terms: dict[str, Tensor], img_s: float, bar: Any) -> dict[str, float]:
         """Hand this step's losses and images/s to the callbacks and the progress bar."""
-        metrics = {k: float(v.detach()) for k, v in terms.items()} | {"images_per_s": img_s}
+        metrics = self.dist.mean({k: float(v.detach()) for k, v in terms.items()})  # global batch
+        metrics |= {"images_per_s": img_s}
         for cb in self.callbacks:
             cb.on_log(self.step, metrics)
         if bar is not None:
@@ -316,7 +343,7 @@ class GanTrainer:
         return {"step": float(self.step)} | metrics
 
     def _write_samples(self) -> None:
-        """The fixed-noise grid of this step, on disk and to the callbacks."""
+        """The fixed-noise grid of this step, on disk and to the callbacks (rank 0 only)."""
         png = self.sample_grid()
         samples = self.run_dir / "samples"
         samples.mkdir(parents=True, exist_ok=True)
@@ -352,8 +379,10 @@ class _Throughput:
         return (self.steps or 0) * self.batch_size / max(elapsed, 1e-9)
 
 
-def _check_images(images: np.ndarray, arch: GanArchitecture) -> None:
+def _check_images(images: np.ndarray | StreamedImages, arch: GanArchitecture) -> None:
     """Raise naming what is wrong when ``images`` are not uint8 ``[N, H, W, C]`` of ``arch``."""
+    if isinstance(images, StreamedImages):  # decoded to the manifest's shape
+        images = np.zeros((1, *images.image_shape), np.uint8)
     if images.ndim != 4 or images.dtype != np.uint8:
         raise ValueError(f"images must be uint8 [N, H, W, C], got {images.dtype} {images.shape}")
     if images.shape[1:] != (arch.image_size, arch.image_size, arch.channels):

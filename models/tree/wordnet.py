@@ -15,7 +15,7 @@ How a tree is built from any set of wnids:
    too short keeps its most general dropped ancestor instead (``fish`` above ``tench``), or its
    own name when it has none;
 4. nodes are named for people (the synset's first lemma, ``race car``); two synsets with the same
-   name on one level (ImageNet's two ``crane``\\s) are told apart by their wnid.
+   name on one level (ImageNet has two ``crane`` synsets) are told apart by their wnid.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def wordnet_dir() -> Path:
 
 @lru_cache(maxsize=2)
 def open_wordnet(root: str | None = None) -> Any:
-    """nltk's WordNet reader over a WordNet 3.0 dict folder (default :func:`wordnet_dir`).
+    """Nltk's WordNet reader over a WordNet 3.0 dict folder (default :func:`wordnet_dir`).
 
     Raises:
         WordNetError: with the command that installs it, when the folder has no WordNet.
