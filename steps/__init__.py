@@ -1,6 +1,7 @@
 """Thin ZenML steps, grouped by stage: each reads its config, calls the core, logs, returns.
 
-``data/`` (ingest, validate, the data gate), ``training/`` (GAN, classifier, calibration),
+``control/`` (the one-run-at-a-time lock), ``data/`` (ingest, validate, the data gate),
+``training/`` (GAN, classifier, calibration),
 ``evaluation/`` (test metrics, robustness, the robustness gate), ``packaging/`` (bento,
 registry version), ``promotion/`` (score the aliases, the promotion gate, the alias move),
 ``monitoring/`` (drift features, the Evidently report, the drift gate). Shared here:
@@ -8,6 +9,7 @@ registry version), ``promotion/`` (score the aliases, the promotion gate, the al
 (MLflow logging that never fails a step).
 """
 
+from steps.control import guard_training_run
 from steps.data import enforce_data_validation, ingest_dataset, validate_dataset
 from steps.evaluation import enforce_robustness, evaluate_classifier, evaluate_robustness
 from steps.monitoring import compute_drift_features, gate_drift, report_drift
@@ -26,6 +28,7 @@ __all__ = [
     "evaluate_robustness",
     "fit_hierarchical_classifier",
     "gate_drift",
+    "guard_training_run",
     "ingest_dataset",
     "package_bento",
     "pretrain_gan",

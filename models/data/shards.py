@@ -6,7 +6,8 @@ Layout under the dataset's folder (``<root>/<name>-<key>/``)::
                               size and SHA-256, the skipped files, and the content hash
     train-000000.tar ...      WebDataset shards: <key>.<ext> (the encoded image), <key>.cls
     val-000000.tar ...        (leaf label), <key>.ord (the image's ordinal within its class
-    test-000000.tar ...       and split, for stratified labelled subsets)
+    test-000000.tar ...       and split, for stratified labelled subsets), <key>.src (the
+                              file it came from, or its index in an in-memory source)
 
 Images are stored encoded: an image folder's files as they are (JPEG bytes are copied, not
 decoded: decoding and resizing happen in the loader workers), in-memory sources as PNG. Each
@@ -195,8 +196,15 @@ def write_split(
             state.update(fh=fh, sink=sink, name=name, count=0, writer=TarWriter(sink, mtime=0.0))
         label = int(labels[i])
         key = f"{split}{sum(s.count for s in shards) + state['count']:09d}"
+        source = describe(i) if describe else f"#{i}"
         state["writer"].write(
-            {"__key__": key, ext: data, "cls": str(label), "ord": str(int(ordinal[label]))}
+            {
+                "__key__": key,
+                ext: data,
+                "cls": str(label),
+                "ord": str(int(ordinal[label])),
+                "src": source,
+            }
         )
         ordinal[label] += 1
         state["count"] += 1

@@ -144,7 +144,12 @@ class ShardStream(IterableDataset):
                 labels.append(sample["cls"])
             except Exception as err:  # noqa: BLE001 - any decoding failure means "skip it"
                 skipped.append(
-                    {"shard": sample["shard"], "key": sample["key"], "reason": str(err)[:200]}
+                    {
+                        "source": sample["src"],
+                        "shard": sample["shard"],
+                        "key": sample["key"],
+                        "reason": str(err)[:200],
+                    }
                 )
             if len(images) == spec.batch_size:
                 yield _batch(images, labels, skipped)
@@ -188,7 +193,7 @@ def read_shard(shard: ShardRef, verify: bool = True) -> Iterator[dict[str, Any]]
     """The samples of one shard, encoded, with its SHA-256 checked at the end when ``verify``.
 
     Yields:
-        ``{"key", "shard", "img": bytes, "ext", "cls": int, "ord": int}`` per sample.
+        ``{"key", "shard", "src", "img": bytes, "ext", "cls": int, "ord": int}`` per sample.
 
     Raises:
         ShardError: naming the shard, when it is unreadable, malformed or does not match.
@@ -233,6 +238,7 @@ def _parse(sample: dict[str, Any], shard: str) -> dict[str, Any]:
         "ext": ext,
         "cls": int(sample["cls"]),
         "ord": int(sample["ord"]),
+        "src": sample["src"].decode() if isinstance(sample.get("src"), bytes) else key,
     }
 
 

@@ -32,7 +32,9 @@ def streamed_summary(
     for split in SPLITS:
         for batch in data.batches(split, batch_size):
             failed += [
-                SkippedFile(f"{s['shard']}:{s['key']}", f"undecodable image ({s['reason']})")
+                SkippedFile(
+                    f"{s['source']} ({s['shard']}:{s['key']})", f"undecodable image ({s['reason']})"
+                )
                 for s in batch.skipped
             ]
             n = len(batch.labels)
