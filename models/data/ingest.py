@@ -20,6 +20,7 @@ from models.data.imagenet import FileSource, read_imagenet_folder
 from models.data.images import decode_files
 from models.data.sources import (
     SourceImages,
+    image_folder_files,
     read_cifar,
     read_fashion_mnist,
     read_image_folder,
@@ -114,7 +115,22 @@ def read_source(config: DatasetConfig) -> SourceImages:
 
 
 def read_file_source(config: DatasetConfig) -> FileSource:
-    """The files of an ``imagenet-folder`` source, labelled in their WordNet tree."""
+    """The files of an image-folder or ``imagenet-folder`` source, labelled, not decoded."""
+    if config.source == "image-folder":
+        root = Path(config.data_dir)
+        tree = _load_tree(config.tree) if config.tree else None
+        found, hierarchy, skipped = image_folder_files(root, tree)
+        if not found:
+            raise DatasetError(f"no image files under {root} ({len(skipped)} files skipped)")
+        return FileSource(
+            files=[p for p, _ in found],
+            labels=np.asarray([leaf for _, leaf in found], dtype=np.int64),
+            hierarchy=hierarchy,
+            class_ids=list(hierarchy.leaves),
+            test_mask=None,
+            location=str(root),
+            skipped=skipped,
+        )
     synsets = config.synsets
     if isinstance(synsets, str):
         path = Path(synsets)

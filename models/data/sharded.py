@@ -300,7 +300,7 @@ def build_sharded_dataset(
         return ShardedDataset.open(folder, **stream)
     except ShardError:
         pass  # nothing (complete) there yet
-    if config.source == "imagenet-folder":
+    if config.source in ("imagenet-folder", "image-folder"):  # files packed as they are
         files = read_file_source(config)
         labels, test_mask, tree = files.labels, files.test_mask, files.hierarchy
         payload, class_ids = file_payload(files.files), files.class_ids
