@@ -260,8 +260,9 @@ class ClassifierTrainer:
         self.model.train()
         if frozen:
             self.model.backbone.eval()  # keep the GAN's batch-norm statistics while frozen
-        # DDP registers the parameters that need gradients when it wraps: wrap again
-        self.forward_model = self.dist.wrap(self.model)
+        # DDP registers the parameters that need gradients when it wraps: wrap again on a change
+        if getattr(self, "_wrapped_frozen", None) != frozen:
+            self.forward_model, self._wrapped_frozen = self.dist.wrap(self.model), frozen
 
     def _step(self, x_u8: Tensor, y: Tensor, phase: Phase, step: int, lr_scale: float) -> float:
         """Perturb one batch, then one optimiser step on the conditional NLL; the loss."""

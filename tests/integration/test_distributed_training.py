@@ -95,6 +95,34 @@ def test_two_ranks_follow_the_one_process_trajectory(tmp_path, data):
     assert max(float((d1[k] - d2[k]).abs().max()) for k in d1) <= TOLERANCE
 
 
+def test_classifier_fit_under_ddp_matches_one_process(tmp_path, data):
+    from models.classifier.config import ClassifierConfig
+    from models.gan.io import TrainedGan
+    from models.gan.networks import GanArchitecture, build_gan
+    from models.jobs import fit_classifier_job
+
+    arch = GanArchitecture(latent_dim=8, g_width=8, d_width=8)
+    g, d = build_gan(arch, 0)
+    gan = TrainedGan.from_networks(g, d, {"run_key": "toy"})
+    # no augmentation, no dropout: the only randomness is the (shared) batch order
+    config = ClassifierConfig(
+        epochs=3, batch_size=32, hidden=16, feature_pool=2, dropout=0.0, augment=False,
+        device="cpu", seed=1,
+    )  # fmt: skip
+    fits = {
+        world: fit_classifier_job(
+            config, gan, data, DistributedConfig(world_size=world, job_root=str(tmp_path))
+        )
+        for world in (1, 2)
+    }
+    one, two = (np.asarray([h["train_loss"] for h in fits[w].history]) for w in (1, 2))
+    assert len(one) == len(two) == 3
+    assert np.abs(one - two).max() <= TOLERANCE
+    assert fits[2].history[-1]["val_fine_accuracy"] == pytest.approx(
+        fits[1].history[-1]["val_fine_accuracy"], abs=1 / 32
+    )
+
+
 def test_killed_ddp_run_resumes_with_another_world_size(tmp_path, data):
     steps = 60
     config = gan_config(tmp_path / "killed", steps)
