@@ -95,6 +95,15 @@ def test_two_ranks_follow_the_one_process_trajectory(tmp_path, data):
     assert max(float((d1[k] - d2[k]).abs().max()) for k in d1) <= TOLERANCE
 
 
+def test_semi_supervised_mode_trains_under_ddp(tmp_path, data):
+    # D's feature readout (feature matching) goes through the DDP wrapper to the module
+    losses = Losses()
+    config = gan_config(tmp_path, steps=4, mode="semi-supervised", labelled_batch_size=8)
+    gan = pretrain_gan_job(data, config, DistributedConfig(world_size=2), [losses])
+    assert gan.info["steps"] == 4 and gan.info["mode"] == "semi-supervised"
+    assert len(losses.rows) == 4 and np.isfinite(np.asarray(losses.rows)).all()
+
+
 def test_classifier_fit_under_ddp_matches_one_process(tmp_path, data):
     from models.classifier.config import ClassifierConfig
     from models.gan.io import TrainedGan
