@@ -12,8 +12,10 @@ not finished either
   run goes on, resuming that run's GAN checkpoints (same config and data, same run key).
 
 A run is dead when its recorded process (host, pid and the pid's start time, written by its own
-guard step) no longer exists on this host, or when neither a step heartbeat (ZenML's, every 15 s
-while a step runs) nor a step start or end has been seen for ``stale_after_s``.
+guard step) no longer exists on this host (local runs: their process is the evidence either
+way), or, for a run elsewhere (a pod), when neither a step heartbeat (ZenML sends one every 15 s
+while a containerized step runs; the multi-pod steps send their own) nor a step start or end has
+been seen for ``stale_after_s``.
 """
 
 from __future__ import annotations
@@ -77,6 +79,8 @@ def why_dead(view: RunView, now: datetime, stale_after_s: float, host: str) -> s
 
     owner = view.owner
     if owner.get("host") == host and owner.get("pid"):
+        # on this host the process itself is the evidence, either way (the local orchestrator
+        # sends no heartbeats: a long step is silent but alive)
         pid = int(owner["pid"])
         try:
             started = psutil.Process(pid).create_time()
@@ -84,6 +88,7 @@ def why_dead(view: RunView, now: datetime, stale_after_s: float, host: str) -> s
             started = None
         if started is None or abs(started - float(owner.get("pid_started", 0))) > 1.0:
             return f"its process (pid {pid} on {host}) is gone: killed without a chance to report"
+        return None
     last = view.last_sign_of_life or view.created
     age = (now - _utc(last)).total_seconds()
     if age > stale_after_s:

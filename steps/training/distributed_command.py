@@ -10,7 +10,7 @@ into the step image, ``/app``), which
 1. finds its pipeline run: the one unfinished ``train_pipeline`` run (the run guard lets only one
    train at a time) whose snapshot has this step;
 2. loads the dataset artifact (for the classifier also the GAN) and the step parameters;
-3. writes the job (:class:`~models.jobs.JobSpec`) and replaces itself with torchrun, as node
+3. writes the job (:class:`~models.jobs.JobSpec`) and runs torchrun, as node
    ``JOB_COMPLETION_INDEX`` of ``ZENML_KUBERNETES_POD_COUNT``, meeting the others at
    ``ZENML_KUBERNETES_MAIN_ADDRESS:ZENML_KUBERNETES_MAIN_PORT`` (pod 0, through the headless
    Service).
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -46,6 +47,7 @@ POD_COUNT, MAIN_ADDRESS, MAIN_PORT = (
     "ZENML_KUBERNETES_MAIN_PORT",
 )
 POD_INDEX = "JOB_COMPLETION_INDEX"
+HEARTBEAT_S = 60
 
 
 def pod_step(kind: str) -> CommandStep:
@@ -131,7 +133,12 @@ def write_job(kind: str, run: Any, job_dir: Path) -> JobSpec:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Write this pod's job, then exec torchrun (never returns on success)."""
+    """Write this pod's job, run torchrun, exit with its code.
+
+    Pod 0 sends the step run's heartbeat meanwhile: ZenML's step runner, which sends it for
+    regular steps, does not run in a command step's pod, and without it the orchestrator would
+    take a long training for a dead one (so would the run guard).
+    """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     kind = (sys.argv[1:] if argv is None else argv)[0]
     if kind not in POD_STEPS:
@@ -139,10 +146,32 @@ def main(argv: list[str] | None = None) -> None:
             f"usage: python -m steps.training.distributed_command {'|'.join(POD_STEPS)}"
         )
     job_dir = Path(tempfile.mkdtemp(prefix="hiergan-job-"))
-    spec = write_job(kind, _this_run(), job_dir)
+    run = _this_run()
+    spec = write_job(kind, run, job_dir)
     cmd = node_command(str(job_dir / SPEC_FILE), spec.distributed, dict(os.environ))
     logger.info("pod %s: %s", os.environ.get(POD_INDEX), " ".join(cmd))
-    os.execvp(cmd[0], cmd)
+    with subprocess.Popen(cmd) as proc:
+        while True:
+            try:
+                code = proc.wait(timeout=HEARTBEAT_S)
+                break
+            except subprocess.TimeoutExpired:
+                if os.environ.get(POD_INDEX) == "0":
+                    _heartbeat(run, POD_STEPS[kind])
+    sys.exit(code)
+
+
+def _heartbeat(run: Any, step: str) -> None:
+    """Tell the ZenML server that this run's multi-pod step is alive (a failure only warns)."""
+    from zenml.client import Client
+
+    try:
+        step_run = Client().get_pipeline_run(run.id).steps[step]
+        Client().zen_store.update_step_heartbeat(
+            step_run_id=step_run.id, heartbeat_liveness_timeout_seconds=5 * HEARTBEAT_S
+        )
+    except Exception as err:  # noqa: BLE001 - the training must not die of a missed heartbeat
+        logger.warning("heartbeat of %s failed: %s", step, err)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ def test_a_reused_pid_does_not_pass_for_the_old_process():
 
 def test_a_live_process_or_recent_heartbeat_is_alive():
     assert why_dead(view(timedelta(seconds=5), owner_record()), NOW, 1800, HOST) is None
+    # a long, silent step of a local run: its process is there, so it is alive
+    assert why_dead(view(timedelta(hours=5), owner_record()), NOW, 1800, HOST) is None
     elsewhere = {"host": "another-pod", "pid": os.getpid(), "pid_started": 0.0}
     assert why_dead(view(timedelta(minutes=10), elsewhere), NOW, 1800, HOST) is None
 
