@@ -74,7 +74,7 @@ test: setup  ## Lint, then run the test suite.
 	$(PY) -m pytest
 
 k8s-check: $(STAMP)  ## Kubernetes: validate infra/k8s; register the stack, submit run + schedule to a loopback API.
-	$(PY) -m pytest -v -s -p no:logging tests/unit/test_k8s_manifests.py tests/unit/test_schedule.py \
+	$(PY) -m pytest -v -s -p no:logging tests/unit/infra tests/unit/pipelines/test_schedule.py \
 		tests/integration/test_k8s_stack.py
 
 mlflow-ui: $(STAMP)  ## Open the MLflow UI on the local stack's tracking store (127.0.0.1:5000).
