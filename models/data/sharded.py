@@ -230,7 +230,9 @@ class ShardedDataset:
         """The first ``n`` images of a split (shards are written shuffled: a random sample)."""
         images, labels = [], []
         got = 0
-        for batch in self.batches(split, batch_size=min(256, max(1, n)), workers=0):
+        # small reads decode here; large ones (a whole val/test split) in the loader workers
+        workers = self.workers if n > 2000 else 0
+        for batch in self.batches(split, batch_size=min(256, max(1, n)), workers=workers):
             images.append(batch.images.permute(0, 2, 3, 1).numpy())
             labels.append(batch.labels.numpy())
             got += len(batch.labels)
