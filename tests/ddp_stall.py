@@ -6,9 +6,8 @@ Run by ``tests/integration/test_distributed_training.py`` under torchrun; the jo
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
+import time
 
 from models.runtime import distributed
 
@@ -17,6 +16,6 @@ if __name__ == "__main__":
     dist = distributed.init_process(config)
     dist.mean({"ready": 1.0})  # both ranks are up
     if dist.rank == 1:
-        os.kill(os.getpid(), signal.SIGSTOP)  # hangs without dying, as a wedged GPU or pod would
+        time.sleep(3600)  # hangs without dying, as a wedged GPU or a stuck pod would
     dist.mean({"loss": 1.0})  # rank 0 waits here for rank 1
     distributed.teardown()

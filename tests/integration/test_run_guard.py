@@ -32,7 +32,7 @@ print(json.dumps([
     {
         "name": r.name,
         "status": r.status.value,
-        "reason": r.status_reason,
+        "reason": r.get_body().status_reason,
         "marked": r.run_metadata.get("marked_failed"),
         "guard": r.run_metadata.get("run_guard"),
         "steps": {n: s.status.value for n, s in r.steps.items()},
