@@ -10,6 +10,7 @@ CONFIG         ?= pipelines/configs/train.yaml
 # A stamp that is newer than the lock means the environment matches it.
 STAMP          := $(VENV)/.hiergan-installed
 FMNIST_DEB_DIR := /usr/share/datasets/fashion-mnist
+WORDNET_DIR    := /usr/share/wordnet
 # Entry points set these too; exporting them here covers every tool that make starts.
 export ZENML_ANALYTICS_OPT_IN := false
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -17,12 +18,12 @@ export GE_USAGE_STATS := FALSE
 export BENTOML_DO_NOT_TRACK := true
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup data train monitor promote registry serve test k8s-check lint format lock clean mlflow-ui dashboard
+.PHONY: help setup data wordnet train monitor promote registry serve test k8s-check lint format lock clean mlflow-ui dashboard
 
 help:  ## List the targets.
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-setup: $(STAMP) data  ## Create .venv from requirements.lock and fetch Fashion-MNIST.
+setup: $(STAMP) data wordnet  ## Create .venv from requirements.lock, fetch Fashion-MNIST and WordNet.
 
 $(STAMP): requirements.lock
 	@command -v uv >/dev/null || python3 -m pip install --quiet uv
@@ -38,6 +39,18 @@ data: $(STAMP)  ## Put Fashion-MNIST under $(DATA_DIR)/FashionMNIST/raw (Debian 
 		echo "apt-get could not install dataset-fashion-mnist; trying the download next."; \
 	fi
 	$(PY) -m models.data.sources fetch-fashion-mnist --data-dir $(DATA_DIR)
+
+wordnet:  ## Install Debian's wordnet-base (WordNet 3.0, read offline for ImageNet-style trees).
+	@if [ ! -f $(WORDNET_DIR)/data.noun ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "Installing Debian's wordnet-base ..."; \
+			apt-get install -y -qq wordnet-base >/dev/null 2>&1 || \
+			(apt-get update -qq >/dev/null && apt-get install -y -qq wordnet-base >/dev/null) || \
+			echo "apt-get could not install wordnet-base: imagenet-folder trees need it."; \
+		else \
+			echo "WordNet missing: as root run apt-get install wordnet-base (imagenet-folder trees need it)."; \
+		fi; \
+	fi
 
 train: setup  ## Run the train pipeline with $(CONFIG).
 	$(PY) -m pipelines.train_pipeline --config $(CONFIG)
@@ -65,7 +78,7 @@ test: setup  ## Lint, then run the test suite (PYTEST_WORKERS=0: in one process)
 	$(PY) -m pytest $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS))
 
 k8s-check: $(STAMP)  ## Kubernetes: validate infra/k8s; register the stack, submit run + schedule to a loopback API.
-	$(PY) -m pytest -v -s -p no:logging tests/unit/test_k8s_manifests.py tests/unit/test_schedule.py \
+	$(PY) -m pytest -v -s -p no:logging tests/unit/infra tests/unit/pipelines/test_schedule.py \
 		tests/integration/test_k8s_stack.py
 
 mlflow-ui: $(STAMP)  ## Open the MLflow UI on the local stack's tracking store (127.0.0.1:5000).

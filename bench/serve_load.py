@@ -64,7 +64,7 @@ def register_temporary(model_dir: str, tmp: Path) -> tuple[str, str]:
     mlflow.set_registry_uri(uri)
     experiment = mlflow.create_experiment("serve_load", artifact_location=str(tmp / "artifacts"))
     with mlflow.start_run(experiment_id=experiment):
-        mv = log_classifier_version(TrainedClassifier.load(model_dir), {"bench": "serve_load"})
+        mv, _ = log_classifier_version(TrainedClassifier.load(model_dir), {"bench": "serve_load"})
     return uri, f"models:/hiergan/{mv.version}"
 
 

@@ -20,6 +20,7 @@ from models.data.sources import SOURCES, source_fingerprint
 from models.gan.pretrain import PretrainGanConfig
 from models.ood.config import OodConfig
 from models.robustness.config import RobustnessConfig
+from models.runtime.distributed import DistributedConfig
 from models.validation.checks import ValidationConfig
 from pipelines.environment import use_repo_source_root
 from pipelines.failures import failure_reason
@@ -32,6 +33,7 @@ from pipelines.run_config import (
     write_options,
 )
 from pipelines.schedule import cron_schedule
+from registry.run_guard import RunGuardConfig
 from steps import (
     calibrate_classifier,
     enforce_data_validation,
@@ -41,12 +43,14 @@ from steps import (
     evaluate_robustness,
     fit_hierarchical_classifier,
     fit_ood_guard,
+    guard_training_run,
     ingest_dataset,
     package_bento,
     pretrain_gan,
     register_model,
     validate_dataset,
 )
+from steps.training.distributed_command import pod_step
 
 logger = logging.getLogger(__name__)
 
@@ -81,9 +85,17 @@ class TrainParams(BaseModel):
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     robustness: RobustnessConfig = Field(default_factory=RobustnessConfig)
     ood: OodConfig = Field(default_factory=OodConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+    run_guard: RunGuardConfig = Field(default_factory=RunGuardConfig)
 
 
-@pipeline(name="train_pipeline", model=Model(name=MODEL_NAME, description=MODEL_DESCRIPTION))
+# Heartbeats: every running step reports to the ZenML server, so the run guard can tell a live
+# run from one that was killed and stayed `running`.
+@pipeline(
+    name="train_pipeline",
+    model=Model(name=MODEL_NAME, description=MODEL_DESCRIPTION),
+    enable_heartbeat=True,
+)
 def train_pipeline(
     dataset: DatasetConfig,
     validation: ValidationConfig,
@@ -91,6 +103,8 @@ def train_pipeline(
     classifier: ClassifierConfig,
     robustness: RobustnessConfig,
     ood: OodConfig | None = None,
+    distributed: DistributedConfig | None = None,
+    run_guard: RunGuardConfig | None = None,
     source_fingerprint: str = "",
 ) -> None:
     """From raw images to a registered ``challenger``: data, GAN, classifier, checks, bento.
@@ -98,13 +112,35 @@ def train_pipeline(
     Ingest and validate the data, pretrain the GAN, fit, calibrate and evaluate the classifier,
     measure its robustness, then package it as a bento and register it. The validation gate
     runs before any training; the test split is read by evaluation only; a model that fails
-    the robustness gate is neither packaged nor registered.
+    the robustness gate is neither packaged nor registered. The run first claims the pipeline's
+    one-run-at-a-time slot; with ``distributed.launcher: kubernetes`` a multi-pod step trains
+    before each training step, which then reads its result.
     """
-    data = ingest_dataset(config=dataset, source_fingerprint=source_fingerprint)
+    distributed = distributed or DistributedConfig()
+    guard_training_run(config=run_guard or RunGuardConfig())
+    data = ingest_dataset(
+        config=dataset, source_fingerprint=source_fingerprint, after="guard_training_run"
+    )
     _, checks = validate_dataset(data, config=validation)
     enforce_data_validation(checks)
-    trained_gan = pretrain_gan(data, config=gan, after="enforce_data_validation")
-    model = fit_hierarchical_classifier(data, trained_gan, config=classifier)
+    pods = distributed.world_size > 1 and distributed.launcher == "kubernetes"
+    if pods:
+        pod_step("gan")(after="enforce_data_validation")
+    trained_gan = pretrain_gan(
+        data,
+        config=gan,
+        distributed=distributed,
+        after="pretrain_gan_pods" if pods else "enforce_data_validation",
+    )
+    if pods:
+        pod_step("classifier")(after="pretrain_gan")
+    model = fit_hierarchical_classifier(
+        data,
+        trained_gan,
+        config=classifier,
+        distributed=distributed,
+        after="fit_classifier_pods" if pods else None,
+    )
     calibrated, _, _ = calibrate_classifier(model, data)
     # the guard travels inside the classifier artifact from here on (docs/architecture.md)
     calibrated, _, _ = fit_ood_guard(calibrated, trained_gan, data, config=ood or OodConfig())
@@ -172,6 +208,8 @@ def main(
             classifier=params.classifier,
             robustness=params.robustness,
             ood=params.ood,
+            distributed=params.distributed,
+            run_guard=params.run_guard,
             source_fingerprint=source_fingerprint(params.dataset.source, params.dataset.data_dir),
         )
     except Exception as err:  # noqa: BLE001 - report the failing step's own message, then exit 1

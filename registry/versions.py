@@ -7,6 +7,7 @@ knows where to go. Nothing here imports ZenML (the stack's tracking URI is :mod:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import torch
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
@@ -31,6 +33,7 @@ MODEL_NAME = "hiergan"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 HISTORY_TAG = "champion_history"
+MODEL_HASH_TAG = "model_hash"
 REPO = Path(__file__).resolve().parents[1]
 # MLflow refuses tag values over 5000 characters.
 MAX_TAG_CHARS = 5000
@@ -68,15 +71,66 @@ def git_commit() -> str:
     return f"{sha}-dirty" if dirty else sha
 
 
+def model_content_hash(classifier: TrainedClassifier) -> str:
+    """SHA-256 of what decides the model's answers: weights, temperatures, tree, config.
+
+    Run facts (timings, run keys) are left out, so the same model trained twice (or a cached
+    re-run) has the same hash.
+    """
+    h = hashlib.sha256()
+    for key in sorted(classifier.state):
+        tensor = classifier.state[key].detach().cpu().contiguous()
+        h.update(f"{key}:{tensor.dtype}:{list(tensor.shape)}".encode())
+        h.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    h.update(json.dumps([float(t) for t in classifier.temperatures]).encode())
+    h.update(classifier.tree.to_json().encode())
+    h.update(classifier.config.model_dump_json().encode())
+    return h.hexdigest()
+
+
+def version_with_hash(content_hash: str, name: str = MODEL_NAME) -> ModelVersion | None:
+    """The oldest registered version whose ``model_hash`` tag is ``content_hash``, if any."""
+    client = MlflowClient()
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+    except MlflowException:
+        return None
+    same = [v for v in versions if v.tags.get(MODEL_HASH_TAG) == content_hash]
+    return min(same, key=lambda v: int(v.version)) if same else None
+
+
 def log_classifier_version(
     classifier: TrainedClassifier, tags: Mapping[str, Any], name: str = MODEL_NAME
-) -> ModelVersion:
-    """Log the classifier as a pyfunc model in the active run and register it as a new version.
+) -> tuple[ModelVersion, bool]:
+    """Register the classifier as a new version of ``name`` unless it is registered already.
 
-    The version gets ``tags`` (stringified, truncated to MLflow's limit) and the ``challenger``
-    alias. Weights stay safetensors; the pyfunc is logged from code, so nothing is pickled.
+    A model whose content hash (:func:`model_content_hash`) some version already has is not
+    registered again: that version gets the ``challenger`` alias and a ``reregistered_by`` tag,
+    and is returned with ``reused=True``. Otherwise the classifier is logged as a pyfunc model in
+    the active run (weights stay safetensors; the pyfunc is logged from code, so nothing is
+    pickled), registered, tagged with ``tags`` (stringified, truncated to MLflow's limit) and
+    aliased ``challenger``.
+
+    Returns:
+        The version, and whether it was an existing one.
     """
     from mlflow.models import infer_signature
+
+    content_hash = model_content_hash(classifier)
+    existing = version_with_hash(content_hash, name)
+    client = MlflowClient()
+    if existing is not None:
+        version = str(existing.version)
+        runs = json.loads(existing.tags.get("reregistered_by", "[]"))
+        runs.append(str(tags.get("zenml_run", "?")))
+        client.set_model_version_tag(name, version, "reregistered_by", _tag_value(runs))
+        client.set_registered_model_alias(name, CHALLENGER, version)
+        logger.info(
+            "%s version %s already holds this model (content hash %s): reused it, no new "
+            "version; it is %r",
+            name, version, content_hash[:12], CHALLENGER,
+        )  # fmt: skip
+        return client.get_model_version(name, version), True
 
     with tempfile.TemporaryDirectory() as tmp:
         classifier.save(Path(tmp) / "classifier")
@@ -92,13 +146,12 @@ def log_classifier_version(
             signature=signature,
             registered_model_name=name,
         )
-    client = MlflowClient()
     version = str(info.registered_model_version)
-    for key, value in tags.items():
+    for key, value in {**tags, MODEL_HASH_TAG: content_hash}.items():
         client.set_model_version_tag(name, version, key, _tag_value(value))
     client.set_registered_model_alias(name, CHALLENGER, version)
     logger.info("Registered %s version %s as %r", name, version, CHALLENGER)
-    return client.get_model_version(name, version)
+    return client.get_model_version(name, version), False
 
 
 def version_tags(

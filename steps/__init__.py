@@ -1,13 +1,15 @@
 """Thin ZenML steps, grouped by stage: each reads its config, calls the core, logs, returns.
 
-``data/`` (ingest, validate, the data gate), ``training/`` (GAN, classifier, calibration, the
-OOD guard), ``evaluation/`` (test metrics, robustness and its gate, OOD), ``packaging/`` (bento,
+``control/`` (the one-run-at-a-time lock), ``data/`` (ingest, validate, the data gate),
+``training/`` (GAN, classifier, calibration, the OOD guard), ``evaluation/`` (test metrics,
+robustness and its gate, OOD), ``packaging/`` (bento,
 registry version), ``promotion/`` (score the aliases, the promotion gate, the alias move),
 ``monitoring/`` (drift features, the Evidently report, the drift gate). Shared here:
 ``artifacts`` (artifact names), ``materializers`` (plain files, never pickle), ``tracking``
 (MLflow logging that never fails a step).
 """
 
+from steps.control import guard_training_run
 from steps.data import enforce_data_validation, ingest_dataset, validate_dataset
 from steps.evaluation import (
     enforce_robustness,
@@ -38,6 +40,7 @@ __all__ = [
     "fit_hierarchical_classifier",
     "fit_ood_guard",
     "gate_drift",
+    "guard_training_run",
     "ingest_dataset",
     "package_bento",
     "pretrain_gan",

@@ -1,5 +1,6 @@
 """Artifact names, in one place: steps, pipelines and tests refer to these constants."""
 
+RUN_GUARD = "run_guard"
 DATASET = "dataset"
 DATA_DOCS = "data_docs"
 DATA_CHECKS = "data_checks"

@@ -13,6 +13,7 @@ from zenml.metadata.metadata_types import MetadataType
 
 from models.classifier.io import TrainedClassifier
 from models.data.dataset import LabelledImages
+from models.data.sharded import ShardedDataset
 from models.gan.io import SAMPLES_FILE, TrainedGan
 from models.reporting.plots import sample_grid_png
 
@@ -63,6 +64,41 @@ class LabelledImagesMaterializer(_DirectoryMaterializer):
             "tree": data.hierarchy.name,
             **{f"{s}_count": int(len(data.splits[s])) for s in data.splits},
             "skipped_files": len(data.skipped),
+        }
+
+
+class ShardedDatasetMaterializer(_DirectoryMaterializer):
+    """Stores a :class:`ShardedDataset` as its manifest and URI: the shards stay where they are.
+
+    Its content hash is the manifest's, so the cache of every step that reads the dataset keys on
+    the data itself, not on which run wrote the artifact.
+    """
+
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (ShardedDataset,)
+    ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA
+
+    def compute_content_hash(self, data: ShardedDataset) -> str:
+        """The manifest's content hash (it covers every shard's SHA-256)."""
+        return data.content_hash
+
+    def save_visualizations(self, data: ShardedDataset) -> dict[str, VisualizationType]:
+        """A grid of the first training examples (the shards are shuffled), one row per class."""
+        images, labels = data.head("train", 1000)
+        path = os.path.join(self.uri, "train_samples.png")
+        with fileio.open(path, "wb") as fh:
+            fh.write(sample_grid_png(images, labels, data.hierarchy.leaves))
+        return {path: VisualizationType.IMAGE}
+
+    def extract_metadata(self, data: ShardedDataset) -> dict[str, MetadataType]:
+        """Content hash, where the shards are, shape and split sizes."""
+        return {
+            "content_hash": data.content_hash,
+            "uri": data.uri,
+            "num_images": sum(data.count(s) for s in ("train", "val", "test")),
+            "image_shape": str(data.image_shape),
+            "tree": data.hierarchy.name,
+            **{f"{s}_count": data.count(s) for s in ("train", "val", "test")},
+            "skipped_files": len(data.manifest.skipped),
         }
 
 

@@ -64,10 +64,20 @@ class Submission:
     body: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Request:
+    """One API request as RBAC sees it: verb, API group, resource (with subresource)."""
+
+    verb: str
+    group: str
+    resource: str
+
+
 @dataclass
 class _Store:
     objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     submissions: list[Submission] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -161,6 +171,12 @@ class KubeStandIn:
         return path
 
     @property
+    def requests(self) -> list[Request]:
+        """Every request received, as (verb, group, resource), in order."""
+        with self._store.lock:
+            return list(self._store.requests)
+
+    @property
     def submissions(self) -> list[Submission]:
         """Every create/replace/patch body received, in order."""
         with self._store.lock:
@@ -238,7 +254,32 @@ class KubeStandIn:
                     },
                 )
 
+            def _record(self) -> None:
+                """The request as RBAC sees it (``get`` an item, ``list`` a collection ...)."""
+                url = urlparse(self.path)
+                m = _PATH.match(url.path)
+                if _NAMESPACE_ITEM.match(url.path):
+                    group, resource, name, sub = "", "namespaces", "x", None
+                elif m:
+                    group, resource = m["group"] or "", m["plural"]
+                    name, sub = m["name"], m["sub"]
+                else:
+                    return
+                verb = {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(self.command)
+                if self.command == "GET":
+                    watch = "watch=true" in url.query.lower()
+                    verb = "get" if name else ("watch" if watch else "list")
+                elif self.command == "DELETE":
+                    verb = "delete" if name else "deletecollection"
+                with store.lock:
+                    store.requests.append(
+                        Request(
+                            verb or self.command, group, f"{resource}/{sub}" if sub else resource
+                        )
+                    )
+
             def _route(self) -> tuple[str, str, str | None, str | None, str | None] | None:
+                self._record()
                 path = urlparse(self.path).path
                 if m := _NAMESPACE_ITEM.match(path):
                     return "Namespace", "v1", None, m["name"], None

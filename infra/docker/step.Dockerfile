@@ -28,9 +28,11 @@ ENV DEBIAN_FRONTEND=noninteractive \
     DO_NOT_TRACK=1
 
 # python3 only to bootstrap uv; the environment's Python 3.11 is uv's own build, so the CUDA
-# base (Ubuntu's Python 3.12) and the slim base end up with the same interpreter.
+# base (Ubuntu's Python 3.12) and the slim base end up with the same interpreter. wordnet-base:
+# WordNet 3.0, read offline for the label trees of ImageNet-style folders.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates git \
+        wordnet-base \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /opt/uv \
     && /opt/uv/bin/pip install --no-cache-dir uv

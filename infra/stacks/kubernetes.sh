@@ -3,6 +3,9 @@
 #
 #   orchestrator        hiergan-k8s            kubernetes: one orchestrator Job per run (a CronJob
 #                                              per schedule) starts one Job per step
+#   step operator       hiergan-k8s-pods       kubernetes: the multi-pod training steps (indexed
+#                                              Job + headless Service), started from inside the
+#                                              orchestrator pod (in-cluster credentials)
 #   artifact store      hiergan-s3             s3: any S3-compatible store (MinIO, S3, Ceph ...)
 #   container registry  hiergan-registry       default flavor: the registry the cluster pulls from
 #   image builder       hiergan-image-builder  local: only used if a config asks for a build; the
@@ -83,6 +86,11 @@ $ZENML orchestrator register hiergan-k8s --flavor=kubernetes \
     --kubernetes_namespace="$NAMESPACE" \
     --pass_zenml_token_as_secret=true
 
+# 3b. The step operator of the multi-pod (DDP) training steps; it runs in the orchestrator pod.
+$ZENML step-operator register hiergan-k8s-pods --flavor=kubernetes \
+    --kubernetes_namespace="$NAMESPACE" \
+    --incluster=true
+
 # 4. Container registry and image builder.
 $ZENML container-registry register hiergan-registry --flavor=default --uri="$HIERGAN_REGISTRY"
 $ZENML image-builder register hiergan-image-builder --flavor=local
@@ -96,6 +104,6 @@ $ZENML model-registry register hiergan-mlflow-k8s-registry --flavor=mlflow
 
 # 6. The stack.
 $ZENML stack register "$STACK" \
-    -o hiergan-k8s -a hiergan-s3 -c hiergan-registry -i hiergan-image-builder \
+    -o hiergan-k8s -s hiergan-k8s-pods -a hiergan-s3 -c hiergan-registry -i hiergan-image-builder \
     -e hiergan-mlflow-k8s -r hiergan-mlflow-k8s-registry
 $ZENML stack set "$STACK"

@@ -20,9 +20,8 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -34,8 +33,11 @@ from models.classifier.averaging import WeightAverage
 from models.classifier.config import ClassifierConfig
 from models.classifier.losses import BatchLoss, HierarchicalNLL, TradesLoss
 from models.classifier.network import HierarchicalClassifier, fine_accuracy
+from models.classifier.phase import Perturbation, Phase
 from models.data.dataset import stratified_fraction
+from models.data.streaming import StreamedImages
 from models.gan.networks import GanArchitecture
+from models.runtime import distributed
 from models.runtime.device import prepare_device
 from models.runtime.tensors import to_model_range
 from models.tree.hierarchy import Hierarchy
@@ -45,52 +47,6 @@ logger = logging.getLogger(__name__)
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 Validation = Callable[[HierarchicalClassifier], dict[str, float]]
-
-
-class Perturbation(Protocol):
-    """Changes a training batch before the loss: augmentation, adversarial examples, ..."""
-
-    def __call__(self, x: Tensor, level_labels: Tensor, step: int) -> tuple[Tensor, Tensor]:
-        """The batch to train on.
-
-        ``x`` is ``[B, C, H, W]`` in [-1, 1], ``level_labels`` ``[B, depth]``, ``step`` counts
-        the phase's steps from 0.
-        """
-        ...
-
-
-@dataclass
-class Phase:
-    """Epochs with one cosine learning-rate cycle and one chain of batch perturbations.
-
-    Attributes:
-        name: for logs.
-        epochs: how many.
-        lr_scale: the cycle's peak, relative to each parameter group's base rate.
-        frozen_epochs: leading epochs that train only the heads (trunk frozen, its batch-norm
-            statistics kept).
-        perturbations: applied in order to every batch.
-        loss: the batch objective; None: the trainer's conditional NLL.
-        warmup_epochs: linear warm-up of the learning rate before the cosine decay.
-        tags: constant entries of every epoch's metrics (e.g. ``{"adversarial": 1.0}``).
-    """
-
-    name: str
-    epochs: int
-    lr_scale: float = 1.0
-    frozen_epochs: int = 0
-    perturbations: Sequence[Perturbation] = ()
-    loss: BatchLoss | None = None
-    warmup_epochs: float = 0.0
-    tags: dict[str, float] = field(default_factory=dict)
-
-    def lr_factor(self, step: int, total_steps: int, steps_per_epoch: int) -> float:
-        """The learning-rate multiplier at ``step``: linear warm-up, then a cosine to zero."""
-        warm = min(round(self.warmup_epochs * steps_per_epoch), total_steps - 1)
-        if step < warm:
-            return self.lr_scale * (step + 1) / warm
-        progress = (step - warm) / max(1, total_steps - warm)
-        return self.lr_scale * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 @dataclass
@@ -113,8 +69,9 @@ class ClassifierTrainer:
         config: batch size, learning rates, weight decay, seed, memory format, level weights,
             augmentation, label smoothing, weight averaging.
         tree: the label tree.
-        images: uint8 ``[N, H, W, C]`` training images (only these are used).
-        labels: ``[N]`` their leaf labels.
+        images: uint8 ``[N, H, W, C]`` training images (only these are used), or a stream of
+            them (its ``label_fraction`` share of each class is used).
+        labels: ``[N]`` their leaf labels (None with a stream).
         validate: extra per-epoch metrics of a network (e.g. validation accuracy), or None.
     """
 
@@ -123,12 +80,14 @@ class ClassifierTrainer:
         model: HierarchicalClassifier,
         config: ClassifierConfig,
         tree: Hierarchy,
-        images: np.ndarray,
-        labels: np.ndarray,
+        images: np.ndarray | StreamedImages,
+        labels: np.ndarray | None,
         validate: Validation | None = None,
     ) -> None:
         device = next(model.parameters()).device
         self.model, self.config, self.validate = model, config, validate
+        self.dist = distributed.current()  # under torchrun: this rank's slice of every batch
+        distributed.convert_batchnorm(model)
         self.tt = TreeTensors(tree, device)
         self.weights = config.level_weights or [1.0] * tree.depth
         if len(self.weights) != tree.depth:
@@ -136,11 +95,22 @@ class ClassifierTrainer:
                 f"level_weights has {len(self.weights)} entries for a tree of depth {tree.depth}"
             )
         self.loss = HierarchicalNLL(self.tt, self.weights, config.label_smoothing)
-        # [N, H, W, C] uint8 -> [N, C, H, W] uint8 on the device, once
-        self.x_all = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).to(device)
-        self.y_all = torch.from_numpy(tree.all_level_labels(labels)).to(device)
-        self.batch = min(config.batch_size, len(images))
-        self.steps_per_epoch = max(1, len(images) // self.batch)
+        self.stream = images if isinstance(images, StreamedImages) else None
+        if self.stream is not None:
+            n = self.stream.start(
+                self.dist.local_batch(config.batch_size), config.seed, self.dist,
+                config.label_fraction,
+            )  # fmt: skip
+            self.y_tree = torch.from_numpy(tree.leaf_paths).to(device)
+        else:
+            # [N, H, W, C] uint8 -> [N, C, H, W] uint8 on the device, once
+            self.x_all = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+            self.x_all = self.x_all.to(device)
+            self.y_all = torch.from_numpy(tree.all_level_labels(labels)).to(device)
+            n = len(images)
+        self.num_labelled = n
+        self.batch = min(config.batch_size, n)
+        self.steps_per_epoch = max(1, n // self.batch)
         trunk = model.trunk_parameters()
         trunk_ids = {id(p) for p in trunk}
         self.opt = torch.optim.AdamW(
@@ -186,7 +156,7 @@ class ClassifierTrainer:
             self.model,
             self.tt,
             adv,
-            tuple(self.x_all.shape[1:]),
+            (self.model.arch.channels, self.model.arch.image_size, self.model.arch.image_size),
             self.batch,
             self.config.seed,
             self.config.channels_last,
@@ -220,22 +190,21 @@ class ClassifierTrainer:
         for epoch in range(phase.epochs):
             frozen = epoch < phase.frozen_epochs
             self._freeze_trunk(frozen)
-            perm = torch.randperm(
-                len(self.x_all), device=self.x_all.device, generator=self.generator
-            )
+            batches = self._epoch_batches()
             loss_sum = 0.0
             for b in range(self.steps_per_epoch):
                 step = epoch * self.steps_per_epoch + b
                 scale = phase.lr_factor(step, total_steps, self.steps_per_epoch)
-                sel = perm[b * self.batch : (b + 1) * self.batch]
-                loss_sum += self._step(self.x_all[sel], self.y_all[sel], phase, step, scale)
+                loss_sum += self._step(*batches(b), phase, step, scale)
             self.epochs_done += 1
             metrics = {
                 "epoch": float(self.epochs_done),
-                "train_loss": loss_sum / self.steps_per_epoch,
+                "train_loss": self.dist.mean({"l": loss_sum / self.steps_per_epoch})["l"],
                 "frozen": float(frozen),
                 **phase.tags,
             }
+            if not self.dist.is_main:  # rank 0 alone validates and logs
+                continue
             if self.validate is not None:
                 if self.average is not None:
                     self.average.copy_to(evaluated)
@@ -251,12 +220,38 @@ class ClassifierTrainer:
         self.model.eval()
         return history
 
+    def _epoch_batches(self) -> Callable[[int], tuple[Tensor, Tensor]]:
+        """Batch ``b`` of a new epoch: this rank's share of a global, seeded permutation."""
+        if self.stream is not None:
+            step0 = self.epochs_done * self.steps_per_epoch
+
+            def streamed(b: int) -> tuple[Tensor, Tensor]:
+                x, leaf = self.stream.next_batch(self.x_device, step0 + b)  # type: ignore[union-attr]
+                return x, self.y_tree[leaf]
+
+            return streamed
+        perm = torch.randperm(len(self.x_all), device=self.x_all.device, generator=self.generator)
+
+        def in_memory(b: int) -> tuple[Tensor, Tensor]:
+            sel = self.dist.shard(perm[b * self.batch : (b + 1) * self.batch])
+            return self.x_all[sel], self.y_all[sel]
+
+        return in_memory
+
+    @property
+    def x_device(self) -> torch.device:
+        """Where the batches go."""
+        return next(self.model.parameters()).device
+
     def _freeze_trunk(self, frozen: bool) -> None:
         for p in self.model.trunk_parameters():
             p.requires_grad_(not frozen)
         self.model.train()
         if frozen:
             self.model.backbone.eval()  # keep the GAN's batch-norm statistics while frozen
+        # DDP registers the parameters that need gradients when it wraps: wrap again on a change
+        if getattr(self, "_wrapped_frozen", None) != frozen:
+            self.forward_model, self._wrapped_frozen = self.dist.wrap(self.model), frozen
 
     def _step(self, x_u8: Tensor, y: Tensor, phase: Phase, step: int, lr_scale: float) -> float:
         """Perturb one batch, then one optimiser step on the phase's loss; the loss."""
@@ -267,8 +262,8 @@ class ClassifierTrainer:
             x = x.contiguous(memory_format=torch.channels_last)
         for group, lr in zip(self.opt.param_groups, self.base_lrs, strict=True):
             group["lr"] = lr * lr_scale
-        with self.autocast:
-            loss = (phase.loss or self.loss)(self.model, x, y, step)
+        with self.autocast:  # under torchrun the DDP wrapper, which syncs the gradients
+            loss = (phase.loss or self.loss)(self.forward_model, x, y, step)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -376,19 +371,24 @@ def _labelled_trainer(
     model: HierarchicalClassifier,
     config: ClassifierConfig,
     tree: Hierarchy,
-    images: np.ndarray,
-    labels: np.ndarray,
+    images: np.ndarray | StreamedImages,
+    labels: np.ndarray | None,
     val_images: np.ndarray | None,
     val_labels: np.ndarray | None,
 ) -> tuple[ClassifierTrainer, np.ndarray]:
     """A trainer on the stratified ``label_fraction`` of the labels, and the indices it uses."""
-    idx = stratified_fraction(labels, config.label_fraction, config.seed)
     tt = TreeTensors(tree, next(model.parameters()).device)
 
     def validate(network: HierarchicalClassifier) -> dict[str, float]:
         return {"val_fine_accuracy": fine_accuracy(network, tt, val_images, val_labels)}
 
     has_val = val_images is not None and val_labels is not None
+    if isinstance(images, StreamedImages):  # the stream keeps the labelled share itself
+        trainer = ClassifierTrainer(
+            model, config, tree, images, None, validate if has_val else None
+        )
+        return trainer, np.arange(trainer.num_labelled)
+    idx = stratified_fraction(labels, config.label_fraction, config.seed)
     trainer = ClassifierTrainer(
         model, config, tree, images[idx], labels[idx], validate if has_val else None
     )

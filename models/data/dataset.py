@@ -100,6 +100,16 @@ class LabelledImages:
         idx = self.splits[name]
         return self.images[idx], self.labels[idx]
 
+    def class_counts(self, name: str) -> np.ndarray:
+        """``[num_leaves]`` images per leaf class in a split."""
+        labels = self.labels[self.splits[name]]
+        return np.bincount(labels, minlength=self.hierarchy.num_leaves).astype(np.int64)
+
+    def head(self, name: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The first ``n`` images of a split (the streamed dataset's way of sampling)."""
+        images, labels = self.split(name)
+        return images[:n], labels[:n]
+
     @cached_property
     def content_hash(self) -> str:
         """SHA-256 over images, labels, tree and splits: what every later artifact cites."""

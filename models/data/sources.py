@@ -33,7 +33,7 @@ FASHION_MNIST_FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
-SOURCES = ("fashion-mnist", "cifar10", "cifar100", "image-folder")
+SOURCES = ("fashion-mnist", "cifar10", "cifar100", "image-folder", "imagenet-folder")
 
 
 @dataclass
@@ -253,22 +253,7 @@ def read_image_folder(
     if channels not in (1, 3):
         raise DatasetError(f"channels must be 1 or 3, got {channels}")
     root = Path(root)
-    tree_of_folders = folder_tree(root)
-    tree = hierarchy or tree_of_folders
-    leaf_dirs = {root.joinpath(*p): i for i, p in enumerate(tree_of_folders.paths)}
-    if hierarchy is not None:
-        leaf_dirs = {d: _map_leaf(tree, tree_of_folders.paths[i], d) for d, i in leaf_dirs.items()}
-    candidates: list[tuple[Path, int]] = []
-    skipped: list[SkippedFile] = []
-    for path in visible_files(root):
-        rel = path.relative_to(root)
-        leaf = leaf_dirs.get(path.parent)
-        if leaf is None:
-            skipped.append(SkippedFile(str(rel), "not inside a leaf folder"))
-        elif path.suffix.lower() not in IMAGE_SUFFIXES:
-            skipped.append(SkippedFile(str(rel), f"not an image file (suffix {path.suffix!r})"))
-        else:
-            candidates.append((path, leaf))
+    candidates, tree, skipped = image_folder_files(root, hierarchy)
     decoded = decode_files([p for p, _ in candidates], image_size, channels, workers)
     images, labels = [], []
     for (path, leaf), result in zip(candidates, decoded, strict=True):
@@ -287,6 +272,33 @@ def read_image_folder(
         location=str(root),
         skipped=skipped,
     )
+
+
+def image_folder_files(
+    root: Path, hierarchy: Hierarchy | None = None
+) -> tuple[list[tuple[Path, int]], Hierarchy, list[SkippedFile]]:
+    """The image files of a folder tree with their leaf labels, without decoding any.
+
+    Returns:
+        ``(path, leaf)`` per image file (sorted by path), the tree, and the files left out.
+    """
+    tree_of_folders = folder_tree(root)
+    tree = hierarchy or tree_of_folders
+    leaf_dirs = {root.joinpath(*p): i for i, p in enumerate(tree_of_folders.paths)}
+    if hierarchy is not None:
+        leaf_dirs = {d: _map_leaf(tree, tree_of_folders.paths[i], d) for d, i in leaf_dirs.items()}
+    candidates: list[tuple[Path, int]] = []
+    skipped: list[SkippedFile] = []
+    for path in visible_files(root):
+        rel = path.relative_to(root)
+        leaf = leaf_dirs.get(path.parent)
+        if leaf is None:
+            skipped.append(SkippedFile(str(rel), "not inside a leaf folder"))
+        elif path.suffix.lower() not in IMAGE_SUFFIXES:
+            skipped.append(SkippedFile(str(rel), f"not an image file (suffix {path.suffix!r})"))
+        else:
+            candidates.append((path, leaf))
+    return candidates, tree, skipped
 
 
 def _map_leaf(tree: Hierarchy, folder_path: tuple[str, ...], where: Path) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from models.data.dataset import LabelledImages
+from models.data.sharded import Dataset, training_images
 from models.gan.config import GanTrainConfig
 from models.gan.io import TrainedGan
 from models.gan.probe import probe_levels
@@ -30,7 +30,7 @@ class PretrainGanConfig(GanTrainConfig):
 
 
 def pretrain_gan(
-    data: LabelledImages, config: PretrainGanConfig, callbacks: Sequence[TrainerCallback] = ()
+    data: Dataset, config: PretrainGanConfig, callbacks: Sequence[TrainerCallback] = ()
 ) -> TrainedGan:
     """Train the GAN on the train split, then probe its features against random ones.
 
@@ -41,7 +41,7 @@ def pretrain_gan(
     Returns:
         Both networks, with the run's facts (steps, images/s, probe accuracies) in ``info``.
     """
-    train_x, train_y = data.split("train")
+    train_x, train_y = training_images(data)
     config = config.for_data(data.image_shape, data.hierarchy.num_leaves)
     run_key = config.run_key(data.content_hash)
     trainer = GanTrainer(
@@ -75,6 +75,7 @@ def pretrain_gan(
         "run_key": run_key,
         "dataset_hash": data.content_hash,
         "labelled_images": int(len(labelled)) if labelled is not None else 0,
+        "skipped_images": trainer.stream.skips.count if trainer.stream is not None else 0,
         **{k: round(v, 4) for k, v in probes.items()},
     }
     logger.info("GAN pretraining: %s", info)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models.data.dataset import LabelledImages
+from models.data.sharded import Dataset
 from models.gan.networks import Discriminator, GanArchitecture, build_gan
 from models.runtime.tensors import map_image_batches
 
@@ -101,7 +101,7 @@ def probe_accuracy(
 def probe_levels(
     discriminator: Discriminator,
     arch: GanArchitecture,
-    data: LabelledImages,
+    data: Dataset,
     train_size: int,
     random_inits: int,
     seed: int,
@@ -114,13 +114,12 @@ def probe_levels(
     Returns:
         ``probe_trained_<level>`` and ``probe_random_<level>`` accuracies.
     """
-    train_x, train_y = data.split("train")
+    train_x, train_y = data.head("train", train_size)
     val_x, val_y = data.split("val")
     tree = data.hierarchy
-    n = min(train_size, len(train_x))
     args = (
-        train_x[:n],
-        tree.all_level_labels(train_y[:n]),
+        train_x,
+        tree.all_level_labels(train_y),
         val_x,
         tree.all_level_labels(val_y),
         tree.level_sizes,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import logging
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -23,9 +22,12 @@ import torch
 from torch import Tensor, nn
 
 from models.data.dataset import stratified_fraction
+from models.data.streaming import StreamedImages
+from models.gan.callbacks import Throughput, TrainerCallback, progress_bar
 from models.gan.config import GanTrainConfig
 from models.gan.networks import Discriminator, GanArchitecture, Generator, build_gan
 from models.gan.objectives import StepBatch, build_objective
+from models.runtime import distributed
 from models.runtime.checkpoint import (
     load_checkpoint,
     restore_rng_state,
@@ -36,19 +38,6 @@ from models.runtime.device import prepare_device
 from models.runtime.tensors import to_model_range
 
 logger = logging.getLogger(__name__)
-
-
-class TrainerCallback:
-    """Hooks the loop calls; the pipeline step implements them to log to MLflow."""
-
-    def on_log(self, step: int, metrics: dict[str, float]) -> None:
-        """Every ``log_every`` steps: losses and images/s."""
-
-    def on_samples(self, step: int, png: bytes) -> None:
-        """Every ``sample_every`` steps and at the end: a fixed-noise sample grid."""
-
-    def on_checkpoint(self, step: int, path: Path) -> None:
-        """After each checkpoint is written."""
 
 
 @dataclass
@@ -65,11 +54,14 @@ class GanResult:
 
 
 class GanTrainer:
-    """Trains a GAN on uint8 images held on the device.
+    """Trains a GAN on uint8 images held on the device, or streamed from shards.
+
+    Under torchrun (``distributed.world_size > 1``) every rank runs this same loop on its slice
+    of each global batch (:mod:`models.runtime.distributed`); rank 0 alone logs and writes.
 
     Args:
         config: the run's configuration.
-        images: ``[N, H, W, C]`` uint8 training images.
+        images: ``[N, H, W, C]`` uint8 training images, or a stream (``StreamedImages``).
         run_dir: where checkpoints and sample grids go.
         data_hash: the dataset's content hash (part of the run's identity).
         labels: ``[N]`` class labels, read only at ``labelled_indices`` (semi-supervised).
@@ -80,7 +72,7 @@ class GanTrainer:
     def __init__(
         self,
         config: GanTrainConfig,
-        images: np.ndarray,
+        images: np.ndarray | StreamedImages,
         run_dir: str | Path,
         data_hash: str = "",
         labels: np.ndarray | None = None,
@@ -88,19 +80,25 @@ class GanTrainer:
         callbacks: Sequence[TrainerCallback] = (),
     ) -> None:
         _check_images(images, config.architecture)
+        self.dist = distributed.current()
         self.config = config
         self.run_dir = Path(run_dir)
         self.run_key = config.run_key(data_hash)
-        self.callbacks = list(callbacks)
+        self.callbacks = list(callbacks) if self.dist.is_main else []  # rank 0 alone logs
         self.device = prepare_device(config.device, config.num_threads)
         on_cuda = self.device.type == "cuda"
         self.bf16 = on_cuda if config.bf16 is None else config.bf16
         self.channels_last = on_cuda if config.channels_last is None else config.channels_last
         self.objective = build_objective(config.mode, config.loss)
 
-        # [N, H, W, C] uint8 -> [N, C, H, W] uint8 on the device, once
-        self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
-        self.images = self.images.contiguous().to(self.device)
+        self.stream = images if isinstance(images, StreamedImages) else None
+        if self.stream is not None:
+            self.stream.start(self.dist.local_batch(config.batch_size), config.seed, self.dist)
+        else:
+            # [N, H, W, C] uint8 -> [N, C, H, W] uint8 on the device, once
+            self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+            self.images = self.images.contiguous().to(self.device)
+        self.num_images = len(images)
         self.labelled_indices: np.ndarray | None = None
         self.labelled_images = self.labelled_labels = None
         if self.objective.needs_labels:
@@ -115,12 +113,18 @@ class GanTrainer:
             self.device
         )
         self.step = 0
-        self._perm = torch.randperm(len(self.images), generator=self.rng, device=self.device)
+        self._perm = torch.randperm(self.num_images, generator=self.rng, device=self.device)
         self._pos = 0
 
     def _hold_labelled(self, labels: np.ndarray | None, indices: np.ndarray | None) -> None:
         """Put the images and labels the objective may use on the device (and nothing more)."""
         cfg = self.config
+        if self.stream is not None:  # a stratified labelled subset, read once into memory
+            self.labelled_images, self.labelled_labels = self.stream.labelled(
+                cfg.label_fraction, self.device
+            )
+            self.labelled_indices = np.arange(len(self.labelled_labels))
+            return
         if labels is None:
             raise ValueError(f"{cfg.mode} mode needs labels")
         if cfg.architecture.num_classes < 1 + int(labels.max()):
@@ -144,23 +148,29 @@ class GanTrainer:
             net.to(self.device)
             if self.channels_last:
                 net.to(memory_format=torch.channels_last)
+            distributed.convert_batchnorm(net)  # global-batch statistics under DDP
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_g, betas=cfg.betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_d, betas=cfg.betas)
-        # The compiled wrappers share parameters with the originals; checkpoints use the originals.
-        self.g_step: nn.Module = torch.compile(self.generator) if cfg.compile else self.generator
-        self.d_step: nn.Module = (
-            torch.compile(self.discriminator) if cfg.compile else self.discriminator
-        )
+        # DDP (averaged gradients), then compile, wrap the originals; checkpoints use the originals
+        g, d = self.dist.wrap(self.generator), self.dist.wrap(self.discriminator)
+        self.g_step: nn.Module = torch.compile(g) if cfg.compile else g
+        self.d_step: nn.Module = torch.compile(d) if cfg.compile else d
 
     # ------------------------------------------------------------------ batches
     def _next_indices(self, batch_size: int) -> Tensor:
         """Epoch-wise shuffled indices; a new permutation when the current one runs out."""
         if self._pos + batch_size > len(self._perm):
-            self._perm = torch.randperm(len(self.images), generator=self.rng, device=self.device)
+            self._perm = torch.randperm(self.num_images, generator=self.rng, device=self.device)
             self._pos = 0
         idx = self._perm[self._pos : self._pos + batch_size]
         self._pos += batch_size
         return idx
+
+    def _real_batch(self, batch_size: int) -> Tensor:
+        """This rank's share of the next global batch of real images, uint8 on the device."""
+        if self.stream is not None:
+            return self.stream.next_batch(self.device, self.step)[0]
+        return self.images[self.dist.shard(self._next_indices(batch_size))]
 
     def _prepare(self, images_u8: Tensor) -> Tensor:
         x = to_model_range(images_u8)
@@ -183,9 +193,10 @@ class GanTrainer:
         its inputs (a CUDA graph can replay it; ``bench/gan_throughput.py``).
         """
         cfg = self.config
-        batch = min(cfg.batch_size, len(self.images))
-        real = self._prepare(self.images[self._next_indices(batch)])
+        batch = min(cfg.batch_size, self.num_images)
+        real = self._prepare(self._real_batch(batch))
         z = torch.randn(batch, cfg.architecture.latent_dim, device=self.device, generator=self.rng)
+        z = self.dist.shard(z)[: len(real)]  # the global batch's noise: as one process draws it
         labelled = labels = None
         if self.labelled_images is not None:
             pick = torch.randint(
@@ -194,6 +205,7 @@ class GanTrainer:
                 device=self.device,
                 generator=self.rng,
             )
+            pick = self.dist.shard(pick)
             labelled, labels = self._prepare(self.labelled_images[pick]), self.labelled_labels[pick]
         return real, z, labelled, labels
 
@@ -248,7 +260,7 @@ class GanTrainer:
         self.step = int(state["step"])
 
     def checkpoint(self) -> Path:
-        """Write the checkpoint now."""
+        """Write the checkpoint now (the loop asks rank 0 only)."""
         path = save_checkpoint(self.state_dict(), self.run_dir)
         for cb in self.callbacks:
             cb.on_checkpoint(self.step, path)
@@ -277,8 +289,8 @@ class GanTrainer:
         cfg = self.config
         resumed_from = self._resume() if resume else 0
         history: list[dict[str, float]] = []
-        bar = _progress(cfg.progress, cfg.steps, self.step)
-        clock = _Throughput(min(cfg.batch_size, len(self.images)))
+        bar = progress_bar(cfg.progress and self.dist.is_main, cfg.steps, self.step)
+        clock = Throughput(min(cfg.batch_size, self.num_images))
         warmup = min(5, max(0, cfg.steps - self.step - 1))  # compile/allocator warm-up is not timed
         while self.step < cfg.steps:
             terms = self.train_step()
@@ -291,9 +303,10 @@ class GanTrainer:
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 self._sync()
                 history.append(self._log(terms, clock.images_per_second(), bar))
-            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+            last = self.step == cfg.steps
+            if self.dist.is_main and (self.step % cfg.checkpoint_every == 0 or last):
                 self.checkpoint()
-            if self.step % cfg.sample_every == 0 or self.step == cfg.steps:
+            if self.dist.is_main and (self.step % cfg.sample_every == 0 or last):
                 self._write_samples()
             if bar is not None:
                 bar.update(1)
@@ -312,7 +325,7 @@ class GanTrainer:
 
     def _resume(self) -> int:
         """Load the run directory's checkpoint of this run, if any; the step it resumes from."""
-        state = load_checkpoint(self.run_dir, self.run_key)
+        state = self.dist.load_on_main(lambda: load_checkpoint(self.run_dir, self.run_key))
         if state is None:
             return 0
         self.load_state_dict(state)
@@ -321,7 +334,8 @@ class GanTrainer:
 
     def _log(self, terms: dict[str, Tensor], img_s: float, bar: Any) -> dict[str, float]:
         """Hand this step's losses and images/s to the callbacks and the progress bar."""
-        metrics = {k: float(v.detach()) for k, v in terms.items()} | {"images_per_s": img_s}
+        metrics = self.dist.mean({k: float(v.detach()) for k, v in terms.items()})  # global batch
+        metrics |= {"images_per_s": img_s}
         for cb in self.callbacks:
             cb.on_log(self.step, metrics)
         if bar is not None:
@@ -331,7 +345,7 @@ class GanTrainer:
         return {"step": float(self.step)} | metrics
 
     def _write_samples(self) -> None:
-        """The fixed-noise grid of this step, on disk and to the callbacks."""
+        """The fixed-noise grid of this step, on disk and to the callbacks (rank 0 only)."""
         png = self.sample_grid()
         samples = self.run_dir / "samples"
         samples.mkdir(parents=True, exist_ok=True)
@@ -357,31 +371,10 @@ def frozen(module: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-class _Throughput:
-    """Images per second over the steps since :meth:`start` (warm-up steps are not counted)."""
-
-    def __init__(self, batch_size: int) -> None:
-        self.batch_size = batch_size
-        self.steps: int | None = None
-        self.started = time.perf_counter()
-
-    def start(self) -> None:
-        """Count from now."""
-        self.steps, self.started = 0, time.perf_counter()
-
-    def tick(self) -> None:
-        """One more timed step (ignored before :meth:`start`)."""
-        if self.steps is not None:
-            self.steps += 1
-
-    def images_per_second(self) -> float:
-        """Timed images over the seconds since :meth:`start`."""
-        elapsed = time.perf_counter() - self.started
-        return (self.steps or 0) * self.batch_size / max(elapsed, 1e-9)
-
-
-def _check_images(images: np.ndarray, arch: GanArchitecture) -> None:
+def _check_images(images: np.ndarray | StreamedImages, arch: GanArchitecture) -> None:
     """Raise naming what is wrong when ``images`` are not uint8 ``[N, H, W, C]`` of ``arch``."""
+    if isinstance(images, StreamedImages):  # decoded to the manifest's shape
+        images = np.zeros((1, *images.image_shape), np.uint8)
     if images.ndim != 4 or images.dtype != np.uint8:
         raise ValueError(f"images must be uint8 [N, H, W, C], got {images.dtype} {images.shape}")
     if images.shape[1:] != (arch.image_size, arch.image_size, arch.channels):
@@ -389,11 +382,3 @@ def _check_images(images: np.ndarray, arch: GanArchitecture) -> None:
             f"images are {images.shape[1:]} but the architecture expects "
             f"{(arch.image_size, arch.image_size, arch.channels)}"
         )
-
-
-def _progress(enabled: bool, total: int, initial: int) -> Any:
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc="GAN", unit="step", mininterval=2.0)

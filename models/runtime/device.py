@@ -32,6 +32,8 @@ def configure_threads(num_threads: int | None = None) -> int:
             num_threads = len(os.sched_getaffinity(0))
         except AttributeError:  # not Linux
             num_threads = os.cpu_count() or 1
+        # data-parallel processes on one machine share its cores (torchrun sets this)
+        num_threads = max(1, num_threads // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     torch.set_num_threads(num_threads)
     return num_threads
 

@@ -249,7 +249,10 @@ class Hierarchy:
         """A readable multi-line drawing of the tree."""
         lines = [f"{self.name} ({' > '.join(self.level_names)})"]
         printed: set[tuple[str, ...]] = set()
-        for leaf_id, path in enumerate(self.paths):
+        # grouped by subtree (node order of first appearance), so siblings print together
+        order = sorted(range(self.num_leaves), key=lambda i: tuple(self.leaf_paths[i]))
+        for leaf_id in order:
+            path = self.paths[leaf_id]
             for level in range(self.depth):
                 key = path[: level + 1]
                 if key in printed:

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.data.dataset import SPLITS, LabelledImages, image_digests
+from models.data.dataset import SPLITS, LabelledImages, SkippedFile, image_digests
+from models.data.sharded import Dataset
 
 Severity = Literal["critical", "warning"]
 
@@ -98,13 +99,12 @@ def summary_table(data: LabelledImages, digests: np.ndarray | None = None) -> pd
     return table
 
 
-def class_count_table(data: LabelledImages) -> pd.DataFrame:
+def class_count_table(data: Dataset) -> pd.DataFrame:
     """Images per (split, leaf class), with the class's share of its split."""
     rows = []
     tree = data.hierarchy
     for split in SPLITS:
-        labels = data.labels[data.splits[split]]
-        counts = np.bincount(labels, minlength=tree.num_leaves)
+        counts = data.class_counts(split)
         for leaf, count in enumerate(counts):
             rows.append(
                 {
@@ -112,21 +112,28 @@ def class_count_table(data: LabelledImages) -> pd.DataFrame:
                     "label": leaf,
                     "label_name": tree.leaves[leaf],
                     "count": int(count),
-                    "share": float(count) / max(1, len(labels)),
+                    "share": float(count) / max(1, int(counts.sum())),
                 }
             )
     return pd.DataFrame(rows)
 
 
 def structural_checks(
-    data: LabelledImages, summary: pd.DataFrame, config: ValidationConfig
+    data: Dataset,
+    summary: pd.DataFrame,
+    config: ValidationConfig,
+    skipped: list[SkippedFile] | None = None,
 ) -> list[CheckOutcome]:
-    """Checks that GX does not express well: duplicates, leakage, tree coverage, skipped files."""
+    """Checks that GX does not express well: duplicates, leakage, tree coverage, skipped files.
+
+    ``skipped`` are the files that could not be used (default: those ingestion skipped; a
+    streamed dataset adds the images that failed to decode while it was read).
+    """
     return [
         *_duplicate_checks(summary, config),
         *_leakage_checks(summary, config),
         *_coverage_checks(data, config),
-        _skipped_files_check(data, config),
+        _skipped_files_check(len(summary), data.skipped if skipped is None else skipped, config),
     ]
 
 
@@ -184,14 +191,14 @@ def _leakage_checks(summary: pd.DataFrame, config: ValidationConfig) -> list[Che
     return out
 
 
-def _coverage_checks(data: LabelledImages, config: ValidationConfig) -> list[CheckOutcome]:
+def _coverage_checks(data: Dataset, config: ValidationConfig) -> list[CheckOutcome]:
     """Tree consistency: every node of every level has training images."""
     tree = data.hierarchy
-    train_labels = data.labels[data.splits["train"]]
+    train_counts = data.class_counts("train")
     out = []
     for level, level_name in enumerate(tree.level_names):
         present = np.bincount(
-            tree.leaf_paths[train_labels, level], minlength=tree.level_sizes[level]
+            tree.leaf_paths[:, level], weights=train_counts, minlength=tree.level_sizes[level]
         )
         missing = [tree.level_nodes[level][i] for i in np.flatnonzero(present == 0)]
         out.append(
@@ -206,17 +213,20 @@ def _coverage_checks(data: LabelledImages, config: ValidationConfig) -> list[Che
     return out
 
 
-def _skipped_files_check(data: LabelledImages, config: ValidationConfig) -> CheckOutcome:
-    """Files that ingestion could not read: listed, and a gate on how many."""
-    n_files = len(data.images) + len(data.skipped)
-    frac = len(data.skipped) / max(1, n_files)
+def _skipped_files_check(
+    n_images: int, skipped: list[SkippedFile], config: ValidationConfig
+) -> CheckOutcome:
+    """Files that could not be read: listed, and a gate on how many."""
+    n_files = n_images + len(skipped)
+    frac = len(skipped) / max(1, n_files)
     return CheckOutcome(
         name="skipped_files",
         success=frac <= config.max_skipped_fraction,
         severity="critical",
-        summary=f"{len(data.skipped)} of {n_files} files skipped at ingestion ({frac:.2%}; "
+        summary=f"{len(skipped)} of {n_files} files skipped ({frac:.2%}; "
         f"bound {config.max_skipped_fraction:.2%})",
-        examples=[{"path": s.path, "reason": s.reason} for s in data.skipped[: config.examples]],
+        # every file by name (up to 1000), for the step's metadata
+        examples=[{"path": s.path, "reason": s.reason} for s in skipped[:1000]],
     )
 
 
@@ -244,6 +254,8 @@ def format_failures(outcomes: list[CheckOutcome], severity: Severity = "critical
     lines = [f"{len(failed)} {severity} data check(s) failed:"]
     for o in failed:
         lines.append(f"  - {o.name}: {o.summary}")
-        for ex in o.examples:
+        for ex in o.examples[:10]:
             lines.append("      e.g. " + ", ".join(f"{k}={v}" for k, v in ex.items()))
+        if len(o.examples) > 10:
+            lines.append(f"      ... and {len(o.examples) - 10} more")
     return "\n".join(lines)

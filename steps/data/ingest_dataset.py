@@ -6,21 +6,27 @@ import logging
 from typing import Annotated
 
 from zenml import log_metadata, step
+from zenml.client import Client
 
-from models.data.dataset import LabelledImages
+from models.data.dataset import SPLITS, LabelledImages
 from models.data.ingest import DatasetConfig, build_dataset
+from models.data.sharded import ShardedDataset, build_sharded_dataset
 from models.reporting.plots import sample_grid_png
 from steps import artifacts, tracking
-from steps.materializers import LabelledImagesMaterializer
+from steps.materializers import LabelledImagesMaterializer, ShardedDatasetMaterializer
 
 logger = logging.getLogger(__name__)
 
 
-@step(output_materializers=LabelledImagesMaterializer)
+@step(output_materializers=[LabelledImagesMaterializer, ShardedDatasetMaterializer])
 def ingest_dataset(
     config: DatasetConfig, source_fingerprint: str = ""
-) -> Annotated[LabelledImages, artifacts.DATASET]:
+) -> Annotated[LabelledImages | ShardedDataset, artifacts.DATASET]:
     """Read images and labels, map them onto the tree, split them, and record the facts.
+
+    With ``storage: shards`` the images are written as shards + a manifest into
+    ``shards.uri`` (default: the artifact store's ``hiergan-shards/`` folder) and the artifact is
+    the manifest: ZenML never moves the images.
 
     Args:
         config: the dataset section of the pipeline config.
@@ -30,14 +36,20 @@ def ingest_dataset(
     Returns:
         The dataset artifact.
     """
-    data = build_dataset(config)
+    if config.storage == "shards":
+        root = config.shards.uri or f"{Client().active_stack.artifact_store.path}/hiergan-shards"
+        data: LabelledImages | ShardedDataset = build_sharded_dataset(
+            config, root, source_fingerprint
+        )
+    else:
+        data = build_dataset(config)
     facts = data.facts()
     logger.info(
         "Ingested %s: %d images %s, splits %s, hash %s, %d files skipped",
         data.name,
-        len(data.images),
+        facts["num_images"],
         data.image_shape,
-        {s: len(i) for s, i in data.splits.items()},
+        {s: facts["splits"][s]["count"] for s in SPLITS},
         data.content_hash[:12],
         len(data.skipped),
     )
@@ -60,12 +72,15 @@ def ingest_dataset(
         }
     )
     tracking.log_metrics(
-        {f"{split}_images": facts["splits"][split]["count"] for split in data.splits}
+        {f"{split}_images": facts["splits"][split]["count"] for split in SPLITS}
         | {"skipped_files": len(data.skipped)}
     )
     tracking.log_json(facts, "dataset/facts.json")
     tracking.log_text(data.hierarchy.describe(), "dataset/tree.txt")
-    images, labels = data.split("train")
+    # a streamed dataset's first 2,000 (shards are written shuffled: a random sample)
+    images, labels = (
+        data.split("train") if isinstance(data, LabelledImages) else data.head("train", 2000)
+    )
     tracking.log_png(
         sample_grid_png(images, labels, data.hierarchy.leaves), "dataset/train_samples.png"
     )

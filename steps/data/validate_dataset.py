@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from zenml import log_metadata, step
 from zenml.types import HTMLString
 
-from models.data.dataset import LabelledImages
+from models.data.sharded import Dataset
 from models.validation import ValidationConfig, format_failures, validate
 from steps import artifacts, tracking
 
@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 @step
 def validate_dataset(
-    dataset: LabelledImages, config: ValidationConfig
+    dataset: Dataset, config: ValidationConfig
 ) -> tuple[
     Annotated[HTMLString, artifacts.DATA_DOCS],
     Annotated[list[dict[str, Any]], artifacts.DATA_CHECKS],
@@ -51,7 +51,14 @@ def validate_dataset(
         "critical_failures": len(failed["critical"]),
         "warning_failures": len(failed["warning"]),
     }
-    log_metadata(metadata={"validation": stats | {"dataset_hash": dataset.content_hash}})
+    # every file that could not be used, by name (a streamed dataset adds undecodable images)
+    skipped = next((o.examples for o in outcomes if o.name == "skipped_files"), [])
+    log_metadata(
+        metadata={
+            "validation": stats | {"dataset_hash": dataset.content_hash},
+            "skipped_files": skipped,
+        }
+    )
     tracking.log_metrics({f"validation_{k}": v for k, v in stats.items()})
     tracking.log_text(html, "validation/data_docs.html")
     tracking.log_json([o.to_dict() for o in outcomes], "validation/checks.json")

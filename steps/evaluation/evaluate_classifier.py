@@ -11,7 +11,7 @@ from zenml.types import HTMLString
 
 from models import evaluation
 from models.classifier.io import TrainedClassifier
-from models.data.dataset import LabelledImages
+from models.data.sharded import Dataset
 from steps import artifacts, tracking
 
 logger = logging.getLogger(__name__)
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 @step
 def evaluate_classifier(
-    classifier: TrainedClassifier, dataset: LabelledImages
+    classifier: TrainedClassifier, dataset: Dataset
 ) -> tuple[
     Annotated[dict[str, Any], artifacts.EVALUATION],
     Annotated[HTMLString, artifacts.EVALUATION_REPORT],

@@ -9,7 +9,7 @@ from PIL import Image
 from zenml import log_metadata, step
 
 from models.classifier.io import TrainedClassifier
-from models.data.dataset import LabelledImages
+from models.data.sharded import Dataset
 from models.ood.evaluate import evaluate_guard
 from steps import artifacts, tracking
 
@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 @step
 def evaluate_ood(
-    classifier: TrainedClassifier, dataset: LabelledImages
+    classifier: TrainedClassifier, dataset: Dataset
 ) -> tuple[
     Annotated[dict[str, Any], artifacts.OOD_EVALUATION],
     Annotated[Image.Image, artifacts.OOD_HISTOGRAM],

@@ -11,7 +11,7 @@ from zenml.types import HTMLString
 
 from models import robustness
 from models.classifier.io import TrainedClassifier
-from models.data.dataset import LabelledImages
+from models.data.sharded import Dataset, ShardedDataset
 from models.robustness.report import robustness_html
 from steps import artifacts, tracking
 
@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 @step
 def evaluate_robustness(
-    classifier: TrainedClassifier, dataset: LabelledImages, config: robustness.RobustnessConfig
+    classifier: TrainedClassifier, dataset: Dataset, config: robustness.RobustnessConfig
 ) -> tuple[
     Annotated[dict[str, Any], artifacts.ROBUSTNESS],
     Annotated[HTMLString, artifacts.ROBUSTNESS_REPORT],
@@ -31,9 +31,13 @@ def evaluate_robustness(
     The numbers carry flat headline keys (``robust_accuracy_fine_pgd_eps0.1``, ...) that the
     robustness gate and the promotion gate read.
     """
-    result = robustness.evaluate_robustness(
-        classifier, *dataset.split("test"), config, *dataset.split("train")
+    # the neighbour pool: the train split, or a streamed dataset's first neighbour_pool images
+    train = (
+        dataset.head("train", config.neighbour_pool)
+        if isinstance(dataset, ShardedDataset)
+        else dataset.split("train")
     )
+    result = robustness.evaluate_robustness(classifier, *dataset.split("test"), config, *train)
     metrics = result.metrics | {"dataset_hash": dataset.content_hash}
     flat = {k: v for k, v in metrics.items() if isinstance(v, float | int)}
     logger.info("Robustness: %s", flat)

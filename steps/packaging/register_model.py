@@ -49,7 +49,7 @@ def register_model(
     if started:  # a stack without an experiment tracker: register into the default store anyway
         mlflow.start_run(run_name=f"register-{context.pipeline_run.name}")
     try:
-        mv = log_classifier_version(classifier, tags)
+        mv, reused = log_classifier_version(classifier, tags)
         if tags.get("ood_auroc") is not None:  # the version's run carries it as a metric too
             mlflow.log_metric("ood_auroc", float(tags["ood_auroc"]))
     finally:
@@ -65,9 +65,15 @@ def register_model(
         "test_accuracy_fine": tags["test_accuracy_fine"],
         "test_ece_fine": tags["test_ece_fine"],
         "ood_auroc": tags.get("ood_auroc"),
+        "model_hash": mv.tags.get("model_hash", ""),
+        "reused_existing_version": reused,
     }
     logger.info(
-        "Registered %s version %s (challenger), bento %s", MODEL_NAME, mv.version, bento_tag
+        "%s %s version %s (challenger), bento %s",
+        "Reused already registered" if reused else "Registered",
+        MODEL_NAME,
+        mv.version,
+        bento_tag,
     )
     log_metadata(metadata={"mlflow_model": record}, infer_model=zenml_model is not None)
     return record

@@ -11,7 +11,7 @@ from zenml.enums import ArtifactType
 
 from models.calibration import calibrate
 from models.classifier.io import TrainedClassifier
-from models.data.dataset import LabelledImages
+from models.data.sharded import Dataset
 from steps import artifacts, tracking
 from steps.materializers import TrainedClassifierMaterializer
 
@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 @step(output_materializers={artifacts.CALIBRATED_CLASSIFIER: TrainedClassifierMaterializer})
 def calibrate_classifier(
-    classifier: TrainedClassifier, dataset: LabelledImages
+    classifier: TrainedClassifier, dataset: Dataset
 ) -> tuple[
     Annotated[
         TrainedClassifier,

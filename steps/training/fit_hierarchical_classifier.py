@@ -8,9 +8,11 @@ from typing import Annotated
 from zenml import ArtifactConfig, log_metadata, step
 from zenml.enums import ArtifactType
 
-from models.classifier import ClassifierConfig, TrainedClassifier, fit_classifier
-from models.data.dataset import LabelledImages
+from models.classifier import ClassifierConfig, TrainedClassifier
+from models.data.sharded import Dataset
 from models.gan.io import TrainedGan
+from models.jobs import fit_classifier_job
+from models.runtime.distributed import DistributedConfig
 from steps import artifacts, tracking
 from steps.materializers import TrainedClassifierMaterializer
 
@@ -19,16 +21,18 @@ logger = logging.getLogger(__name__)
 
 @step(output_materializers=TrainedClassifierMaterializer)
 def fit_hierarchical_classifier(
-    dataset: LabelledImages, gan: TrainedGan, config: ClassifierConfig
+    dataset: Dataset,
+    gan: TrainedGan,
+    config: ClassifierConfig,
+    distributed: DistributedConfig | None = None,
 ) -> Annotated[
     TrainedClassifier, ArtifactConfig(name=artifacts.CLASSIFIER, artifact_type=ArtifactType.MODEL)
 ]:
     """Train on the train split (``label_fraction`` of its labels), watch the val split.
 
-    The test split is not touched here.
+    The test split is not touched here. With ``distributed.world_size > 1`` the fit runs under
+    DDP (torchrun here, or the multi-pod step before this one).
     """
-    train_x, train_y = dataset.split("train")
-    val_x, val_y = dataset.split("val")
     tracking.log_params({f"classifier.{k}": v for k, v in config.model_dump().items()})
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
@@ -36,16 +40,8 @@ def fit_hierarchical_classifier(
             {f"classifier/{k}": v for k, v in metrics.items() if k != "epoch"}, step=epoch
         )
 
-    result = fit_classifier(
-        config,
-        gan.architecture,
-        dataset.hierarchy,
-        train_x,
-        train_y,
-        val_x,
-        val_y,
-        discriminator_state=gan.discriminator_state if config.init == "gan" else None,
-        on_epoch=on_epoch,
+    result = fit_classifier_job(
+        config, gan, dataset, distributed or DistributedConfig(), on_epoch=on_epoch
     )
     info = {
         "dataset_hash": dataset.content_hash,

@@ -10,7 +10,7 @@ from zenml import ArtifactConfig, log_metadata, step
 from zenml.enums import ArtifactType
 
 from models.classifier.io import TrainedClassifier
-from models.data.dataset import LabelledImages
+from models.data.sharded import Dataset, ShardedDataset
 from models.gan.io import TrainedGan
 from models.ood import OodConfig, fit_guard, with_guard
 from models.ood.evaluate import score_histogram_png
@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 @step(output_materializers={artifacts.GUARDED_CLASSIFIER: TrainedClassifierMaterializer})
 def fit_ood_guard(
-    classifier: TrainedClassifier, gan: TrainedGan, dataset: LabelledImages, config: OodConfig
+    classifier: TrainedClassifier, gan: TrainedGan, dataset: Dataset, config: OodConfig
 ) -> tuple[
     Annotated[
         TrainedClassifier,
@@ -36,9 +36,11 @@ def fit_ood_guard(
     The calibrated classifier comes back carrying the guard (saved with it), so packaging, the
     registry and the bento take it along. The test split is not read here.
     """
-    guard, val = fit_guard(
-        classifier, gan.discriminator(), *dataset.split("train"), dataset.split("val")[0], config
-    )
+    if isinstance(dataset, ShardedDataset):  # shards are written shuffled: the head is a sample
+        train = dataset.head("train", config.fit_images)
+    else:
+        train = dataset.split("train")
+    guard, val = fit_guard(classifier, gan.discriminator(), *train, dataset.split("val")[0], config)
     report = {"scorer": guard.scorer, "parts": guard.parts, "threshold": guard.threshold}
     report |= guard.info
     logger.info("OOD guard: %s", report)

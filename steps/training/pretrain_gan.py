@@ -8,10 +8,11 @@ from typing import Annotated
 from zenml import ArtifactConfig, log_metadata, step
 from zenml.enums import ArtifactType
 
-from models.data.dataset import LabelledImages
+from models.data.sharded import Dataset
 from models.gan import PretrainGanConfig, TrainedGan, TrainerCallback
-from models.gan import pretrain_gan as pretrain
 from models.gan.pretrain import probe_table
+from models.jobs import pretrain_gan_job
+from models.runtime.distributed import DistributedConfig
 from steps import artifacts, tracking
 from steps.materializers import TrainedGanMaterializer
 
@@ -32,12 +33,13 @@ class MlflowCallback(TrainerCallback):
 
 @step(output_materializers=TrainedGanMaterializer)
 def pretrain_gan(
-    dataset: LabelledImages, config: PretrainGanConfig
+    dataset: Dataset, config: PretrainGanConfig, distributed: DistributedConfig | None = None
 ) -> Annotated[TrainedGan, ArtifactConfig(name=artifacts.GAN, artifact_type=ArtifactType.MODEL)]:
     """Train the GAN on the train split; probe its features against a random discriminator.
 
     The image size and channels of the architecture follow the dataset; in semi-supervised mode
-    the discriminator gets one logit per leaf class.
+    the discriminator gets one logit per leaf class. With ``distributed.world_size > 1`` the
+    training runs under DDP (torchrun here, or the multi-pod step before this one).
     """
     resolved = config.for_data(dataset.image_shape, dataset.hierarchy.num_leaves)
     tracking.log_params(
@@ -45,7 +47,9 @@ def pretrain_gan(
         | {f"gan.arch.{k}": v for k, v in resolved.architecture.model_dump().items()}
         | {"gan.run_key": resolved.run_key(dataset.content_hash)}
     )
-    gan = pretrain(dataset, config, callbacks=[MlflowCallback()])
+    gan = pretrain_gan_job(
+        dataset, config, distributed or DistributedConfig(), callbacks=[MlflowCallback()]
+    )
     info = gan.info
     tracking.log_metrics({k: v for k, v in info.items() if isinstance(v, float | int)})
     tracking.log_text(probe_table(info, dataset.hierarchy.level_names), "gan/linear_probe.md")

@@ -27,7 +27,10 @@ import pytest
 import yaml
 from moto.server import ThreadedMotoServer
 from packaging.version import Version
-from zenml.integrations.kubernetes.constants import STEP_NAME_ANNOTATION_KEY
+from zenml.integrations.kubernetes.constants import (
+    STEP_NAME_ANNOTATION_KEY,
+    STEP_OPERATOR_ANNOTATION_KEY,
+)
 
 from tests.conftest import REPO
 from tests.k8s_stand_in import KubeStandIn, Submission
@@ -47,6 +50,7 @@ CRON = "0 3 * * 0"
 GPU = "nvidia.com/gpu"
 K8S_VERSION = kubernetes_validate.latest_version()
 TRAIN_STEPS = {
+    "guard_training_run",
     "ingest_dataset",
     "validate_dataset",
     "enforce_data_validation",
@@ -54,6 +58,16 @@ TRAIN_STEPS = {
     "fit_hierarchical_classifier",
     "calibrate_classifier",
     "evaluate_classifier",
+}
+POD_STEPS = ("pretrain_gan_pods", "fit_classifier_pods")
+# Verbs the Role grants that a run that goes well does not use: the clean-up of a failed or
+# stopped run (delete a step's Job and its token Secret, a multi-pod step's Service) and reading
+# a failed pod's log for the error message.
+CLEANUP_ONLY = {
+    ("batch", "jobs", "delete"),
+    ("", "secrets", "delete"),
+    ("", "services", "delete"),
+    ("", "pods/log", "get"),
 }
 
 
@@ -71,7 +85,10 @@ def _k8s_smoke_config(tmp_path: Path) -> Path:
     """train_k8s.yaml with the smoke config's parameters; the DAG is polled every 0.5 s."""
     config = yaml.safe_load((REPO / "pipelines/configs/train_k8s.yaml").read_text())
     smoke = yaml.safe_load((REPO / "pipelines/configs/train_smoke.yaml").read_text())
-    config["parameters"] = smoke["parameters"]
+    # the smoke run's sizes, trained data-parallel on the multi-pod steps as train_k8s.yaml says
+    config["parameters"] = smoke["parameters"] | {
+        "distributed": config["parameters"]["distributed"]
+    }
     config["enable_cache"] = False
     config["settings"]["orchestrator.kubernetes"]["job_monitoring_interval"] = 0.5
     path = tmp_path / "train_k8s_smoke.yaml"
@@ -201,11 +218,26 @@ def test_pipeline_and_schedule_submit_valid_objects(tmp_path: Path, s3_endpoint:
             {k: base[k] for k in ("PATH", "HOME", "LANG") if k in base}
             | _pod_env(container, stand_in)
             | {"ZENML_CONFIG_PATH": str(pod_dir / "zenml"), "KUBECONFIG": str(kubeconfig)}
+            # in-cluster credentials (the step operator's) lead to the stand-in too
+            | {"PYTHONPATH": str(REPO / "tests" / "incluster")}
+            | {"HIERGAN_STAND_IN_KUBECONFIG": str(kubeconfig)}
         )
+        before = len(stand_in.requests)
         assert "ZENML_STORE_PASSWORD" not in pod_env  # the pod has the run's token only
         command = [sys.executable if c == "python" else c for c in container["command"]]
         out = _check(_run(command + container["args"], pod_env, cwd=pod_dir), "orchestrator pod")
         assert "Orchestrator pod finished" in out, out[-3000:]
+
+        # 3b. The multi-pod steps' own pods, run here too: each hands its command to the
+        #     Kubernetes step operator, which submits an indexed Job and a headless Service.
+        for step_name in POD_STEPS:
+            (job,) = [j for j in _step_jobs(stand_in, operator=False) if _step(j) == step_name]
+            name = job["metadata"]["name"]
+            container = stand_in.run_job_pod(NAMESPACE, name, f"{name}-pod")
+            step_env = pod_env | _pod_env(container, stand_in)
+            command = [sys.executable if c == "python" else c for c in container["command"]]
+            _check(_run(command + container["args"], step_env, cwd=pod_dir), f"{step_name} pod")
+        used = {(r.group, r.resource, r.verb) for r in stand_in.requests[before:]}
 
         # 4. The schedule: a CronJob that starts the same orchestrator pod.
         out = _check(_run([*train, "--schedule", CRON], env), "train_pipeline --schedule")
@@ -229,18 +261,21 @@ def test_pipeline_and_schedule_submit_valid_objects(tmp_path: Path, s3_endpoint:
         assert not failures, failures
 
         # What the objects say: GPU placement, CPU sizing, the schedule, no credentials.
-        step_jobs = {
-            j["metadata"]["annotations"][STEP_NAME_ANNOTATION_KEY]: j
-            for j in stand_in.objects("Job")
-            if STEP_NAME_ANNOTATION_KEY in (j["metadata"].get("annotations") or {})
-        }
+        step_jobs = {_step(j): j for j in _step_jobs(stand_in, operator=False)}
+        operator_jobs = {_step(j): j for j in _step_jobs(stand_in, operator=True)}
+        assert set(operator_jobs) == set(POD_STEPS)
+        for job in operator_jobs.values():
+            _check_multi_pod_step(job, stand_in)
         # the pipeline grows: these steps at least, each in its own Job
         assert TRAIN_STEPS <= set(step_jobs), sorted(step_jobs)
         for name, job in step_jobs.items():
             pod = _pod_spec(job)
             res = pod["containers"][0]["resources"]
             assert pod["serviceAccountName"] == "hiergan-pipelines"
-            if name in ("pretrain_gan", "fit_hierarchical_classifier"):
+            assert job["spec"]["template"]["metadata"]["labels"]["hiergan.io/role"] == "pipeline"
+            if name in POD_STEPS:  # this pod only hands the command to the step operator
+                assert GPU not in res.get("limits", {}), name
+            elif name in ("pretrain_gan", "fit_hierarchical_classifier"):
                 assert res["limits"][GPU] == res["requests"][GPU] == "1", name
                 assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
                 assert {"key": GPU, "operator": "Exists", "effect": "NoSchedule"} in pod[
@@ -254,6 +289,63 @@ def test_pipeline_and_schedule_submit_valid_objects(tmp_path: Path, s3_endpoint:
         assert any(v["name"] == "data" for v in _pod_spec(step_jobs["ingest_dataset"])["volumes"])
         cron = stand_in.objects("CronJob")[0]["spec"]
         assert cron["schedule"] == CRON and cron["concurrencyPolicy"] == "Forbid"
+        _check_role(used)
         captured = json.dumps([s.body for s in stand_in.submissions])
         for secret in (S3_KEY_ID, S3_SECRET, MLFLOW_PASSWORD, server.password):
             assert secret not in captured
+
+
+def _step(job: dict[str, Any]) -> str:
+    return (job["metadata"].get("annotations") or {}).get(STEP_NAME_ANNOTATION_KEY, "")
+
+
+def _step_jobs(stand_in: KubeStandIn, operator: bool) -> list[dict[str, Any]]:
+    """The step Jobs of the orchestrator, or those of the step operator (``operator=True``)."""
+    return [
+        j
+        for j in stand_in.objects("Job")
+        if _step(j)
+        and (STEP_OPERATOR_ANNOTATION_KEY in (j["metadata"].get("annotations") or {})) == operator
+    ]
+
+
+def _check_multi_pod_step(job: dict[str, Any], stand_in: KubeStandIn) -> None:
+    """A DDP step: an indexed Job of 2 GPU pods, found by their peers through a headless Service."""
+    name = job["metadata"]["name"]
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed"
+    assert spec["completions"] == spec["parallelism"] == 2
+    assert spec["backoffLimit"] == 0  # a failed rank fails the step
+    pod = spec["template"]["spec"]
+    assert pod["subdomain"] == name  # pod i is <name>-i.<name>.<namespace>.svc
+    (container,) = pod["containers"]
+    assert container["command"][:3] == ["python", "-m", "steps.training.distributed_command"]
+    assert container["resources"]["limits"][GPU] == "1"
+    assert container["image"].endswith("/hiergan-step-cuda:0.1.0")
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["ZENML_KUBERNETES_POD_COUNT"] == "2"
+    assert env["ZENML_KUBERNETES_MAIN_ADDRESS"] == f"{name}-0.{name}.{NAMESPACE}.svc"
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/checkpoints", "/dev/shm"} <= mounts
+    services = {s["metadata"]["name"]: s for s in stand_in.objects("Service")}
+    service = services[name]["spec"]
+    assert service["clusterIP"] == "None"
+    assert service["selector"].items() <= spec["template"]["metadata"]["labels"].items() or (
+        service["selector"].get("job-name") == name
+    )
+
+
+def _check_role(used: set[tuple[str, str, str]]) -> None:
+    """Every request the orchestrator pod made is allowed; nothing allowed is unused."""
+    docs = yaml.safe_load_all((REPO / "infra/k8s/pipelines-rbac.yaml").read_text())
+    role = next(d for d in docs if d and d["kind"] == "Role")
+    granted = {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    print("API requests of the orchestrator pod:", sorted(used))
+    assert used <= granted, f"requests the Role does not allow: {sorted(used - granted)}"
+    assert granted - used <= CLEANUP_ONLY, f"granted but unused: {sorted(granted - used)}"

@@ -35,15 +35,22 @@ def tmp_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def _register(classifier, dataset_config: DatasetConfig, experiment: str) -> str:
+    return _register_reused(classifier, dataset_config, experiment)[0]
+
+
+def _register_reused(
+    classifier, dataset_config: DatasetConfig, experiment: str
+) -> tuple[str, bool]:
     with mlflow.start_run(experiment_id=experiment):
-        mv = registry.log_classifier_version(
+        mv, reused = registry.log_classifier_version(
             classifier,
             {
                 "dataset_config": dataset_config.model_dump(mode="json"),
                 "dataset_hash": classifier.info["dataset_hash"],
+                "zenml_run": "test",
             },
         )
-    return str(mv.version)
+    return str(mv.version), reused
 
 
 def _promote() -> dict:
@@ -72,7 +79,12 @@ def test_promotion_refuses_worse_accepts_better_and_rollback_restores(
     assert str(registry.version_by_alias(registry.CHAMPION).version) == v1  # untouched
     assert str(registry.version_by_alias(registry.CHALLENGER).version) == v2
 
-    v3 = _register(good, config, tmp_registry)  # as good as the champion: passes the drop gate
+    # the same model again is not a new version: the registry reuses v1 (and says so)
+    assert _register_reused(good, config, tmp_registry) == (v1, True)
+    assert str(registry.version_by_alias(registry.CHALLENGER).version) == v1
+    assert len(mlflow.MlflowClient().search_model_versions("name='hiergan'")) == 2
+    better = train_tiny_classifier(data.hierarchy, x, y, epochs=16, info=info)
+    v3 = _register(better, config, tmp_registry)  # as good as the champion: passes the drop gate
     accepted = _promote()
     assert accepted["promote"] and str(registry.version_by_alias(registry.CHAMPION).version) == v3
     assert registry.champion_history() == [v1, v3]
@@ -81,6 +93,7 @@ def test_promotion_refuses_worse_accepts_better_and_rollback_restores(
     assert str(registry.version_by_alias(registry.CHAMPION).version) == v1
     loaded, tags = registry.load_classifier(registry.CHAMPION)
     assert tags["version"] == v1 and loaded.temperatures == good.temperatures
+    assert tags["reregistered_by"] == '["test"]'
     with pytest.raises(registry.RegistryError, match="nothing to roll back to"):
         registry.rollback_champion()
 

@@ -28,6 +28,7 @@ def test_smoke_pipeline_completes_and_stores_artifacts(smoke_run: SmokeRun) -> N
     assert facts["status"] == "completed"
     assert facts["stack"] == "hiergan-local"
     assert set(facts["steps"]) == {
+        "guard_training_run",
         "ingest_dataset",
         "validate_dataset",
         "enforce_data_validation",
