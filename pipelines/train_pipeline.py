@@ -11,7 +11,7 @@ import os
 import sys
 
 import click
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from zenml import Model, pipeline
 
 from models.classifier.config import ClassifierConfig
@@ -40,6 +40,7 @@ from steps import (
     fit_hierarchical_classifier,
     ingest_dataset,
     package_bento,
+    play_triple_game,
     pretrain_gan,
     register_model,
     validate_dataset,
@@ -56,6 +57,7 @@ TRACKED_STEPS = [
     "ingest_dataset",
     "validate_dataset",
     "pretrain_gan",
+    "play_triple_game",
     "fit_hierarchical_classifier",
     "calibrate_classifier",
     "evaluate_classifier",
@@ -76,6 +78,15 @@ class TrainParams(BaseModel):
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     robustness: RobustnessConfig = Field(default_factory=RobustnessConfig)
 
+    @model_validator(mode="after")
+    def _triple_mode_trains_the_classifier_itself(self) -> TrainParams:
+        if self.gan.mode == "triple" and self.classifier.adversarial is not None:
+            raise ValueError(
+                "classifier.adversarial: PGD fine-tuning is not part of gan.mode=triple (the "
+                "game trains the classifier); remove it or use another gan.mode"
+            )
+        return self
+
 
 @pipeline(name="train_pipeline", model=Model(name=MODEL_NAME, description=MODEL_DESCRIPTION))
 def train_pipeline(
@@ -88,18 +99,28 @@ def train_pipeline(
 ) -> None:
     """From raw images to a registered ``challenger``: data, GAN, classifier, checks, bento.
 
-    Ingest and validate the data, pretrain the GAN, fit, calibrate and evaluate the classifier,
-    measure its robustness, then package it as a bento and register it. The validation gate
+    Ingest and validate the data, pretrain the GAN, fit, calibrate and evaluate the classifier
+    (with ``gan.mode: triple``, the Triple-GAN game's classifier C instead), measure its
+    robustness, then package it as a bento and register it. The validation gate
     runs before any training; the test split is read by evaluation only; a model that fails
     the robustness gate is neither packaged nor registered.
     """
     data = ingest_dataset(config=dataset, source_fingerprint=source_fingerprint)
     _, checks = validate_dataset(data, config=validation)
     enforce_data_validation(checks)
-    trained_gan = pretrain_gan(data, config=gan, after="enforce_data_validation")
-    model = fit_hierarchical_classifier(data, trained_gan, config=classifier)
+    if gan.mode == "triple":
+        # Triple-GAN: the game's label generator C is the classifier that goes on
+        trained_gan, model, _ = play_triple_game(
+            data, config=gan, classifier=classifier, after="enforce_data_validation"
+        )
+    else:
+        trained_gan = pretrain_gan(data, config=gan, after="enforce_data_validation")
+        model = fit_hierarchical_classifier(data, trained_gan, config=classifier)
     calibrated, _, _ = calibrate_classifier(model, data)
-    evaluation, _, _ = evaluate_classifier(calibrated, data)
+    if gan.mode == "triple":  # the report shows what G believes each tree node looks like
+        evaluation, _, _ = evaluate_classifier(calibrated, data, gan=trained_gan)
+    else:
+        evaluation, _, _ = evaluate_classifier(calibrated, data)
     robustness_scores, _, _ = evaluate_robustness(calibrated, data, config=robustness)
     enforce_robustness(robustness_scores, config=robustness)
     # only a model that passed the robustness gate is packaged and registered

@@ -13,7 +13,12 @@ from steps.evaluation import enforce_robustness, evaluate_classifier, evaluate_r
 from steps.monitoring import compute_drift_features, gate_drift, report_drift
 from steps.packaging import package_bento, register_model
 from steps.promotion import decide_promotion, evaluate_registered_models, promote_champion
-from steps.training import calibrate_classifier, fit_hierarchical_classifier, pretrain_gan
+from steps.training import (
+    calibrate_classifier,
+    fit_hierarchical_classifier,
+    play_triple_game,
+    pretrain_gan,
+)
 
 __all__ = [
     "calibrate_classifier",
@@ -28,6 +33,7 @@ __all__ = [
     "gate_drift",
     "ingest_dataset",
     "package_bento",
+    "play_triple_game",
     "pretrain_gan",
     "promote_champion",
     "register_model",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,11 @@ class Evaluation:
 
 
 def evaluate_classifier(
-    classifier: TrainedClassifier, images: np.ndarray, labels: np.ndarray, title: str
+    classifier: TrainedClassifier,
+    images: np.ndarray,
+    labels: np.ndarray,
+    title: str,
+    extra_sections: Sequence[tuple[str, str | bytes]] = (),
 ) -> Evaluation:
     """Metrics, pictures and the report of a calibrated classifier on one held-out split.
 
@@ -53,6 +58,8 @@ def evaluate_classifier(
         images: uint8 ``[N, H, W, C]`` of the split that nothing before touched (test).
         labels: ``[N]`` their leaves.
         title: what was evaluated, for the report's heading.
+        extra_sections: more ``(heading, table or PNG)`` sections for the report (e.g. a
+            conditional generator's samples per tree node).
     """
     tree = classifier.tree
     logits = classifier.logits(images)
@@ -96,6 +103,8 @@ def evaluate_classifier(
     html = _report_html(
         title, classifier, global_metrics, greedy_metrics, ece, independent, confusion, reliability
     )
+    if extra_sections:  # the same page, with the extra sections before its end
+        html = html.removesuffix("</body></html>") + _sections_html(extra_sections)
     return Evaluation(metrics, html, confusion, reliability)
 
 
@@ -138,6 +147,12 @@ def _report_html(
             ("Temperatures", str(dict(zip(levels, temperatures, strict=True)))),
         ],
     )
+
+
+def _sections_html(sections: Sequence[tuple[str, str | bytes]]) -> str:
+    """The body of an :func:`html_report` page of ``sections``, closed."""
+    page = html_report("", list(sections))
+    return page[page.index("<h1></h1>") + len("<h1></h1>") :]
 
 
 def split_scores(
