@@ -29,7 +29,9 @@ report = out("evaluate_classifier", "evaluation_report")
 print(json.dumps({
     "status": run.status.value,
     "steps": {name: s.status.value for name, s in run.steps.items()},
-    "samples_viz": [v.type.value for v in out("play_triple_game", "conditional_samples").visualizations],
+    "samples_viz": [
+        v.type.value for v in out("play_triple_game", "conditional_samples").visualizations
+    ],
     "gan_info": out("play_triple_game", "gan").load().info,
     "classifier_info": out("calibrate_classifier", "calibrated_classifier").load().info,
     "report_has_grids": "What the generator draws for each item" in report.load(),

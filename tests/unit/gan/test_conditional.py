@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from models.gan.conditional import (
-    ConditionalGenerator,
     ProjectionDiscriminator,
     TreeEmbedding,
     build_conditional_gan,
@@ -120,7 +119,9 @@ def test_classifier_terms() -> None:
     assert float(p.grad[0, 0]) < float(p.grad[0, 1])  # C moves towards the leaf D calls real
     q = torch.tensor([[0.2, 0.8]])
     assert float(losses.consistency(q, q)) == 0.0
-    assert float(losses.entropy(torch.log(torch.tensor([[1.0, 1e-12]])))) == pytest.approx(0, abs=1e-9)
+    assert float(losses.entropy(torch.log(torch.tensor([[1.0, 1e-12]])))) == pytest.approx(
+        0, abs=1e-9
+    )
     ramp = [losses.sigmoid_ramp(t, 10, 20) for t in (0, 9, 10, 20, 30, 99)]
     assert ramp[0] == ramp[1] == 0.0 and 0 < ramp[2] < ramp[3] < ramp[4] == ramp[5] == 1.0
 
@@ -158,7 +159,9 @@ def test_labelled_subset_fails_before_training_naming_what_is_wrong() -> None:
     with pytest.raises(TripleInputError, match="does not match the labels.*outside the tree"):
         labelled_subset(TREE, np.append(labels, 12), 0.05, seed=0)
     no_bag = labels[labels != TREE.leaf_index("Bag")]
-    with pytest.raises(TripleInputError, match=r"leaf 'Bag' \(Goods/Accessories/Bag\) has no image"):
+    with pytest.raises(
+        TripleInputError, match=r"leaf 'Bag' \(Goods/Accessories/Bag\) has no image"
+    ):
         labelled_subset(TREE, no_bag, 0.05, seed=0)
     without_sandal = np.flatnonzero(labels != TREE.leaf_index("Sandal"))
     with pytest.raises(TripleInputError, match=r"leaves leaf 'Sandal' \(Goods/Shoes/Sandal\)"):

@@ -56,7 +56,13 @@ def classifier_config(**update: object) -> ClassifierConfig:
 def make_game(root: Path, steps: int = 8, callbacks=(), **triple: object) -> TripleGame:
     images, labels = square_images(200)
     return TripleGame(
-        game_config(steps, **triple), classifier_config(), TREE, images, labels, root, "hash",
+        game_config(steps, **triple),
+        classifier_config(),
+        TREE,
+        images,
+        labels,
+        root,
+        "hash",
         callbacks=callbacks,
     )
 
@@ -82,11 +88,23 @@ def test_every_player_learns_and_every_term_is_on(tmp_path: Path) -> None:
     result = game.fit()
     after = _snapshot(game)
     for prefix in ("classifier.", "teacher.", "generator.", "discriminator."):
-        changed = [k for k in before if k.startswith(prefix) and not torch.equal(before[k], after[k])]
+        changed = [
+            k for k in before if k.startswith(prefix) and not torch.equal(before[k], after[k])
+        ]
         assert changed, f"{prefix} did not change"
     last = result.history[-1]
-    for term in ("d_loss", "d_real", "d_gen", "d_c_pairs", "g_loss", "c_labelled",
-                 "c_unlabelled", "c_adversarial", "c_rp", "c_loss"):
+    for term in (
+        "d_loss",
+        "d_real",
+        "d_gen",
+        "d_c_pairs",
+        "g_loss",
+        "c_labelled",
+        "c_unlabelled",
+        "c_adversarial",
+        "c_rp",
+        "c_loss",
+    ):
         assert np.isfinite(last[term]), term
     assert last["c_rp"] > 0  # after rp_start R_P is on
     assert result.steps == 8 and not result.truncated
@@ -145,8 +163,9 @@ def test_game_refuses_bad_input_before_training(tmp_path: Path) -> None:
         TripleGame(game_config(), classifier_config(), TREE, images, None, tmp_path)
     no_shirt = labels != TREE.leaf_index("Shirt")
     with pytest.raises(TripleInputError, match="'Shirt'"):
-        TripleGame(game_config(), classifier_config(), TREE, images[no_shirt], labels[no_shirt],
-                   tmp_path)
+        TripleGame(
+            game_config(), classifier_config(), TREE, images[no_shirt], labels[no_shirt], tmp_path
+        )
     with pytest.raises(ValueError, match="gan.mode=triple"):
         TripleGame(GanTrainConfig(), classifier_config(), TREE, images, labels, tmp_path)
     assert not any(tmp_path.iterdir())  # nothing was written
@@ -156,7 +175,10 @@ def _dataset() -> LabelledImages:
     images, labels = square_images(300)
     idx = np.arange(300)
     return LabelledImages(
-        "squares", images, labels, TREE,
+        "squares",
+        images,
+        labels,
+        TREE,
         {"train": idx[:200], "val": idx[200:260], "test": idx[260:]},
     )
 
