@@ -115,18 +115,18 @@ def run_job(name: str, params: arms.StudyParams, pace: Pace) -> None:
     runs = pace.runs
     if name == "reference":
         row, game = arms.run_classifier_arm(data, params, "reference", 1.0, 0, pace)
-        arms.save_state(runs / "reference.safetensors", game.players.teacher)
+        arms.save_state(arms.weights_dir(runs) / "reference.safetensors", game.players.teacher)
         arms.write_json(runs / "reference.json", row)
         return
     if name == "gan-pretrain":
         trainer, seconds, truncated = arms.pretrain_gan(data, params, pace, None, 0)
-        arms.save_state(runs / "gan-pretrain.safetensors", trainer.discriminator)
+        arms.save_state(arms.weights_dir(runs) / "gan-pretrain.safetensors", trainer.discriminator)
         info = {"steps": trainer.step, "seconds": round(seconds, 1), "truncated": truncated}
         arms.write_json(runs / "gan-pretrain.json", info)
         return
     arm, fraction, seed = parse_job(name)
     if arm == "gan":
-        trunk = arms.load_state(runs / "gan-pretrain.safetensors")
+        trunk = arms.load_state(arms.weights_dir(runs) / "gan-pretrain.safetensors")
         pre = json.loads((runs / "gan-pretrain.json").read_text())
         row, _ = arms.run_classifier_arm(data, params, arm, fraction, seed, pace, trunk)
         row |= {"pretrain_steps": pre["steps"], "pretrain_seconds": pre["seconds"]}

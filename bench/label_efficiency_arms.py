@@ -22,8 +22,10 @@ beside it. A job given a deadline stops training there, evaluates, and says so (
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -165,7 +167,7 @@ def run_classifier_arm(
         data.hierarchy,
         train_x,
         train_y,
-        runs / "checkpoints",
+        weights_dir(runs) / "checkpoints",
         data.content_hash,
         trunk_state=trunk_state,
     )
@@ -269,7 +271,7 @@ def pretrain_gan(
     trainer = GanTrainer(
         config,
         train_x,
-        pace.runs / "checkpoints" / "gan",
+        weights_dir(pace.runs) / "checkpoints" / "gan",
         data.content_hash,
         labels=train_y,
         labelled_indices=labelled,
@@ -308,6 +310,18 @@ def _timed_steps(train_step: Any, owner: Any, device: torch.device) -> float:
     started = time.perf_counter()
     run(PROBE_TO - PROBE_FROM)
     return (PROBE_TO - PROBE_FROM) / max(time.perf_counter() - started, 1e-9)
+
+
+def weights_dir(runs: Path) -> Path:
+    """Where a study's weights and checkpoints go: a temporary folder named after ``runs``.
+
+    Results (JSON, G's samples) stay in ``runs``, which may be sent back from a remote machine;
+    weights would only weigh it down.
+    """
+    digest = hashlib.sha1(str(runs.resolve()).encode()).hexdigest()[:10]
+    path = Path(tempfile.gettempdir()) / f"hiergan-label-efficiency-{digest}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def write_json(path: Path, obj: dict[str, Any]) -> None:

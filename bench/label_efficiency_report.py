@@ -59,7 +59,7 @@ def fidelity(
     results: dict[str, Any], runs: Path, params: arms.StudyParams
 ) -> dict[str, dict[str, float]]:
     """Conditional fidelity per triple job, judged by the reference classifier (if it finished)."""
-    ref_path = runs / "reference.safetensors"
+    ref_path = arms.weights_dir(runs) / "reference.safetensors"
     samples = sorted(runs.glob("*.samples.npz"))
     if not ref_path.exists() or not samples:
         return {}

@@ -38,13 +38,21 @@ class TripleConfig(BaseModel):
     )
     rp_start: int = Field(1000, ge=0, description="R_P warm-up: off before this step")
     rp_ramp: int = Field(1000, ge=0, description="steps of R_P's sigmoid ramp-up")
-    unlabelled: Literal["mean-teacher", "entropy", "none"] = Field(
-        "mean-teacher",
-        description="C's unlabelled-data term: consistency with the EMA teacher under two "
-        "augmentations (Triple-GAN v2), entropy minimisation (v1), or none",
+    unlabelled: Literal["pseudo-label", "mean-teacher", "entropy", "none"] = Field(
+        "pseudo-label",
+        description="C's unlabelled-data term, a consistency with the EMA teacher: its confident "
+        "path on a weak view is C's target on a strong view (FixMatch's split); or mean-teacher "
+        "MSE between two weak views (Triple-GAN v2); or entropy minimisation (v1); or none",
     )
     unlabelled_weight: float = Field(
-        10.0, ge=0, description="its weight after the ramp (mean teacher: on the summed MSE)"
+        1.0, ge=0, description="its weight after the ramp (mean teacher: ~10, on the summed MSE)"
+    )
+    confidence: float = Field(
+        0.9,
+        ge=0,
+        le=1,
+        description="the teacher's leaf probability an unlabelled image needs to be given a "
+        "label (the pseudo-label term, and D's teacher-labelled real pairs)",
     )
     unlabelled_ramp: int = Field(1000, ge=0, description="steps of its sigmoid ramp-up from 0")
     ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA of C's weights (the teacher)")

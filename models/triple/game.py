@@ -45,6 +45,7 @@ from models.runtime.tensors import to_model_range
 from models.tree.hierarchy import Hierarchy
 from models.tree.merge import TreeTensors, merged_log_probs
 from models.triple import losses, rounds
+from models.triple.augment import strong_view
 from models.triple.inputs import labelled_subset
 from models.triple.players import (
     Players,
@@ -168,58 +169,70 @@ class TripleGame:
         g, pl = self.game, self.players
         li = self._pick(len(self.x_l), min(g.labelled_batch, len(self.x_l)))
         x_l, y_l = self._view(self.x_l[li]), self.y_l[li]
+        weak = self._playing() or g.unlabelled in ("mean-teacher", "entropy")
         ui = None
         if g.unlabelled != "none" or self._playing():
             ui = self._pick(len(self.images), g.unlabelled_batch)
-        x_u = self._view(self.images[ui]) if ui is not None else None
+        views = {"labelled": x_l}
+        if ui is not None and weak:  # C's pairs for D, the mean-teacher and entropy terms
+            views["weak"] = self._view(self.images[ui])
+        if ui is not None and g.unlabelled == "pseudo-label":
+            views["strong"] = self._strong(self.images[ui])
         pl.classifier.train()
-        with self._autocast():
-            logits = pl.classifier(x_l if x_u is None else torch.cat([x_l, x_u]))
-        logits = [z.float() for z in logits]
-        n_l = len(x_l)
-        log_p_u = None if x_u is None else merged_log_probs([z[n_l:] for z in logits], self.tt)
-        p_teacher, pseudo = self._teacher(ui)
+        with self._autocast():  # one pass: batch norm sees labelled and unlabelled views together
+            logits = [z.float() for z in pl.classifier(torch.cat(list(views.values())))]
+        parts = dict(zip(views, _split(logits, [len(v) for v in views.values()]), strict=True))
+        log_p_u = merged_log_probs(parts["weak"], self.tt) if "weak" in parts else None
+        teacher_u, pseudo = self._teacher(ui)
         terms: dict[str, Tensor] = {}
         fake = y_g = s_all_u = None
         if self._playing():
-            assert x_u is not None and log_p_u is not None
+            assert log_p_u is not None
             fake, y_g = self._generate()
-            s_all_u = self._adversarial_rounds(x_l, y_l, pseudo, x_u, log_p_u, fake, y_g, terms)
-        c_terms = {
-            "c_labelled": conditional_nll(
-                [z[:n_l] for z in logits], self.tt.leaf_paths[y_l], self.tt, self.weights
+            s_all_u = self._adversarial_rounds(
+                x_l, y_l, pseudo, views["weak"], log_p_u, fake, y_g, terms
             )
+        leaf_paths = self.tt.leaf_paths
+        c_terms = {
+            "c_labelled": conditional_nll(parts["labelled"], leaf_paths[y_l], self.tt, self.weights)
         }
-        if log_p_u is not None:
-            c_terms |= self._unlabelled_terms(log_p_u, p_teacher, s_all_u)
+        c_terms |= self._unlabelled_terms(log_p_u, parts.get("strong", []), teacher_u, s_all_u)
         if fake is not None and y_g is not None and self.game.rp_weight > 0:
             c_terms["c_rp"] = self._rp_term(fake, y_g)
         loss_c = self._classifier_update(c_terms)
         terms |= {k: v.detach() for k, v in c_terms.items()} | {"c_loss": loss_c}
         return terms
 
-    @torch.no_grad()
-    def _teacher(self, ui: Tensor | None) -> tuple[Tensor | None, tuple[Tensor, Tensor] | None]:
-        """The teacher's leaf distribution on its own view of ``x_u``, and D's extra real pairs.
+    def _strong(self, images_u8: Tensor) -> Tensor:
+        x = strong_view(to_model_range(images_u8), self.rng, self.cconfig.hflip)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-        One pass of the EMA teacher serves both: the mean-teacher target and the labels of the
-        teacher-labelled images on D's real side.
+    @torch.no_grad()
+    def _teacher(
+        self, ui: Tensor | None
+    ) -> tuple[Tensor | None, tuple[Tensor, Tensor, Tensor] | None]:
+        """The teacher's leaf log-probabilities on its weak view of ``x_u``; D's extra real pairs.
+
+        One pass of the EMA teacher serves both: the target of the unlabelled term and the
+        teacher-labelled images (with their labels and confidence mask) for D's real side.
         """
         g = self.game
-        wants_mt = g.unlabelled == "mean-teacher" and ui is not None
+        wants_u = g.unlabelled in ("mean-teacher", "pseudo-label") and ui is not None
         wants_p = self._playing() and g.pseudo_real_batch > 0 and self.step >= g.pseudo_real_start
-        if not (wants_mt or wants_p):
+        if not (wants_u or wants_p):
             return None, None
-        views = [self._view(self.images[ui])] if wants_mt else []
+        views = [self._view(self.images[ui])] if wants_u else []
         if wants_p:
             views.append(self._view(self.images[self._pick(len(self.images), g.pseudo_real_batch)]))
         with self._autocast():
             logits = self.players.teacher(torch.cat(views))
         leaf = merged_log_probs([z.float() for z in logits], self.tt)
-        n_mt = len(views[0]) if wants_mt else 0
-        p_teacher = leaf[:n_mt].exp() if wants_mt else None
-        pseudo = (views[-1], leaf[n_mt:].argmax(dim=1)) if wants_p else None
-        return p_teacher, pseudo
+        n_u = len(views[0]) if wants_u else 0
+        pseudo = None
+        if wants_p:
+            conf, labels = leaf[n_u:].max(dim=1)
+            pseudo = (views[-1], labels, (conf.exp() >= g.confidence).float())
+        return (leaf[:n_u] if wants_u else None), pseudo
 
     def _generate(self) -> tuple[Tensor, Tensor]:
         """G's pairs ``(G(z, y_g), y_g)``, leaves uniform over the tree (graph kept for G)."""
@@ -239,7 +252,7 @@ class TripleGame:
         self,
         x_l: Tensor,
         y_l: Tensor,
-        pseudo: tuple[Tensor, Tensor] | None,
+        pseudo: tuple[Tensor, Tensor, Tensor] | None,
         x_u: Tensor,
         log_p_u: Tensor,
         fake: Tensor,
@@ -249,11 +262,9 @@ class TripleGame:
         """D's update(s) then G's; D's scores of every leaf on ``x_u`` for C's term."""
         pl = self.players
         assert pl.discriminator is not None and pl.opt_d is not None and pl.opt_g is not None
-        real = (
-            (x_l, y_l)
-            if pseudo is None
-            else (torch.cat([x_l, pseudo[0]]), torch.cat([y_l, pseudo[1]]))
-        )
+        real = (x_l, y_l, torch.ones(len(x_l), device=self.device))
+        if pseudo is not None:  # teacher-labelled pairs count where the teacher is confident
+            real = tuple(torch.cat([a, b]) for a, b in zip(real, pseudo, strict=True))
         pair = losses.PairLoss(self.config.loss)
         s_all_u, d_terms = rounds.discriminator_round(
             pl.discriminator,
@@ -272,15 +283,27 @@ class TripleGame:
         return s_all_u
 
     def _unlabelled_terms(
-        self, log_p_u: Tensor, p_teacher: Tensor | None, s_all_u: Tensor | None
+        self,
+        log_p_u: Tensor | None,
+        strong_logits: list[Tensor],
+        teacher_u: Tensor | None,
+        s_all_u: Tensor | None,
     ) -> dict[str, Tensor]:
-        """C's unlabelled-data term and its adversarial term (both on ``x_u``)."""
+        """C's unlabelled-data term and its adversarial term."""
         out: dict[str, Tensor] = {}
-        if self.game.unlabelled == "mean-teacher" and p_teacher is not None:
-            out["c_unlabelled"] = losses.consistency(log_p_u.exp(), p_teacher)
-        elif self.game.unlabelled == "entropy":
+        kind = self.game.unlabelled
+        if kind == "pseudo-label" and teacher_u is not None and strong_logits:
+            conf, leaf = teacher_u.max(dim=1)
+            mask = (conf.exp() >= self.game.confidence).float()
+            out["c_unlabelled"] = losses.masked_path_nll(
+                strong_logits, self.tt.leaf_paths[leaf], mask, self.tt, self.weights
+            )
+            out["c_confident_share"] = mask.mean()
+        elif kind == "mean-teacher" and teacher_u is not None and log_p_u is not None:
+            out["c_unlabelled"] = losses.consistency(log_p_u.exp(), teacher_u.exp())
+        elif kind == "entropy" and log_p_u is not None:
             out["c_unlabelled"] = losses.entropy(log_p_u)
-        if s_all_u is not None and self.game.adversarial_weight > 0:
+        if s_all_u is not None and log_p_u is not None and self.game.adversarial_weight > 0:
             pair = losses.PairLoss(self.config.loss)
             out["c_adversarial"] = losses.classifier_adversarial(pair, log_p_u.exp(), s_all_u)
         return out
@@ -307,7 +330,7 @@ class TripleGame:
             * self._ramp(g.adversarial_start, g.adversarial_ramp),
             "c_rp": g.rp_weight * self._ramp(g.rp_start, g.rp_ramp),
         }
-        loss = sum(scale[k] * v for k, v in terms.items())
+        loss = sum(scale[k] * v for k, v in terms.items() if k in scale)  # others are logged only
         assert isinstance(loss, Tensor)
         total, t = self.config.steps, self.step
         warm = min(1.0, (t + 1) / g.lr_warmup) if g.lr_warmup else 1.0
@@ -389,3 +412,9 @@ class TripleGame:
         self.load_state_dict(state)
         logger.info("Resuming triple game %s at step %d", self.run_key, self.step)
         return self.step
+
+
+def _split(logits: list[Tensor], sizes: list[int]) -> list[list[Tensor]]:
+    """Per-level logits of one concatenated batch, cut back into its parts."""
+    per_level = [z.split(sizes) for z in logits]
+    return [[chunks[i] for chunks in per_level] for i in range(len(sizes))]

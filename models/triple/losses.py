@@ -21,6 +21,8 @@ import math
 import torch.nn.functional as F
 from torch import Tensor
 
+from models.tree.merge import TreeTensors, conditional_log_probs
+
 
 class PairLoss:
     """``real``/``fake``/``gen`` terms of the hinge or BCE GAN loss on pair scores."""
@@ -30,9 +32,12 @@ class PairLoss:
             raise ValueError(f"gan.loss must be 'hinge' or 'bce' in triple mode, got {kind!r}")
         self.kind = kind
 
-    def real(self, s: Tensor) -> Tensor:
-        """D's loss on pairs it should call real (mean)."""
-        return F.relu(1.0 - s).mean() if self.kind == "hinge" else F.softplus(-s).mean()
+    def real(self, s: Tensor, weights: Tensor | None = None) -> Tensor:
+        """D's loss on pairs it should call real (mean, or weighted mean)."""
+        loss = F.relu(1.0 - s) if self.kind == "hinge" else F.softplus(-s)
+        if weights is None:
+            return loss.mean()
+        return (weights * loss).sum() / weights.sum().clamp_min(1.0)
 
     def fake(self, s: Tensor) -> Tensor:
         """D's loss on pairs it should call fake, element-wise (callers weight and average)."""
@@ -44,7 +49,13 @@ class PairLoss:
 
 
 def discriminator_loss(
-    pair: PairLoss, s_real: Tensor, s_gen: Tensor, s_all_u: Tensor, p_c: Tensor, alpha: float
+    pair: PairLoss,
+    s_real: Tensor,
+    s_gen: Tensor,
+    s_all_u: Tensor,
+    p_c: Tensor,
+    alpha: float,
+    real_weights: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """D's loss and its terms.
 
@@ -55,8 +66,9 @@ def discriminator_loss(
         s_all_u: ``[B_u, n_leaves]`` scores of each unlabelled image with every leaf.
         p_c: ``[B_u, n_leaves]`` C's leaf distribution on those images (no gradient).
         alpha: weight of C's pairs; G's pairs get ``1 - alpha``.
+        real_weights: ``[B_r]`` weight of each real pair (None: all 1).
     """
-    real = pair.real(s_real)
+    real = pair.real(s_real, real_weights)
     fake_g = pair.fake(s_gen).mean()
     fake_c = (p_c.detach() * pair.fake(s_all_u)).sum(dim=1).mean()
     loss = real + (1.0 - alpha) * fake_g + alpha * fake_c
@@ -71,6 +83,21 @@ def discriminator_loss(
 def classifier_adversarial(pair: PairLoss, p_c: Tensor, s_all_u: Tensor) -> Tensor:
     """C's adversarial term: ``E_x sum_y p_c(y|x) gen(D(x, y))``; D's scores are constants."""
     return (p_c * pair.gen(s_all_u.detach())).sum(dim=1).mean()
+
+
+def masked_path_nll(
+    logits: list[Tensor], level_labels: Tensor, mask: Tensor, tt: TreeTensors, weights: list[float]
+) -> Tensor:
+    """Hierarchical cross-entropy towards ``level_labels`` on the rows ``mask`` keeps.
+
+    Averaged over all rows (FixMatch's normalisation: fewer confident rows, a smaller term).
+    """
+    cond = conditional_log_probs(logits, tt)
+    nll = sum(
+        -w * c.gather(1, level_labels[:, lv : lv + 1]).squeeze(1)
+        for lv, (c, w) in enumerate(zip(cond, weights, strict=True))
+    )
+    return (mask * nll).mean()
 
 
 def consistency(p_student: Tensor, p_teacher: Tensor) -> Tensor:

@@ -21,7 +21,7 @@ def discriminator_round(
     d: ProjectionDiscriminator,
     opt_d: torch.optim.Optimizer,
     pair: losses.PairLoss,
-    real: tuple[Tensor, Tensor],
+    real: tuple[Tensor, Tensor, Tensor],
     gen: tuple[Tensor, Tensor],
     x_u: Tensor,
     p_c: Tensor,
@@ -35,7 +35,7 @@ def discriminator_round(
         d: the projection discriminator.
         opt_d: its optimiser.
         pair: the GAN loss.
-        real: ``(images, leaves)`` D should call real.
+        real: ``(images, leaves, weights)`` D should call real (a weight 0 leaves a pair out).
         gen: ``(G's images, their leaves)``; the images are detached here.
         x_u: unlabelled images, scored with every leaf (C's pairs).
         p_c: ``[B_u, n_leaves]`` C's leaf distribution on ``x_u``.
@@ -43,7 +43,7 @@ def discriminator_round(
         steps: D updates on these batches.
         autocast: the precision context of the forward passes.
     """
-    (x_real, y_real), (fake, y_g) = real, gen
+    (x_real, y_real, w_real), (fake, y_g) = real, gen
     n_r, n_g = len(x_real), len(fake)
     leaves = torch.cat([y_real, y_g])
     p_c = p_c.detach()
@@ -58,7 +58,7 @@ def discriminator_round(
         s_pairs = psi[: n_r + n_g] + (table[leaves] * phi[: n_r + n_g]).sum(dim=1)
         s_all_u = psi[n_r + n_g :, None] + phi[n_r + n_g :] @ table.t()
         loss, terms = losses.discriminator_loss(
-            pair, s_pairs[:n_r], s_pairs[n_r:], s_all_u, p_c, alpha
+            pair, s_pairs[:n_r], s_pairs[n_r:], s_all_u, p_c, alpha, w_real
         )
         opt_d.zero_grad(set_to_none=True)
         loss.backward()

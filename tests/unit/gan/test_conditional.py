@@ -188,3 +188,37 @@ def test_merge_weight_is_kept_only_when_it_helps() -> None:
     weight, scores = fit_merge_weight(noisy_c, sharp_d, labels)
     assert weight > 0 and scores[weight] > scores[0.0]
     assert fit_merge_weight(sharp_d, useless_d, labels)[0] == 0.0
+
+
+def test_strong_view_shifts_cuts_and_changes_contrast() -> None:
+    from models.triple.augment import strong_view
+
+    x = torch.full((64, 1, 28, 28), 0.8)
+    gen = torch.Generator().manual_seed(0)
+    out = strong_view(x, gen, hflip=True, max_shift=4, cutout=10, contrast=0.4)
+    assert out.shape == x.shape and out.min() >= -1 and out.max() <= 1
+    background = (out == -1.0).flatten(1).sum(1)
+    assert (background > 0).all()  # every image lost a border strip or a square
+    levels = out.amax(dim=(1, 2, 3))
+    assert levels.std() > 0.01  # contrast differs between images
+    again = strong_view(x, torch.Generator().manual_seed(0), True, 4, 10, 0.4)
+    assert torch.equal(out, again)  # seeded
+
+
+def test_pseudo_label_term_counts_only_confident_rows() -> None:
+    from models.tree.merge import TreeTensors
+
+    tt = TreeTensors(TREE)
+    logits = [torch.zeros(4, n) for n in TREE.level_sizes]
+    targets = torch.as_tensor(TREE.leaf_paths[[0, 1, 2, 3]])
+    full = losses.masked_path_nll(logits, targets, torch.ones(4), tt, [1.0, 1.0, 1.0])
+    half = losses.masked_path_nll(logits, targets, torch.tensor([1.0, 1, 0, 0]), tt, [1.0] * 3)
+    none = losses.masked_path_nll(logits, targets, torch.zeros(4), tt, [1.0] * 3)
+    assert float(none) == 0.0 and 0 < float(half) < float(full)
+
+
+def test_real_pairs_with_weight_zero_do_not_count() -> None:
+    pair = losses.PairLoss("hinge")
+    s = torch.tensor([2.0, -3.0])
+    assert float(pair.real(s, torch.tensor([1.0, 0.0]))) == 0.0
+    assert float(pair.real(s, torch.tensor([1.0, 1.0]))) == pytest.approx(2.0)
