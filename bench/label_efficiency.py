@@ -1,207 +1,263 @@
-"""Label-efficiency study: does GAN pretraining pay when labels are scarce?
+"""Label-efficiency study: does a generative model make the classifier better when labels are few?
 
-For each label fraction (1 %, 10 %, 100 % by default) the same hierarchical classifier (same
-architecture, same number of optimiser steps) is trained from a GAN-pretrained trunk and from a
-randomly initialised one, and scored on the test split (fine = leaf accuracy, coarse = top-level
-accuracy). Where the config asks for it, a semi-supervised GAN that sees only the same labelled
-subset is a third arm. Everything else comes from the config's ``parameters`` (the same sections
-as the train pipeline), so the study measures the product's own settings.
+Eight arms (``bench/label_efficiency_arms.py``: scratch, scratch-ssl, gan, gan-semi,
+gan-semi-head, triple, triple-no-rp, triple-flat) train the same hierarchical classifier for the
+same number of optimiser steps at each label fraction and seed of the config, and are scored on
+the test split; the triple arms' generators are scored by a classifier trained on all labels
+(conditional fidelity per level). Jobs run as parallel processes (``--jobs``), each writing its
+result as soon as it finishes; a global ``--budget-seconds`` stops whatever still runs (jobs stop
+training at the deadline and say so), and the summary is built from whatever finished.
 
     python bench/label_efficiency.py --quick
-    python bench/label_efficiency.py --config pipelines/configs/label_efficiency.yaml
+    python bench/label_efficiency.py --config pipelines/configs/label_efficiency_cpu.yaml
+    python bench/label_efficiency.py --device cuda --jobs 12 --budget-seconds 230 --out $OUT
 
-The last line printed is one JSON object with the headline figures.
+Results: ``<out>/label_efficiency.md`` and ``.json`` (``<out>`` = ``--out``, else ``$OUT``, else
+``bench/results``; ``--quick`` writes ``label_efficiency_quick.*`` to a temporary folder);
+per-job results in ``<runs>`` (``--runs``, default ``<out>/label_efficiency_runs``). The last line
+printed is one JSON object with the headline.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.classifier.config import ClassifierConfig
-from models.classifier.io import TrainedClassifier
-from models.classifier.training import fit_classifier
-from models.data.dataset import LabelledImages, stratified_fraction
-from models.data.ingest import DatasetConfig, build_dataset
-from models.evaluation.metrics import hierarchical_metrics
-from models.gan.config import GanTrainConfig
-from models.gan.training import GanTrainer
+import torch  # noqa: E402
+
+from bench import label_efficiency_arms as arms  # noqa: E402
+from bench import label_efficiency_report as report  # noqa: E402
+from bench.label_efficiency_pace import COST, Pace  # noqa: E402
+from models.data.ingest import build_dataset  # noqa: E402
+
+SUMMARY_RESERVE_S = 15.0  # seconds kept at the end of the budget for the summary
+EVAL_RESERVE_S = 15.0  # seconds a job keeps after its training deadline to evaluate and write
+MIN_START_S = 20.0  # no job starts with less than this left before the training deadline
 
 
-class StudyConfig(BaseModel):
-    """``study:`` section: which fractions, arms and seeds."""
+def load_params(path: str, quick: bool, device: str) -> arms.StudyParams:
+    """The study's config; ``--quick`` shrinks data, networks and steps (same code path)."""
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    params = arms.StudyParams.model_validate(raw.get("parameters", {}))
+    params.triple = params.triple.model_copy(update={"device": device})
+    if quick:
+        params.dataset.subsample = {"train": 2000, "val": 300, "test": 1000}
+        small = {"latent_dim": 16, "g_width": 16, "d_width": 16}
+        for key in ("gan", "triple"):
+            cfg = getattr(params, key)
+            arch = cfg.architecture.model_copy(update=small)
+            setattr(params, key, cfg.model_copy(update={"architecture": arch, "steps": 30}))
+        params.classifier = params.classifier.model_copy(update={"hidden": 32})
+        params.study = params.study.model_copy(
+            update={
+                "steps": 30,
+                "reference_steps": 30,
+                "seeds": {0.05: [0], 0.2: [0]},
+                "samples_per_leaf": 10,
+            }
+        )
+    return params
 
-    model_config = ConfigDict(extra="forbid")
 
-    fractions: list[float] = Field(default_factory=lambda: [0.01, 0.1, 1.0])
-    arms: list[str] = Field(default_factory=lambda: ["scratch", "gan"], description="+ gan-semi")
-    seeds: list[int] = Field(default_factory=lambda: [0])
-    semi_fractions: list[float] | None = Field(None, description="gan-semi only at these")
-    checkpoint_root: str = "checkpoints"
-
-
-class StudyParams(BaseModel):
-    """The config file's ``parameters``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
-    gan: GanTrainConfig = Field(default_factory=GanTrainConfig)
-    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
-    study: StudyConfig = Field(default_factory=StudyConfig)
+def plan(params: arms.StudyParams) -> list[dict[str, Any]]:
+    """Every job, heaviest first (the order they start in), with what each waits for."""
+    chosen = set(params.study.arms)
+    jobs: list[dict[str, Any]] = [{"name": "reference", "after": []}]  # it judges G's samples
+    if "gan" in chosen:
+        jobs.append({"name": "gan-pretrain", "after": []})
+    order = ["triple", "triple-flat", "triple-no-rp", "gan-semi", "scratch-ssl", "scratch", "gan"]
+    for arm in order:
+        if arm not in chosen and not (arm == "gan-semi" and "gan-semi-head" in chosen):
+            continue
+        for fraction, seeds in sorted(params.study.seeds.items()):
+            for seed in seeds:
+                after = ["gan-pretrain"] if arm == "gan" else []
+                jobs.append({"name": job_name(arm, fraction, seed), "after": after})
+    return jobs
 
 
-def pretrain(
-    data: LabelledImages, config: GanTrainConfig, root: str, labelled: np.ndarray | None = None
-):
-    """Train (or resume/reuse, by run key) a GAN on the train split."""
-    x, y = data.split("train")
-    if labelled is not None:
-        config = config.model_copy(update={"mode": "semi-supervised"})
-    config = config.for_data(data.image_shape, data.hierarchy.num_leaves)
-    # the labelled subset is part of what the semi-supervised run is: it goes into the run key
-    data_key = data.content_hash
-    if labelled is not None:
-        data_key += "-labelled-" + hashlib.sha256(labelled.tobytes()).hexdigest()[:12]
-    # same key as the train pipeline's pretrain_gan for the same settings: its run is reused
-    run_dir = Path(root) / config.run_key(data_key)
-    trainer = GanTrainer(config, x, run_dir, data_key, labels=y, labelled_indices=labelled)
-    result = trainer.fit(resume=True)
-    return config.architecture, {
-        k: v.detach().cpu() for k, v in result.discriminator.state_dict().items()
-    }
+def job_name(arm: str, fraction: float, seed: int) -> str:
+    """``triple-0.01-s0``."""
+    return f"{arm}-{fraction:g}-s{seed}"
+
+
+def parse_job(name: str) -> tuple[str, float, int]:
+    """Inverse of :func:`job_name`."""
+    arm, fraction, seed = name.rsplit("-", 2)
+    return arm, float(fraction), int(seed[1:])
+
+
+def job_cost(name: str, params: arms.StudyParams) -> float:
+    """A job's work at the configured steps, in triple steps (:data:`pace.COST`)."""
+    s = params.study
+    if name == "reference":
+        return COST["reference"] * s.reference_steps
+    if name == "gan-pretrain":
+        return COST["gan-step"] * params.gan.steps
+    arm = parse_job(name)[0]
+    extra = COST["gan-step"] * params.gan.steps if arm == "gan-semi" else 0.0
+    return COST[arm] * s.steps + extra
+
+
+def run_job(name: str, params: arms.StudyParams, pace: Pace) -> None:
+    """Run one job in this process and write its result(s) to ``pace.runs``."""
+    data = build_dataset(params.dataset)
+    runs = pace.runs
+    if name == "reference":
+        row, game = arms.run_classifier_arm(data, params, "reference", 1.0, 0, pace)
+        arms.save_state(arms.weights_dir(runs) / "reference.safetensors", game.players.teacher)
+        arms.write_json(runs / "reference.json", row)
+        return
+    if name == "gan-pretrain":
+        trainer, seconds, truncated = arms.pretrain_gan(data, params, pace, None, 0)
+        arms.save_state(arms.weights_dir(runs) / "gan-pretrain.safetensors", trainer.discriminator)
+        info = {"steps": trainer.step, "seconds": round(seconds, 1), "truncated": truncated}
+        arms.write_json(runs / "gan-pretrain.json", info)
+        return
+    arm, fraction, seed = parse_job(name)
+    if arm == "gan":
+        trunk = arms.load_state(arms.weights_dir(runs) / "gan-pretrain.safetensors")
+        pre = json.loads((runs / "gan-pretrain.json").read_text())
+        row, _ = arms.run_classifier_arm(data, params, arm, fraction, seed, pace, trunk)
+        row |= {"pretrain_steps": pre["steps"], "pretrain_seconds": pre["seconds"]}
+        row["seconds"] = round(row["seconds"] + pre["seconds"], 1)
+    elif arm == "gan-semi":
+        row = _gan_semi(data, params, fraction, seed, pace)
+    else:
+        row, game = arms.run_classifier_arm(data, params, arm, fraction, seed, pace)
+        if arm.startswith("triple"):
+            row |= arms.run_triple_extras(data, game, params, name, runs)
+    arms.write_json(runs / f"{name}.json", row)
+
+
+def _gan_semi(
+    data: Any, params: arms.StudyParams, fraction: float, seed: int, pace: Pace
+) -> dict[str, Any]:
+    """The semi-supervised GAN on this subset; C fine-tuned from it, and its own head."""
+    labelled = arms.labelled_indices(data, fraction, seed)
+    trainer, gan_seconds, gan_cut = arms.pretrain_gan(data, params, pace, labelled, seed)
+    d = trainer.discriminator
+    trunk = {k: v.detach().cpu() for k, v in d.state_dict().items()}
+    row, game = arms.run_classifier_arm(data, params, "gan-semi", fraction, seed, pace, trunk)
+    test_x, test_y = data.split("test")
+    head = arms.batched_logits(d, test_x, lambda net, x: net(x), trainer.device)
+    head_scores = arms.scores(head.log_softmax(1), test_y, data)
+    from models.tree.merge import TreeTensors
+
+    merged = arms.merge_discriminator(
+        data,
+        game.players.teacher,
+        lambda x: arms.batched_logits(d, x, lambda net, t: net(t), trainer.device),
+        TreeTensors(data.hierarchy, game.device),
+    )
+    return (
+        row
+        | merged
+        | {
+            "pretrain_steps": trainer.step,
+            "pretrain_seconds": round(gan_seconds, 1),
+            "seconds": round(row["seconds"] + gan_seconds, 1),
+            "truncated": row["truncated"] or gan_cut,
+            "head": {**head_scores, "steps": trainer.step, "seconds": round(gan_seconds, 1)},
+        }
+    )
+
+
+def schedule(
+    jobs: list[dict[str, Any]], argv_base: list[str], runs: Path, n_jobs: int, deadline: float
+) -> dict[str, str]:  # long because the loop reads best in one piece
+    """Run jobs as up to ``n_jobs`` processes, dependencies first; their end states."""
+    pending, running, state = list(jobs), {}, {}
+    logs = runs / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    while pending or running:
+        for name, proc in list(running.items()):
+            if proc.poll() is not None:
+                state[name] = "done" if proc.returncode == 0 else f"failed ({proc.returncode})"
+                del running[name]
+        if time.time() > deadline + EVAL_RESERVE_S:
+            for name, proc in running.items():
+                proc.kill()
+                state[name] = "killed at the budget"
+            state |= {job["name"]: "not started (budget)" for job in pending}
+            break
+        for job in list(pending):
+            if len(running) >= n_jobs:
+                break
+            blocked = [a for a in job["after"] if state.get(a) != "done"]
+            if any(a in state for a in blocked):  # a prerequisite failed
+                state[job["name"]] = f"skipped ({blocked[0]} {state[blocked[0]]})"
+                pending.remove(job)
+            elif not blocked and time.time() < deadline - MIN_START_S:
+                log = (logs / f"{job['name']}.log").open("w")
+                cmd = [*argv_base, "--job", job["name"]]
+                running[job["name"]] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+                pending.remove(job)
+        time.sleep(0.5)
+    return state
 
 
 def main() -> None:
-    """Run the study and print the JSON summary last."""
+    """Plan, run (inline or as processes), then summarise; the JSON headline last."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="pipelines/configs/label_efficiency.yaml")
-    parser.add_argument(
-        "--quick", action="store_true", help="small data, few steps (same code path)"
-    )
-    parser.add_argument("--out", default="bench/results")
+    parser.add_argument("--quick", action="store_true", help="small data and steps, same path")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    parser.add_argument("--jobs", type=int, default=1, help="parallel processes (1: inline)")
+    parser.add_argument("--budget-seconds", type=float, default=None, help="wall-clock budget")
+    parser.add_argument("--out", default=None, help="default: $OUT, else bench/results")
+    parser.add_argument("--runs", default=None, help="per-job results; default <out>/..._runs")
+    parser.add_argument("--only", nargs="*", default=None, help="run only these job names")
+    parser.add_argument("--summarise-only", action="store_true")
+    parser.add_argument("--job", help=argparse.SUPPRESS)
+    parser.add_argument("--pace", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    raw = yaml.safe_load(Path(args.config).read_text()) or {}
-    params = StudyParams.model_validate(raw.get("parameters", {}))
-    if args.quick:
-        params.dataset.subsample = {"train": 2000, "val": 200, "test": 1000}
-        params.gan = params.gan.model_copy(update={"steps": 60, "progress": False})
-        params.classifier = params.classifier.model_copy(update={"epochs": 2})
-        params.study.fractions = [0.05, 1.0]
-        params.study.semi_fractions = [0.05]
-        params.study.checkpoint_root = "/tmp/hiergan-label-efficiency-quick"
-
-    started = time.perf_counter()
-    data = build_dataset(params.dataset)
-    tree = data.hierarchy
-    train_x, train_y = data.split("train")
-    test_x, test_y = data.split("test")
-    arch, gan_state = pretrain(data, params.gan, params.study.checkpoint_root)
-    full_steps = params.classifier.epochs * max(1, len(train_y) // params.classifier.batch_size)
-    rows: list[dict[str, Any]] = []
-    for seed in params.study.seeds:
-        for fraction in params.study.fractions:
-            labelled = stratified_fraction(train_y, fraction, seed)
-            for arm in params.study.arms:
-                semi_at = params.study.semi_fractions
-                if arm == "gan-semi" and semi_at is not None and fraction not in semi_at:
-                    continue
-                init_state, arm_arch = gan_state, arch
-                if arm == "gan-semi":
-                    arm_arch, init_state = pretrain(
-                        data, params.gan, params.study.checkpoint_root, labelled
-                    )
-                cfg = params.classifier.model_copy(
-                    update={
-                        "init": "scratch" if arm == "scratch" else "gan",
-                        "label_fraction": fraction,
-                        "seed": seed,
-                        "min_steps": full_steps,  # the same optimiser budget at every fraction
-                    }
-                )
-                t0 = time.perf_counter()
-                fit = fit_classifier(
-                    cfg,
-                    arm_arch.model_copy(update={"num_classes": 0}),
-                    tree,
-                    train_x,
-                    train_y,
-                    discriminator_state=None if arm == "scratch" else init_state,
-                )
-                model = TrainedClassifier.from_model(fit.model, cfg, tree, {})
-                m = hierarchical_metrics(
-                    model.predict_proba(test_x, calibrated=False), test_y, tree
-                )
-                row = {
-                    "seed": seed,
-                    "fraction": fraction,
-                    "labelled": int(len(labelled)),
-                    "arm": arm,
-                    "fine": round(m["accuracy_fine"], 4),
-                    "coarse": round(m[f"accuracy_{tree.level_names[0]}"], 4),
-                    "steps": len(fit.history)
-                    * max(1, len(labelled) // min(cfg.batch_size, len(labelled))),
-                    "seconds": round(time.perf_counter() - t0, 1),
-                }
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-
-    def mean(arm: str, fraction: float, key: str) -> float:
-        vals = [r[key] for r in rows if r["arm"] == arm and r["fraction"] == fraction]
-        return float(np.mean(vals)) if vals else float("nan")
-
-    lo = min(params.study.fractions)
-    summary = {
-        "fractions": params.study.fractions,
-        "seeds": params.study.seeds,
-        **{
-            f"{arm}_fine_{f:g}": round(mean(arm, f, "fine"), 4)
-            for arm in params.study.arms
-            for f in params.study.fractions
-            if not np.isnan(mean(arm, f, "fine"))
-        },
-        "gain_at_lowest_fraction": round(mean("gan", lo, "fine") - mean("scratch", lo, "fine"), 4),
-        "seconds": round(time.perf_counter() - started, 1),
-        "test_images": int(len(test_y)),
-        "quick": args.quick,
-    }
-    if "gan-semi" in params.study.arms:
-        summary["semi_gain_at_lowest_fraction"] = round(
-            mean("gan-semi", lo, "fine") - mean("scratch", lo, "fine"), 4
-        )
-    if not args.quick:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        lines = [
-            "# Label efficiency: GAN-pretrained vs from scratch\n",
-            f"Machine: {platform.machine() + ' CPU, ' + str(os.cpu_count()) + ' cores'}; command: "
-            f"`python bench/label_efficiency.py {' '.join(sys.argv[1:])}`; "
-            f"seeds {params.study.seeds}; test split ({len(test_y)} images); every arm trains "
-            f"{full_steps} optimiser steps with the same architecture.\n",
-            "| labels | arm | fine accuracy | coarse accuracy |",
-            "|---|---|---|---|",
-        ]
-        for f in params.study.fractions:
-            for arm in params.study.arms:
-                if np.isnan(mean(arm, f, "fine")):
-                    continue
-                fine, coarse = mean(arm, f, "fine"), mean(arm, f, "coarse")
-                lines.append(f"| {f:.0%} | {arm} | {fine:.4f} | {coarse:.4f} |")
-        lines.append(f"\nSettings: {json.dumps(params.model_dump(), default=str)}\n")
-        (out / "label_efficiency.md").write_text("\n".join(lines))
+    started = time.time()
+    fallback = "/tmp/hiergan-label-efficiency-quick" if args.quick else "bench/results"
+    out = Path(args.out or os.environ.get("OUT") or fallback)
+    runs = Path(args.runs) if args.runs else out / "label_efficiency_runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    params = load_params(args.config, args.quick, args.device)
+    if args.job:  # one job, in a process of its own
+        threads = int(os.environ.get("HIERGAN_JOB_THREADS", "0")) or None
+        if threads:
+            torch.set_num_threads(threads)
+        params.triple = params.triple.model_copy(update={"num_threads": threads})
+        params.gan = params.gan.model_copy(update={"num_threads": threads})
+        cost, longest, parallel, deadline = json.loads(args.pace)
+        run_job(args.job, params, Pace(runs, cost, longest, parallel, deadline))
+        return
+    deadline = None  # jobs stop training here; they are killed EVAL_RESERVE_S later
+    if args.budget_seconds:
+        deadline = started + args.budget_seconds - SUMMARY_RESERVE_S - EVAL_RESERVE_S
+    jobs = [j for j in plan(params) if args.only is None or j["name"] in args.only]
+    todo = [j for j in jobs if not (runs / f"{j['name']}.json").exists()]
+    costs = [job_cost(j["name"], params) for j in todo] or [1.0]
+    parallel = max(1, min(args.jobs, len(todo)))
+    pace = Pace(runs, sum(costs), max(costs), parallel, deadline)
+    state: dict[str, str] = {j["name"]: "done" for j in jobs if j not in todo}
+    if not args.summarise_only and args.jobs <= 1:
+        todo.sort(key=lambda j: not j["name"].startswith("triple"))  # the pace-setter first
+        for job in todo:
+            run_job(job["name"], params, pace)
+            state[job["name"]] = "done"
+    elif not args.summarise_only:
+        base = [sys.executable, __file__, "--config", args.config, "--device", args.device]
+        base += ["--runs", str(runs), *(["--quick"] if args.quick else [])]
+        base += ["--pace", json.dumps([pace.plan_cost, pace.longest, parallel, deadline])]
+        os.environ["HIERGAN_JOB_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.jobs))
+        state |= schedule(todo, base, runs, args.jobs, deadline or float("inf"))
+    summary = report.summarise(params, runs, out, state, args, time.time() - started)
     print(json.dumps(summary))
 
 

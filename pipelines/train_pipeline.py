@@ -11,7 +11,7 @@ import os
 import sys
 
 import click
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from zenml import Model, pipeline
 
 from models.classifier.config import ClassifierConfig
@@ -46,6 +46,7 @@ from steps import (
     guard_training_run,
     ingest_dataset,
     package_bento,
+    play_triple_game,
     pretrain_gan,
     register_model,
     validate_dataset,
@@ -63,6 +64,7 @@ TRACKED_STEPS = [
     "ingest_dataset",
     "validate_dataset",
     "pretrain_gan",
+    "play_triple_game",
     "fit_hierarchical_classifier",
     "calibrate_classifier",
     "fit_ood_guard",
@@ -88,6 +90,25 @@ class TrainParams(BaseModel):
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     run_guard: RunGuardConfig = Field(default_factory=RunGuardConfig)
 
+    @model_validator(mode="after")
+    def _triple_mode_trains_the_classifier_itself(self) -> TrainParams:
+        if self.gan.mode == "triple" and self.classifier.adversarial is not None:
+            raise ValueError(
+                "classifier.adversarial: PGD fine-tuning is not part of gan.mode=triple (the "
+                "game trains the classifier); remove it or use another gan.mode"
+            )
+        if self.gan.mode == "triple" and self.dataset.storage != "memory":
+            raise ValueError(
+                "dataset.storage: gan.mode=triple plays its game on an in-memory dataset; "
+                "use storage: memory or another gan.mode"
+            )
+        if self.gan.mode == "triple" and self.distributed.world_size > 1:
+            raise ValueError(
+                "distributed.world_size: gan.mode=triple runs in one process; set it to 1 "
+                "or use another gan.mode"
+            )
+        return self
+
 
 # Heartbeats: every running step reports to the ZenML server, so the run guard can tell a live
 # run from one that was killed and stayed `running`.
@@ -109,8 +130,9 @@ def train_pipeline(
 ) -> None:
     """From raw images to a registered ``challenger``: data, GAN, classifier, checks, bento.
 
-    Ingest and validate the data, pretrain the GAN, fit, calibrate and evaluate the classifier,
-    measure its robustness, then package it as a bento and register it. The validation gate
+    Ingest and validate the data, pretrain the GAN, fit, calibrate and evaluate the classifier
+    (with ``gan.mode: triple``, the Triple-GAN game's classifier C instead), measure its
+    robustness, then package it as a bento and register it. The validation gate
     runs before any training; the test split is read by evaluation only; a model that fails
     the robustness gate is neither packaged nor registered. The run first claims the pipeline's
     one-run-at-a-time slot; with ``distributed.launcher: kubernetes`` a multi-pod step trains
@@ -124,27 +146,36 @@ def train_pipeline(
     _, checks = validate_dataset(data, config=validation)
     enforce_data_validation(checks)
     pods = distributed.world_size > 1 and distributed.launcher == "kubernetes"
-    if pods:
-        pod_step("gan")(after="enforce_data_validation")
-    trained_gan = pretrain_gan(
-        data,
-        config=gan,
-        distributed=distributed,
-        after="pretrain_gan_pods" if pods else "enforce_data_validation",
-    )
-    if pods:
-        pod_step("classifier")(after="pretrain_gan")
-    model = fit_hierarchical_classifier(
-        data,
-        trained_gan,
-        config=classifier,
-        distributed=distributed,
-        after="fit_classifier_pods" if pods else None,
-    )
+    if gan.mode == "triple":
+        # Triple-GAN: the game's label generator C is the classifier that goes on
+        trained_gan, model, _ = play_triple_game(
+            data, config=gan, classifier=classifier, after="enforce_data_validation"
+        )
+    else:
+        if pods:
+            pod_step("gan")(after="enforce_data_validation")
+        trained_gan = pretrain_gan(
+            data,
+            config=gan,
+            distributed=distributed,
+            after="pretrain_gan_pods" if pods else "enforce_data_validation",
+        )
+        if pods:
+            pod_step("classifier")(after="pretrain_gan")
+        model = fit_hierarchical_classifier(
+            data,
+            trained_gan,
+            config=classifier,
+            distributed=distributed,
+            after="fit_classifier_pods" if pods else None,
+        )
     calibrated, _, _ = calibrate_classifier(model, data)
     # the guard travels inside the classifier artifact from here on (docs/architecture.md)
     calibrated, _, _ = fit_ood_guard(calibrated, trained_gan, data, config=ood or OodConfig())
-    evaluation, _, _ = evaluate_classifier(calibrated, data)
+    if gan.mode == "triple":  # the report shows what G believes each tree node looks like
+        evaluation, _, _ = evaluate_classifier(calibrated, data, gan=trained_gan)
+    else:
+        evaluation, _, _ = evaluate_classifier(calibrated, data)
     ood_scores, _ = evaluate_ood(calibrated, data)
     robustness_scores, _, _ = evaluate_robustness(calibrated, data, config=robustness)
     enforce_robustness(robustness_scores, config=robustness)

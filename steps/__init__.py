@@ -24,6 +24,7 @@ from steps.training import (
     calibrate_classifier,
     fit_hierarchical_classifier,
     fit_ood_guard,
+    play_triple_game,
     pretrain_gan,
 )
 
@@ -43,6 +44,7 @@ __all__ = [
     "guard_training_run",
     "ingest_dataset",
     "package_bento",
+    "play_triple_game",
     "pretrain_gan",
     "promote_champion",
     "register_model",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,7 +111,11 @@ def score_split(
 
 
 def evaluate_classifier(
-    classifier: TrainedClassifier, images: np.ndarray, labels: np.ndarray, title: str
+    classifier: TrainedClassifier,
+    images: np.ndarray,
+    labels: np.ndarray,
+    title: str,
+    extra_sections: Sequence[tuple[str, str | bytes]] = (),
 ) -> Evaluation:
     """Metrics, pictures and the report of a calibrated classifier on one held-out split.
 
@@ -121,6 +126,8 @@ def evaluate_classifier(
         images: uint8 ``[N, H, W, C]`` of the split that nothing before touched (test).
         labels: ``[N]`` their leaves.
         title: what was evaluated, for the report's heading.
+        extra_sections: more ``(heading, table or PNG)`` sections for the report (e.g. a
+            conditional generator's samples per tree node).
     """
     tree = classifier.tree
     scores = score_split(classifier, images, labels)
@@ -134,6 +141,8 @@ def evaluate_classifier(
         {"uncalibrated": scores.raw, "calibrated": scores.calibrated}, leaf_labels, tt, title
     )
     html = _report_html(title, classifier, scores.tables, confusion, reliability)
+    if extra_sections:  # the same page, with the extra sections before its end
+        html = html.removesuffix("</body></html>") + _sections_html(extra_sections)
     return Evaluation(scores.metrics, html, confusion, reliability)
 
 
@@ -202,6 +211,12 @@ def _report_html(
             ("Calibration maps", str(classifier.calibration_methods)),
         ],
     )
+
+
+def _sections_html(sections: Sequence[tuple[str, str | bytes]]) -> str:
+    """The body of an :func:`html_report` page of ``sections``, closed."""
+    page = html_report("", list(sections))
+    return page[page.index("<h1></h1>") + len("<h1></h1>") :]
 
 
 def split_scores(

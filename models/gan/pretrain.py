@@ -41,6 +41,11 @@ def pretrain_gan(
     Returns:
         Both networks, with the run's facts (steps, images/s, probe accuracies) in ``info``.
     """
+    if config.mode == "triple":
+        raise ValueError(
+            "gan.mode=triple is a game with the classifier: play it with "
+            "models.triple.play_triple_game (the train pipeline's play_triple_game step)"
+        )
     train_x, train_y = training_images(data)
     config = config.for_data(data.image_shape, data.hierarchy.num_leaves)
     run_key = config.run_key(data.content_hash)

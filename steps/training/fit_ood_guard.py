@@ -40,7 +40,9 @@ def fit_ood_guard(
         train = dataset.head("train", config.fit_images)
     else:
         train = dataset.split("train")
-    guard, val = fit_guard(classifier, gan.discriminator(), *train, dataset.split("val")[0], config)
+    # a tree-conditioned D (gan.mode triple) judges (image, path) pairs: no realness of its own
+    discriminator = gan.discriminator() if gan.conditioning is None else None
+    guard, val = fit_guard(classifier, discriminator, *train, dataset.split("val")[0], config)
     report = {"scorer": guard.scorer, "parts": guard.parts, "threshold": guard.threshold}
     report |= guard.info
     logger.info("OOD guard: %s", report)

@@ -1,0 +1,240 @@
+"""The label-efficiency study's summary: from whatever jobs finished to one table (.md + .json).
+
+Per (label fraction, arm): the seeds that finished, fine (leaf) accuracy mean and sample standard
+deviation, coarse (top level) and middle level means, C's optimiser steps, seconds per seed (GAN
+pretraining included where an arm has one), whether the budget cut a run short; for the triple
+arms the conditional fidelity of G per level (judged by the reference classifier trained on all
+labels) and D merged with C; for gan-semi its discriminator merged with C. The targets of the
+study are checked at the lowest label fraction.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench import label_efficiency_arms as arms
+from bench.machine import machine
+from models.data.ingest import build_dataset
+from models.tree.merge import TreeTensors
+from models.triple.pictures import fidelity_of
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(statistics.fmean(values), 4) if values else None
+
+
+def _std(values: list[float]) -> float | None:
+    return round(statistics.stdev(values), 4) if len(values) > 1 else None
+
+
+def collect(runs: Path) -> dict[str, dict[str, Any]]:
+    """Every finished job's result by job name."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted(runs.glob("*.json"))}
+
+
+def per_seed_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (arm, fraction, seed); gan-semi-head comes out of the gan-semi jobs."""
+    out = []
+    for res in results.values():
+        if "arm" not in res or res["arm"] == "reference":
+            continue
+        out.append(res)
+        if res["arm"] == "gan-semi" and "head" in res:
+            head = res["head"]
+            out.append(
+                res
+                | head
+                | {"arm": "gan-semi-head", "pretrain_steps": head["steps"], "merged_fine": None}
+            )
+    return out
+
+
+def fidelity(
+    results: dict[str, Any], runs: Path, params: arms.StudyParams
+) -> dict[str, dict[str, float]]:
+    """Conditional fidelity per triple job, judged by the reference classifier (if it finished)."""
+    ref_path = arms.weights_dir(runs) / "reference.safetensors"
+    samples = sorted(runs.glob("*.samples.npz"))
+    if not ref_path.exists() or not samples:
+        return {}
+    data = build_dataset(params.dataset)
+    judge = arms.reference_model(params, data, ref_path)
+    tt = TreeTensors(data.hierarchy)
+    out = {}
+    for path in samples:
+        name = path.name.removesuffix(".samples.npz")
+        with np.load(path, allow_pickle=False) as npz:
+            images, leaves = npz["images"], npz["leaves"]
+        judged = arms.leaf_log_probs(judge, tt, images).argmax(1).numpy()
+        out[name] = fidelity_of(data.hierarchy, leaves, judged)
+    return out
+
+
+def aggregate(
+    rows: list[dict[str, Any]], fid: dict[str, dict[str, float]], order: list[str]
+) -> list[dict[str, Any]]:
+    """Mean ± std per (fraction, arm), in the study's arm order."""
+    table = []
+    for fraction in sorted({r["labels"] for r in rows}):
+        for arm in order:
+            group = sorted(
+                (r for r in rows if r["labels"] == fraction and r["arm"] == arm),
+                key=lambda r: r["seed"],
+            )
+            if not group:
+                continue
+            fine = [r["fine"] for r in group]
+            row: dict[str, Any] = {
+                "labels": fraction,
+                "arm": arm,
+                "seeds": [r["seed"] for r in group],
+                "fine_mean": _mean(fine),
+                "fine_std": _std(fine),
+                "coarse_mean": _mean([r["coarse"] for r in group]),
+                "group_mean": _mean([r.get("acc_group", r["coarse"]) for r in group]),
+                "fine_per_seed": fine,
+                "steps": group[0]["steps"] if arm != "gan-semi-head" else 0,
+                "pretrain_steps": group[0].get("pretrain_steps", 0),
+                "seconds": _mean([r["seconds"] for r in group]),
+                "truncated": any(r.get("truncated") for r in group),
+                "labelled": group[0].get("labelled"),
+            }
+            merged = [r["merged_fine"] for r in group if r.get("merged_fine") is not None]
+            if merged:
+                row["merged_fine_mean"] = _mean(merged)
+                row["merge_weights"] = [r["merge_weight"] for r in group]
+            names = [arms_job(arm, fraction, r["seed"]) for r in group]
+            fids = [fid[n] for n in names if n in fid]
+            if fids:
+                row["fidelity"] = {k: _mean([f[k] for f in fids]) for k in fids[0]}
+            table.append(row)
+    return table
+
+
+def arms_job(arm: str, fraction: float, seed: int) -> str:
+    """The job name a row came from."""
+    return f"{arm}-{fraction:g}-s{seed}"
+
+
+def targets(table: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's targets at the lowest label fraction, with the margins."""
+    if not table:
+        return {}
+    low = min(r["labels"] for r in table)
+    at = {r["arm"]: r for r in table if r["labels"] == low}
+    out: dict[str, Any] = {"labels": low}
+    if "triple" in at and "scratch" in at:
+        gain = at["triple"]["fine_mean"] - at["scratch"]["fine_mean"]
+        out["triple_minus_scratch_points"] = round(100 * gain, 2)
+        out["triple_ge_scratch_plus_5"] = gain >= 0.05
+    if "triple" in at and "scratch-ssl" in at:
+        gain = at["triple"]["fine_mean"] - at["scratch-ssl"]["fine_mean"]
+        out["triple_minus_scratch_ssl_points"] = round(100 * gain, 2)
+        out["triple_ge_scratch_ssl_plus_1"] = gain >= 0.01
+    fid = at.get("triple", {}).get("fidelity")
+    if fid:
+        out["fidelity_fine"] = fid["fidelity_fine"]
+        out["fidelity_fine_ge_90"] = fid["fidelity_fine"] >= 0.9
+    return out
+
+
+def _fmt(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "—"
+    return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
+
+
+def markdown(
+    table: list[dict[str, Any]], head: dict[str, Any], reference: dict[str, Any] | None
+) -> str:
+    """The results page."""
+    title = "Label efficiency: the Triple-GAN game over the label tree vs its baselines"
+    if head["label"]:
+        title += f" ({head['label']})"
+    lines = [
+        f"# {title}\n",
+        f"Machine: {head['machine']}. Command: `{head['command']}`. Wall time "
+        f"{head['seconds']:.0f} s. Test split: {head['test_images']} images. Accuracies in %, "
+        "mean ± sample std over seeds; steps = C's optimiser steps (every arm the same); seconds "
+        "per seed include GAN pretraining where the arm has one (its steps in brackets).\n",
+        "| labels | arm | seeds | fine | coarse | group | steps | seconds | D merged (fine) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in table:
+        steps = str(r["steps"]) + (f" (+{r['pretrain_steps']} GAN)" if r["pretrain_steps"] else "")
+        if r["truncated"]:
+            steps += " cut by budget"
+        merged = r.get("merged_fine_mean")
+        lines.append(
+            f"| {r['labels']:.0%} | {r['arm']} | {len(r['seeds'])} | "
+            f"{_fmt(r['fine_mean'], r['fine_std'])} | {_fmt(r['coarse_mean'], None)} | "
+            f"{_fmt(r['group_mean'], None)} | {steps} | {r['seconds']:.0f} | "
+            f"{_fmt(merged, None)} |"
+        )
+    fid_rows = [r for r in table if "fidelity" in r]
+    if fid_rows:
+        levels = [k for k in fid_rows[0]["fidelity"] if k != "fidelity_fine"]
+        lines += [
+            "\nConditional fidelity of G (share of G(z, y) the all-labels reference classifier "
+            f"assigns to y's node; reference test fine accuracy "
+            f"{_fmt(reference.get('fine') if reference else None, None)} %):\n",
+            "| labels | arm | " + " | ".join(k.removeprefix("fidelity_") for k in levels) + " |",
+            "|---|---|" + "---|" * len(levels),
+        ]
+        for r in fid_rows:
+            cells = " | ".join(f"{100 * r['fidelity'][k]:.1f}" for k in levels)
+            lines.append(f"| {r['labels']:.0%} | {r['arm']} | {cells} |")
+    lines += [
+        "\nTargets at the lowest label fraction:\n",
+        "```",
+        json.dumps(head["targets"]),
+        "```",
+    ]
+    unfinished = {k: v for k, v in head["jobs"].items() if v != "done"}
+    if unfinished:
+        lines += [
+            "\nJobs that did not finish: " + ", ".join(f"{k}: {v}" for k, v in unfinished.items())
+        ]
+    lines.append(f"\nSettings: `{json.dumps(head['settings'], default=str)}`\n")
+    return "\n".join(lines)
+
+
+def summarise(
+    params: arms.StudyParams,
+    runs: Path,
+    out: Path,
+    state: dict[str, str],
+    args: Any,
+    seconds: float,
+) -> dict[str, Any]:
+    """Write ``label_efficiency.md`` and ``.json`` from the finished jobs; the headline."""
+    results = collect(runs)
+    fid = fidelity(results, runs, params)
+    table = aggregate(per_seed_rows(results), fid, list(params.study.arms))
+    head = {
+        "label": params.study.label + (" — quick" if args.quick else ""),
+        "machine": machine(),
+        "command": "python bench/label_efficiency.py " + " ".join(sys.argv[1:]),
+        "seconds": seconds,
+        "test_images": _test_images(results),
+        "targets": targets(table),
+        "jobs": state,
+        "settings": params.model_dump(),
+    }
+    reference = results.get("reference")
+    document = {"rows": table, "reference": reference, **head}
+    out.mkdir(parents=True, exist_ok=True)
+    name = "label_efficiency_quick" if args.quick else "label_efficiency"
+    (out / f"{name}.json").write_text(json.dumps(document, indent=1, default=str))
+    (out / f"{name}.md").write_text(markdown(table, head, reference))
+    return {"rows": len(table), "targets": head["targets"], "seconds": round(seconds, 1)}
+
+
+def _test_images(results: dict[str, dict[str, Any]]) -> int | None:
+    return next((r["test_images"] for r in results.values() if "test_images" in r), None)

@@ -1,0 +1,211 @@
+"""The Triple-GAN game: every player learns, a killed run resumes bitwise, the pipeline's run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.classifier.config import ClassifierConfig
+from models.data.dataset import LabelledImages
+from models.gan.config import GanTrainConfig
+from models.gan.networks import GanArchitecture
+from models.gan.pretrain import PretrainGanConfig, pretrain_gan
+from models.gan.training import TrainerCallback
+from models.runtime.checkpoint import CheckpointError
+from models.triple import TripleGame, TripleInputError, play_triple_game
+from tests.toy_models import TREE, square_images
+
+ARCH = GanArchitecture(latent_dim=8, g_width=8, d_width=8, spectral_norm=True)
+GAME = {
+    "labelled_batch": 16,
+    "unlabelled_batch": 32,
+    "pseudo_real_batch": 8,
+    "pseudo_real_start": 2,
+    "adversarial_start": 1,
+    "adversarial_ramp": 3,
+    "rp_start": 2,
+    "rp_ramp": 2,
+    "unlabelled_ramp": 2,
+    "ema_warmup": 2,
+    "samples_per_leaf": 4,
+}
+
+
+def game_config(steps: int = 8, **triple: object) -> GanTrainConfig:
+    return GanTrainConfig(
+        mode="triple",
+        loss="hinge",
+        architecture=ARCH,
+        steps=steps,
+        batch_size=16,
+        checkpoint_every=4,
+        log_every=1,
+        num_threads=1,
+        triple=GAME | triple,
+    )
+
+
+def classifier_config(**update: object) -> ClassifierConfig:
+    base = dict(init="scratch", hidden=16, feature_pool=2, label_fraction=0.2, num_threads=1)
+    return ClassifierConfig(**(base | update))
+
+
+def make_game(root: Path, steps: int = 8, callbacks=(), **triple: object) -> TripleGame:
+    images, labels = square_images(200)
+    return TripleGame(
+        game_config(steps, **triple),
+        classifier_config(),
+        TREE,
+        images,
+        labels,
+        root,
+        "hash",
+        callbacks=callbacks,
+    )
+
+
+def _snapshot(game: TripleGame) -> dict[str, torch.Tensor]:
+    out = {}
+    for name, module in game.players.modules().items():
+        state = module.state_dict()
+        if isinstance(module, torch.optim.Optimizer):
+            state = {
+                f"{pid}.{k}": v
+                for pid, st in state["state"].items()
+                for k, v in st.items()
+                if torch.is_tensor(v)
+            }
+        out |= {f"{name}.{k}": v.detach().clone() for k, v in state.items()}
+    return out
+
+
+def test_every_player_learns_and_every_term_is_on(tmp_path: Path) -> None:
+    game = make_game(tmp_path)
+    before = _snapshot(game)
+    result = game.fit()
+    after = _snapshot(game)
+    for prefix in ("classifier.", "teacher.", "generator.", "discriminator."):
+        changed = [
+            k for k in before if k.startswith(prefix) and not torch.equal(before[k], after[k])
+        ]
+        assert changed, f"{prefix} did not change"
+    last = result.history[-1]
+    for term in (
+        "d_loss",
+        "d_real",
+        "d_gen",
+        "d_c_pairs",
+        "g_loss",
+        "c_labelled",
+        "c_unlabelled",
+        "c_adversarial",
+        "c_rp",
+        "c_loss",
+    ):
+        assert np.isfinite(last[term]), term
+    assert last["c_rp"] > 0  # after rp_start R_P is on
+    assert result.steps == 8 and not result.truncated
+    assert (game.run_dir / "checkpoint.pt").exists()
+
+
+def test_c_alone_plays_without_generator_or_discriminator(tmp_path: Path) -> None:
+    game = make_game(tmp_path, generative=False, unlabelled="entropy")
+    result = game.fit()
+    assert result.players.generator is None and result.players.discriminator is None
+    assert set(game.state_dict()["players"]) == {"classifier", "teacher", "opt_c"}
+    assert "g_loss" not in result.history[-1] and "c_unlabelled" in result.history[-1]
+
+
+class KillAt(TrainerCallback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_log(self, step: int, metrics: dict[str, float]) -> None:
+        if step == self.step:
+            raise KeyboardInterrupt("killed")
+
+
+def test_a_killed_game_resumes_bitwise(tmp_path: Path) -> None:
+    straight = make_game(tmp_path / "a")
+    straight.fit()
+    killed = make_game(tmp_path / "b", callbacks=[KillAt(6)])  # after the checkpoint at 4
+    with pytest.raises(KeyboardInterrupt):
+        killed.fit()
+    resumed = make_game(tmp_path / "b")
+    result = resumed.fit()
+    assert result.resumed_from == 4 and result.steps == 8
+    a, b = _snapshot(straight), _snapshot(resumed)
+    assert a.keys() == b.keys() and any(k.startswith("opt_d.") for k in a)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_checkpoint_of_another_game_is_refused(tmp_path: Path) -> None:
+    make_game(tmp_path, steps=4).fit()
+    other = make_game(tmp_path, steps=4)
+    other.run_dir = next(tmp_path.iterdir())
+    other.run_key = "someone-else"
+    with pytest.raises(CheckpointError, match="belongs to another run"):
+        other.fit()
+
+
+def test_a_deadline_stops_the_game_and_says_so(tmp_path: Path) -> None:
+    result = make_game(tmp_path).fit(deadline=0.0)
+    assert result.truncated and result.steps == 0
+
+
+def test_game_refuses_bad_input_before_training(tmp_path: Path) -> None:
+    images, labels = square_images(200)
+    with pytest.raises(TripleInputError, match="needs labels"):
+        TripleGame(game_config(), classifier_config(), TREE, images, None, tmp_path)
+    no_shirt = labels != TREE.leaf_index("Shirt")
+    with pytest.raises(TripleInputError, match="'Shirt'"):
+        TripleGame(
+            game_config(), classifier_config(), TREE, images[no_shirt], labels[no_shirt], tmp_path
+        )
+    with pytest.raises(ValueError, match="gan.mode=triple"):
+        TripleGame(GanTrainConfig(), classifier_config(), TREE, images, labels, tmp_path)
+    assert not any(tmp_path.iterdir())  # nothing was written
+
+
+def _dataset() -> LabelledImages:
+    images, labels = square_images(300)
+    idx = np.arange(300)
+    return LabelledImages(
+        "squares",
+        images,
+        labels,
+        TREE,
+        {"train": idx[:200], "val": idx[200:260], "test": idx[260:]},
+    )
+
+
+def test_the_pipeline_run_hands_over_a_finished_classifier(tmp_path: Path) -> None:
+    config = PretrainGanConfig(
+        **game_config(steps=6).model_dump(exclude={"triple"}),
+        triple=GAME | {"fidelity_reference_steps": 3},
+        checkpoint_root=str(tmp_path),
+    )
+    outcome = play_triple_game(_dataset(), config, classifier_config())
+    classifier = outcome.classifier
+    assert classifier.info["init"] == "triple" and classifier.info["steps"] == 6
+    probs = classifier.predict_proba(square_images(20, seed=3)[0])
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    info = outcome.info
+    assert {"fidelity_category", "fidelity_group", "fidelity_item", "fidelity_fine"} <= set(info)
+    assert "reference classifier" in info["fidelity_judged_by"]
+    assert 0.0 <= info["merge_weight_on_val"] <= 1.0
+    assert list(outcome.grids) == list(TREE.level_names)
+    assert all(png.startswith(b"\x89PNG") for png in outcome.grids.values())
+    assert outcome.gan.conditioning is not None and outcome.gan.samples_png.startswith(b"\x89PNG")
+    classifier.save(tmp_path / "c")  # a classifier like any other: it saves and builds
+    assert (tmp_path / "c" / "classifier.safetensors").exists()
+
+
+def test_pretrain_gan_points_triple_mode_to_the_game(tmp_path: Path) -> None:
+    config = PretrainGanConfig(mode="triple", checkpoint_root=str(tmp_path))
+    with pytest.raises(ValueError, match="play_triple_game"):
+        pretrain_gan(_dataset(), config)
