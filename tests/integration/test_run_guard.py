@@ -34,7 +34,8 @@ print(json.dumps([
         "status": r.status.value,
         "reason": r.get_body().status_reason,
         "marked": r.run_metadata.get("marked_failed"),
-        "guard": r.run_metadata.get("run_guard"),
+        # the step's decision (the run's own "run_guard" entry is its owner: host and pid)
+        "guard": r.steps["guard_training_run"].run_metadata.get("run_guard"),
         "steps": {n: s.status.value for n, s in r.steps.items()},
     }
     for r in runs.items
