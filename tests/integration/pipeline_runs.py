@@ -78,18 +78,26 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path = REPO) -> subproces
     )
 
 
-def smoke_config(tmp_path: Path, enable_cache: bool = False) -> Path:
+def smoke_config(
+    tmp_path: Path, enable_cache: bool = False, classifier_seed: int | None = None
+) -> Path:
     """The smoke config, checkpointing into tmp_path.
 
     ``enable_cache=True`` drops the run-level ``enable_cache: false`` rather than setting it
     true, which would override the steps that must never be cached (package_bento,
-    register_model), as ``train.yaml`` does.
+    register_model), as ``train.yaml`` does. ``classifier_seed`` makes another classifier from
+    the same data and GAN.
     """
     config = yaml.safe_load((REPO / "pipelines/configs/train_smoke.yaml").read_text())
     config["parameters"]["gan"]["checkpoint_root"] = str(tmp_path / "checkpoints")
+    name = "smoke"
     if enable_cache:
         config.pop("enable_cache", None)
-    path = tmp_path / ("smoke_cached.yaml" if enable_cache else "smoke.yaml")
+        name += "_cached"
+    if classifier_seed is not None:
+        config["parameters"]["classifier"]["seed"] = classifier_seed
+        name += f"_seed{classifier_seed}"
+    path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
 

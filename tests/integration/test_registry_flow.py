@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from tests.conftest import REPO
 from tests.integration.pipeline_runs import SmokeRun, run_cli, smoke_config
@@ -46,9 +47,19 @@ def _registry(env: dict[str, str], tmp_path: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _promote(env: dict[str, str], *extra: str) -> subprocess.CompletedProcess:
-    config = "pipelines/configs/promote_smoke.yaml"
+def _promote(
+    env: dict[str, str], *extra: str, config: str = "pipelines/configs/promote_smoke.yaml"
+) -> subprocess.CompletedProcess:
     return run_cli(["-m", "pipelines.promote_pipeline", "--config", config, *extra], env)
+
+
+def _any_drop_config(tmp_path: Path) -> str:
+    """The smoke gates, with any drop from the champion allowed (another seed may score lower)."""
+    config = yaml.safe_load((REPO / "pipelines/configs/promote_smoke.yaml").read_text())
+    config["parameters"]["gates"] |= {"max_accuracy_drop": 1.0, "max_robust_drop": 1.0}
+    path = tmp_path / "promote_any_drop.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
 
 
 def test_train_twice_promote_rollback_and_serve_champion(smoke_run: SmokeRun) -> None:
@@ -62,12 +73,22 @@ def test_train_twice_promote_rollback_and_serve_champion(smoke_run: SmokeRun) ->
     assert nothing.returncode == 1 and "nothing to roll back to" in nothing.stderr
 
     # A cached re-run: every step up to the gates is reused, packaging and registration are not
-    # (they are never cached), so it registers version 2 of the same model.
+    # (they are never cached); the model is the same, so the registry reuses version 1 as the
+    # challenger instead of adding a copy.
     config = str(smoke_config(tmp_path, enable_cache=True))
     second = run_cli(["-m", "pipelines.train_pipeline", "--config", config], env)
     assert second.returncode == 0, second.stderr[-3000:]
     plain = re.sub(r"\x1b\[[0-9;]*m", "", second.stdout + second.stderr)  # ZenML colours names
     assert re.search(r"Using cached version of step `?pretrain_gan`?", plain), plain[-3000:]
+    assert "Reused already registered hiergan version 1" in plain, plain[-3000:]
+    state = _registry(env, tmp_path)
+    assert state["versions"] == [1]
+    assert state["aliases"] == {"champion": "1", "challenger": "1"}
+
+    # Another classifier seed (the GAN still cached): a new model, version 2.
+    config = str(smoke_config(tmp_path, enable_cache=True, classifier_seed=1))
+    third = run_cli(["-m", "pipelines.train_pipeline", "--config", config], env)
+    assert third.returncode == 0, third.stderr[-3000:]
     state = _registry(env, tmp_path)
     assert state["versions"] == [1, 2]
     assert state["aliases"] == {"champion": "1", "challenger": "2"}
@@ -75,10 +96,10 @@ def test_train_twice_promote_rollback_and_serve_champion(smoke_run: SmokeRun) ->
     for key in ("test_accuracy_fine", "test_ece_fine", "dataset_hash", "git_commit", "bento_tag"):
         assert tags.get(key), key
     assert json.loads(tags["dataset_config"])["source"] == "fashion-mnist"
-    assert tags["zenml_model_version_name"] == "2"
+    assert tags["zenml_model_version_name"] == "3"  # the third train run's ZenML model version
     assert state["zenml_stages"]["1"] == "production"
 
-    again = _promote(env)
+    again = _promote(env, config=_any_drop_config(tmp_path))
     assert again.returncode == 0 and "PROMOTED" in again.stdout, again.stdout[-2000:]
     assert _registry(env, tmp_path)["aliases"]["champion"] == "2"
     back = _promote(env, "--rollback")
