@@ -48,6 +48,7 @@ def score_images(
     batch_size: int = 512,
     every_component: bool = True,
     keep_layers: bool = False,
+    tt: TreeTensors | None = None,
 ) -> GuardedScores:
     """Leaf probabilities and OOD scores of uint8 ``[N, H, W, C]`` images, in one pass.
 
@@ -60,10 +61,11 @@ def score_images(
         every_component: compute every component (evaluation); else only the served score's
             parts (serving: the discriminator runs only when the score reads it).
         keep_layers: also return the feature layers (fitting).
+        tt: the tree's tensors on the model's device (built here when not given).
     """
     model = model or classifier.build()
     device = next(model.parameters()).device
-    tt = TreeTensors(classifier.tree, device)
+    tt = tt or TreeTensors(classifier.tree, device)
     names = None if every_component else guard.parts
     discriminator = guard.discriminator if every_component or guard.needs_discriminator else None
 

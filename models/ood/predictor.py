@@ -45,7 +45,13 @@ class GuardedPredictor(Predictor):
         if self.guard is None:
             return self.leaf_probs(images), [None] * len(images)
         scored = score_images(
-            self.classifier, self.guard, images, self.model, 1024, every_component=False
+            self.classifier,
+            self.guard,
+            images,
+            self.model,
+            1024,
+            every_component=False,
+            tt=self.tree_tensors,  # built once (Predictor.__init__), not per request
         )
         threshold = self.guard.threshold
         verdicts: list[dict[str, Any] | None] = [

@@ -32,7 +32,8 @@ def map_image_batches(
     """
     device = next(module.parameters()).device
     was_training = module.training
-    module.eval()
+    if was_training:  # switching walks every submodule: only when needed (serving is in eval)
+        module.eval()
     try:
         with torch.no_grad():
             return [
@@ -46,4 +47,5 @@ def map_image_batches(
                 for start in range(0, len(images), batch_size)
             ]
     finally:
-        module.train(was_training)
+        if was_training:
+            module.train()
