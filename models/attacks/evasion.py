@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from models.runtime.tensors import frozen
 from models.tree.merge import LevelCalibration, TreeTensors, merged_log_probs
 
 ATTACKS: tuple[str, ...] = ("fgsm", "pgd")
@@ -54,20 +55,9 @@ class MergedLeafModel(nn.Module):
         return merged_log_probs(self.classifier(x), self.tt, self.calibration)
 
 
-@contextlib.contextmanager
-def input_gradients_only(module: nn.Module) -> Iterator[None]:
-    """Switch off parameter gradients while attacking (ART backpropagates the whole graph).
-
-    Measured on 2 cores: a 5-step PGD batch takes ~40 % less time when the weights need no grad.
-    """
-    flags = [(p, p.requires_grad) for p in module.parameters()]
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
+# ART backpropagates the whole graph: with the weights needing no gradient a 5-step PGD batch
+# takes ~40 % less time on 2 cores (measured), so attacks run inside this.
+input_gradients_only = frozen
 
 
 @contextlib.contextmanager

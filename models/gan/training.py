@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from models.runtime.checkpoint import (
     save_checkpoint,
 )
 from models.runtime.device import prepare_device
-from models.runtime.tensors import to_model_range
+from models.runtime.tensors import frozen, to_model_range
 
 logger = logging.getLogger(__name__)
 
@@ -356,19 +356,6 @@ class GanTrainer:
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-
-
-@contextmanager
-def frozen(module: nn.Module) -> Iterator[None]:
-    """``module``'s parameters need no gradient inside the block (their flags are restored)."""
-    flags = [(p, p.requires_grad) for p in module.parameters()]
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
 
 
 def _check_images(images: np.ndarray | StreamedImages, arch: GanArchitecture) -> None:
