@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from models.runtime.checkpoint import save_checkpoint
 
 
 class TrainerCallback:
@@ -50,3 +53,13 @@ def progress_bar(enabled: bool, total: int, initial: int) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc="GAN", unit="step", mininterval=2.0)
+
+
+def write_checkpoint(
+    state: dict[str, Any], run_dir: Path, step: int, callbacks: Sequence[TrainerCallback]
+) -> Path:
+    """Save a loop's checkpoint (atomically) and tell its callbacks where it went."""
+    path = save_checkpoint(state, run_dir)
+    for cb in callbacks:
+        cb.on_checkpoint(step, path)
+    return path

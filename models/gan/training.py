@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from models.data.dataset import stratified_fraction
 from models.data.streaming import StreamedImages
-from models.gan.callbacks import Throughput, TrainerCallback, progress_bar
+from models.gan.callbacks import Throughput, TrainerCallback, progress_bar, write_checkpoint
 from models.gan.config import GanTrainConfig
 from models.gan.networks import Discriminator, GanArchitecture, Generator, build_gan
 from models.gan.objectives import StepBatch, build_objective
@@ -32,7 +32,6 @@ from models.runtime.checkpoint import (
     load_checkpoint,
     restore_rng_state,
     rng_state,
-    save_checkpoint,
 )
 from models.runtime.device import prepare_device
 from models.runtime.tensors import frozen, to_model_range
@@ -261,10 +260,7 @@ class GanTrainer:
 
     def checkpoint(self) -> Path:
         """Write the checkpoint now (the loop asks rank 0 only)."""
-        path = save_checkpoint(self.state_dict(), self.run_dir)
-        for cb in self.callbacks:
-            cb.on_checkpoint(self.step, path)
-        return path
+        return write_checkpoint(self.state_dict(), self.run_dir, self.step, self.callbacks)
 
     def sample_grid(self) -> bytes:
         """PNG of the generator's images for the fixed noise (eval mode: BN stats untouched)."""

@@ -34,10 +34,10 @@ from torch import Tensor
 from models.classifier.augment import augment_batch
 from models.classifier.config import ClassifierConfig
 from models.classifier.losses import conditional_nll
+from models.gan.callbacks import TrainerCallback, write_checkpoint
 from models.gan.config import GanTrainConfig
-from models.gan.training import TrainerCallback
 from models.gan.triple_config import TripleConfig
-from models.runtime.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from models.runtime.checkpoint import load_checkpoint, restore_rng_state, rng_state
 from models.runtime.device import prepare_device
 from models.runtime.tensors import to_model_range
 from models.tree.hierarchy import Hierarchy
@@ -349,10 +349,7 @@ class TripleGame:
 
     def checkpoint(self) -> Path:
         """Write the checkpoint now (atomically)."""
-        path = save_checkpoint(self.state_dict(), self.run_dir)
-        for cb in self.callbacks:
-            cb.on_checkpoint(self.step, path)
-        return path
+        return write_checkpoint(self.state_dict(), self.run_dir, self.step, self.callbacks)
 
     # ------------------------------------------------------------------ the loop
     def fit(self, resume: bool = True, deadline: float | None = None) -> GameResult:

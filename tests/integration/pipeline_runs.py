@@ -102,11 +102,16 @@ def smoke_config(
     return path
 
 
-def inspect_train_run(env: dict[str, str], tmp_path: Path) -> dict:
-    """Facts of the store's last train run, read back through ZenML and MLflow."""
+def inspect_train_run(
+    env: dict[str, str], tmp_path: Path, inspect: str = INSPECT_TRAIN_RUN
+) -> dict:
+    """Facts of the store's last train run, read back through ZenML and MLflow.
+
+    ``inspect`` is the script that prints them as JSON on its last line.
+    """
     # ZenML needs a main module file to resolve sources when it loads artifacts
     script = tmp_path / "inspect_run.py"
-    script.write_text(INSPECT_TRAIN_RUN)
+    script.write_text(inspect)
     info = run_cli([str(script)], env | {"PYTHONPATH": str(REPO)})
     assert info.returncode == 0, info.stderr[-3000:]
     return json.loads(info.stdout.strip().splitlines()[-1])

@@ -8,7 +8,6 @@ step, and the dataset artifact is the manifest (its content hash, the shards' fo
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ import yaml
 
 from tests.conftest import REPO
 from tests.imagenet_like import WNIDS, make_imagenet_like
+from tests.integration.pipeline_runs import inspect_train_run
 from tests.integration.test_train_pipeline import _env, _run
 
 pytestmark = pytest.mark.integration
@@ -89,11 +89,7 @@ def test_imagenet_folder_trains_through_shards(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
-    script = tmp_path / "inspect_run.py"
-    script.write_text(INSPECT)
-    info = _run([str(script)], env | {"PYTHONPATH": str(REPO)})
-    assert info.returncode == 0, info.stderr[-3000:]
-    facts = json.loads(info.stdout.strip().splitlines()[-1])
+    facts = inspect_train_run(env, tmp_path, INSPECT)
     assert facts["status"] == "completed"
     assert set(facts["steps"].values()) == {"completed"}
     assert facts["type"] == "ShardedDataset"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -15,6 +14,7 @@ import torch
 import yaml
 
 from tests.conftest import REPO
+from tests.integration.pipeline_runs import inspect_train_run
 from tests.integration.test_train_pipeline import _env, _run
 
 pytestmark = pytest.mark.integration
@@ -51,11 +51,7 @@ def test_triple_profile_trains_evaluates_and_registers_the_game_classifier(
     env = _env(tmp_path)
     proc = _run(["-m", "pipelines.train_pipeline", "--config", str(path)], env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    script = tmp_path / "inspect_run.py"
-    script.write_text(INSPECT)
-    info = _run([str(script)], env | {"PYTHONPATH": str(REPO)})
-    assert info.returncode == 0, info.stderr[-3000:]
-    facts = json.loads(info.stdout.strip().splitlines()[-1])
+    facts = inspect_train_run(env, tmp_path, INSPECT)
     assert facts["status"] == "completed"
     steps = facts["steps"]
     assert "play_triple_game" in steps and "pretrain_gan" not in steps
