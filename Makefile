@@ -68,14 +68,15 @@ registry: $(STAMP)  ## Show the registered model's versions, aliases and key tag
 serve: $(STAMP)  ## Serve the registry's champion on http://127.0.0.1:3000.
 	$(PY) -m serving.serve_champion --host 127.0.0.1 --port 3000
 
-# Two pytest-xdist workers: the integration tests are mostly subprocesses starting ZenML, which
-# overlap well on two cores; the smoke train run is still made once (tests/integration/conftest.py).
+# Two pytest-xdist workers, one torch thread each (tests/conftest.py); the longest tests start
+# first and an idle worker steals queued ones (--dist worksteal); the smoke train run is still
+# made once (tests/integration/conftest.py).
 PYTEST_WORKERS ?= 2
 
 test: setup  ## Lint, then run the test suite (PYTEST_WORKERS=0: in one process).
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS))
+	$(PY) -m pytest $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist worksteal)
 
 k8s-check: $(STAMP)  ## Kubernetes: validate infra/k8s; register the stack, submit run + schedule to a loopback API.
 	$(PY) -m pytest -v -s -p no:logging tests/unit/infra tests/unit/pipelines/test_schedule.py \

@@ -14,6 +14,7 @@ import click
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from zenml import Model, pipeline
 
+from models.calibration.config import CalibrationConfig
 from models.classifier.config import ClassifierConfig
 from models.data.ingest import DatasetConfig
 from models.data.sources import SOURCES, source_fingerprint
@@ -86,6 +87,7 @@ class TrainParams(BaseModel):
     gan: PretrainGanConfig = Field(default_factory=PretrainGanConfig)
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     robustness: RobustnessConfig = Field(default_factory=RobustnessConfig)
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     ood: OodConfig = Field(default_factory=OodConfig)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     run_guard: RunGuardConfig = Field(default_factory=RunGuardConfig)
@@ -123,6 +125,7 @@ def train_pipeline(
     gan: PretrainGanConfig,
     classifier: ClassifierConfig,
     robustness: RobustnessConfig,
+    calibration: CalibrationConfig | None = None,
     ood: OodConfig | None = None,
     distributed: DistributedConfig | None = None,
     run_guard: RunGuardConfig | None = None,
@@ -169,7 +172,7 @@ def train_pipeline(
             distributed=distributed,
             after="fit_classifier_pods" if pods else None,
         )
-    calibrated, _, _ = calibrate_classifier(model, data)
+    calibrated, _, _ = calibrate_classifier(model, data, config=calibration or CalibrationConfig())
     # the guard travels inside the classifier artifact from here on (docs/architecture.md)
     calibrated, _, _ = fit_ood_guard(calibrated, trained_gan, data, config=ood or OodConfig())
     if gan.mode == "triple":  # the report shows what G believes each tree node looks like
@@ -238,6 +241,7 @@ def main(
             gan=params.gan,
             classifier=params.classifier,
             robustness=params.robustness,
+            calibration=params.calibration,
             ood=params.ood,
             distributed=params.distributed,
             run_guard=params.run_guard,

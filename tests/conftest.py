@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Under pytest-xdist, give ZenML the source root that a plain pytest run has.
+    """Under pytest-xdist, give ZenML the source root that a plain pytest run has; one thread.
 
     ZenML derives its source root from the ``__main__`` module's file when a module with steps
     is imported in-process; an xdist worker's ``__main__`` has none. In a plain
@@ -28,6 +28,52 @@ def pytest_configure(config: pytest.Config) -> None:
         from zenml.utils import source_utils
 
         source_utils.set_custom_source_root(str(Path(pytest.__file__).parent))
+        # The workers share the cores: one intra-op thread each, and for every process they
+        # start (models.runtime.device.configure_threads reads it). Two workers with a thread
+        # per core each make OpenMP threads wait on each other.
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
+
+
+# The integration files, longest first (measured on 2 cores). The tests that share the smoke
+# train run (fixture ``smoke_run``, the registry flow first: it builds the run on the way) go
+# to one worker, these to the other.
+SLOW_FIRST = (
+    "tests/integration/test_k8s_stack.py",
+    "tests/integration/test_imagenet_pipeline.py",
+    "tests/integration/test_triple_pipeline.py",
+    "tests/integration/test_monitor_pipeline.py",
+    "tests/integration/test_run_guard.py",
+    "tests/integration/test_distributed_training.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Order the session so that two workers finish together.
+
+    pytest-xdist's ``worksteal`` hands each worker one contiguous half of this order and lets an
+    idle worker take the tail of the other's queue. The first half starts with the smoke-run
+    tests, the second with the other integration tests; unit tests fill both halves' tails,
+    which is what gets stolen.
+    """
+
+    def slow_rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::")[0]
+        return SLOW_FIRST.index(path) if path in SLOW_FIRST else len(SLOW_FIRST)
+
+    smoke = sorted(
+        (i for i in items if "smoke_run" in getattr(i, "fixturenames", ())),
+        key=lambda i: "registry_flow" not in i.nodeid,
+    )
+    integration = sorted(
+        (i for i in items if i.nodeid.startswith("tests/integration/") and i not in smoke),
+        key=slow_rank,
+    )
+    unit = [i for i in items if not i.nodeid.startswith("tests/integration/")]
+    split = max(0, len(items) // 2 - len(smoke))
+    items[:] = smoke + unit[:split] + integration + unit[split:]
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

@@ -18,12 +18,24 @@ import io
 import math
 import zlib
 from collections.abc import Callable, Sequence
+from types import ModuleType
 
 import numpy as np
 import torch
 from torch import Tensor
-from torchvision.transforms.v2 import InterpolationMode
-from torchvision.transforms.v2 import functional as TF
+
+
+def _tf() -> ModuleType:
+    """The ``transforms.v2.functional`` module of torchvision, imported on first use.
+
+    Importing torchvision pulls in ``torch._dynamo`` (about 1 s of every process's start-up on
+    2 cores), and most processes that import this module (every pipeline CLI, the service)
+    never corrupt an image.
+    """
+    from torchvision.transforms.v2 import functional
+
+    return functional
+
 
 SEVERITIES = (1, 2, 3, 4, 5)
 Corruption = Callable[[Tensor, float, torch.Generator], Tensor]
@@ -49,11 +61,11 @@ def _speckle_noise(x: Tensor, sigma: float, g: torch.Generator) -> Tensor:
 
 def _gaussian_blur(x: Tensor, sigma: float, g: torch.Generator) -> Tensor:
     size = 2 * math.ceil(3 * sigma) + 1
-    return TF.gaussian_blur(x, kernel_size=[size, size], sigma=[sigma, sigma])
+    return _tf().gaussian_blur(x, kernel_size=[size, size], sigma=[sigma, sigma])
 
 
 def _contrast(x: Tensor, factor: float, g: torch.Generator) -> Tensor:
-    return TF.adjust_contrast(x, factor)
+    return _tf().adjust_contrast(x, factor)
 
 
 def _brightness(x: Tensor, shift: float, g: torch.Generator) -> Tensor:
@@ -69,7 +81,7 @@ def _rotation(x: Tensor, degrees: float, g: torch.Generator) -> Tensor:
     positive = _random_signs(len(x), g)
     for mask, angle in ((positive, degrees), (~positive, -degrees)):
         if mask.any():
-            out[mask] = TF.rotate(x[mask], angle, interpolation=InterpolationMode.BILINEAR)
+            out[mask] = _tf().rotate(x[mask], angle, interpolation=_tf().InterpolationMode.BILINEAR)
     return out
 
 
@@ -78,13 +90,13 @@ def _shear(x: Tensor, degrees: float, g: torch.Generator) -> Tensor:
     positive = _random_signs(len(x), g)
     for mask, s in ((positive, degrees), (~positive, -degrees)):
         if mask.any():
-            out[mask] = TF.affine(
+            out[mask] = _tf().affine(
                 x[mask],
                 angle=0.0,
                 translate=[0, 0],
                 scale=1.0,
                 shear=[s, 0.0],
-                interpolation=InterpolationMode.BILINEAR,
+                interpolation=_tf().InterpolationMode.BILINEAR,
             )
     return out
 
@@ -97,7 +109,7 @@ def _translation(x: Tensor, pixels: float, g: torch.Generator) -> Tensor:
     for i, (dx, dy) in enumerate(directions):
         mask = which == i
         if mask.any():
-            out[mask] = TF.affine(
+            out[mask] = _tf().affine(
                 x[mask],
                 angle=0.0,
                 translate=[int(dx * pixels), int(dy * pixels)],
@@ -108,37 +120,37 @@ def _translation(x: Tensor, pixels: float, g: torch.Generator) -> Tensor:
 
 
 def _zoom_out(x: Tensor, scale: float, g: torch.Generator) -> Tensor:
-    return TF.affine(
+    return _tf().affine(
         x,
         angle=0.0,
         translate=[0, 0],
         scale=scale,
         shear=[0.0, 0.0],
-        interpolation=InterpolationMode.BILINEAR,
+        interpolation=_tf().InterpolationMode.BILINEAR,
     )
 
 
 def _elastic(x: Tensor, alpha: float, g: torch.Generator) -> Tensor:
     # torchvision's ElasticTransform field (smoothed uniform noise, scaled by alpha / size),
-    # drawn per image from the seeded generator and applied by TF.elastic
+    # drawn per image from the seeded generator and applied by elastic()
     h, w = x.shape[-2:]
     sigma = 3.0
     size = 2 * math.ceil(3 * sigma) + 1
     noise = torch.rand((len(x), 2, h, w), generator=g) * 2 - 1
-    field = TF.gaussian_blur(noise, kernel_size=[size, size], sigma=[sigma, sigma])
+    field = _tf().gaussian_blur(noise, kernel_size=[size, size], sigma=[sigma, sigma])
     field = field * torch.tensor([alpha / w, alpha / h])[None, :, None, None]
     out = torch.empty_like(x)
     for i in range(len(x)):
-        out[i] = TF.elastic(
-            x[i], field[i].permute(1, 2, 0)[None], interpolation=InterpolationMode.BILINEAR
+        out[i] = _tf().elastic(
+            x[i], field[i].permute(1, 2, 0)[None], interpolation=_tf().InterpolationMode.BILINEAR
         )
     return out
 
 
 def _pixelate(x: Tensor, factor: float, g: torch.Generator) -> Tensor:
     h, w = x.shape[-2:]
-    small = TF.resize(x, [max(1, int(h * factor)), max(1, int(w * factor))], antialias=True)
-    return TF.resize(small, [h, w], interpolation=InterpolationMode.NEAREST)
+    small = _tf().resize(x, [max(1, int(h * factor)), max(1, int(w * factor))], antialias=True)
+    return _tf().resize(small, [h, w], interpolation=_tf().InterpolationMode.NEAREST)
 
 
 def _jpeg(x: Tensor, quality: float, g: torch.Generator) -> Tensor:

@@ -9,6 +9,7 @@ one place it is written; the maps travel in the classifier artifact.
 """
 
 from models.calibration.calibrate import Calibration, calibrate
+from models.calibration.config import CalibrationConfig
 from models.calibration.diagram import level_reliability_png, reliability_diagram_png
 from models.calibration.ece import (
     classwise_ece,
@@ -24,6 +25,7 @@ from models.calibration.temperature import fit_temperatures, level_nll
 __all__ = [
     "STRATEGIES",
     "Calibration",
+    "CalibrationConfig",
     "calibrate",
     "classwise_ece",
     "expected_calibration_error",

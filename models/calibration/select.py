@@ -40,6 +40,7 @@ def select_calibration(
     strategies: tuple[str, ...] = STRATEGIES,
     folds: int = 5,
     seed: int = 0,
+    max_iter: int = 200,
 ) -> tuple[list[LevelCalibration], dict[str, Any]]:
     """One calibration map per level, chosen by cross-validated NLL and ECE on held-out data.
 
@@ -50,6 +51,7 @@ def select_calibration(
         strategies: the candidates besides the identity.
         folds: cross-validation folds.
         seed: the folds' shuffle.
+        max_iter: L-BFGS iterations per fit.
 
     Returns:
         The maps, and per level the cross-validated scores of every candidate, the choice and
@@ -69,7 +71,7 @@ def select_calibration(
             for held in parts:
                 train = torch.ones(n, dtype=torch.bool, device=z.device)
                 train[held] = False
-                level_map = fit_level_map(method, z[train], y[train], tt, level)
+                level_map = fit_level_map(method, z[train], y[train], tt, level, max_iter=max_iter)
                 cond[held] = level_conditional_log_probs(
                     level_map.apply(z[held], tt, level), tt, level
                 )
@@ -84,7 +86,7 @@ def select_calibration(
         choice = min(admissible, key=lambda m: scores[m]["cv_nll"])
         # refit on the whole split; keep it only if, there too, the level is no worse than the
         # uncalibrated model left it (NLL and ECE); else fall back to the identity
-        level_map = fit_level_map(choice, z, y, tt, level)
+        level_map = fit_level_map(choice, z, y, tt, level, max_iter=max_iter)
         cond = level_conditional_log_probs(z, tt, level)
         after = _level_scores(
             level_conditional_log_probs(level_map.apply(z, tt, level), tt, level),

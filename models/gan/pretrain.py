@@ -27,6 +27,7 @@ class PretrainGanConfig(GanTrainConfig):
     resume: bool = True
     probe_train_size: int = Field(10000, ge=10, description="train images the probe is fitted on")
     probe_random_inits: int = Field(3, ge=1, description="random discriminators averaged")
+    probe_max_iter: int = Field(200, ge=10, description="L-BFGS iterations of each probe")
 
 
 def pretrain_gan(
@@ -67,6 +68,7 @@ def pretrain_gan(
         config.probe_train_size,
         config.probe_random_inits,
         config.seed,
+        max_iter=config.probe_max_iter,
     )
     labelled = result.labelled_indices
     info = {

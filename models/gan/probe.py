@@ -69,6 +69,7 @@ def probe_accuracy(
     eval_images: np.ndarray,
     eval_labels: np.ndarray,
     num_classes: int | Sequence[int],
+    max_iter: int = 200,
 ) -> float | list[float]:
     """Accuracy on ``eval_*`` of a linear probe fitted on ``train_*`` features.
 
@@ -79,6 +80,7 @@ def probe_accuracy(
         eval_images: ``[M, H, W, C]`` uint8.
         eval_labels: ``[M]`` or ``[M, L]``, like ``train_labels``.
         num_classes: classes per column.
+        max_iter: L-BFGS iterations of each probe.
 
     Returns:
         One accuracy, or one per column.
@@ -92,7 +94,7 @@ def probe_accuracy(
     accs = []
     for col, k in enumerate(sizes):
         y = torch.from_numpy(ys[:, col].astype(np.int64)).to(device)
-        w, b, mean, std = fit_linear_probe(train_x, y, k)
+        w, b, mean, std = fit_linear_probe(train_x, y, k, max_iter=max_iter)
         pred = (((eval_x - mean) / std) @ w + b).argmax(1).cpu().numpy()
         accs.append(float((pred == ys_eval[:, col]).mean()))
     return accs[0] if single else accs
@@ -105,11 +107,13 @@ def probe_levels(
     train_size: int,
     random_inits: int,
     seed: int,
+    max_iter: int = 200,
 ) -> dict[str, float]:
     """Linear probes per tree level: the trained D beside randomly initialised Ds.
 
     All are fitted on the same first ``train_size`` train images and scored on val; the random
-    side is the mean over ``random_inits`` seeds (a single random init varies by about a point).
+    side is the mean over ``random_inits`` seeds (a single random init varies by about a point);
+    each probe is fitted by at most ``max_iter`` L-BFGS iterations.
 
     Returns:
         ``probe_trained_<level>`` and ``probe_random_<level>`` accuracies.
@@ -125,10 +129,12 @@ def probe_levels(
         tree.level_sizes,
     )
     device = next(discriminator.parameters()).device
-    trained = probe_accuracy(discriminator, *args)
+    trained = probe_accuracy(discriminator, *args, max_iter=max_iter)
     random = np.mean(
         [
-            probe_accuracy(build_gan(arch, seed + 10_000 + i)[1].to(device), *args)
+            probe_accuracy(
+                build_gan(arch, seed + 10_000 + i)[1].to(device), *args, max_iter=max_iter
+            )
             for i in range(random_inits)
         ],
         axis=0,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -120,4 +121,11 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     torch.set_num_interop_threads(1)
-    sys.exit(main())
+    code = main()
+    # Leave without running C++ static destructors: a rank whose work is done and whose process
+    # group is destroyed could still abort at interpreter exit ("terminate called without an
+    # active exception", seen on 2 busy cores), and torchrun would then fail the whole job.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)

@@ -68,9 +68,10 @@ def score_images(
     tt = tt or TreeTensors(classifier.tree, device)
     names = None if every_component else guard.parts
     discriminator = guard.discriminator if every_component or guard.needs_discriminator else None
+    need_trunk = every_component or keep_layers or any(p.startswith("maha_trunk") for p in names)
 
     def run(x: torch.Tensor) -> tuple[Any, ...]:
-        out = guarded_forward(model, discriminator, x)
+        out = guarded_forward(model, discriminator, x, need_trunk=need_trunk)
         probs = merged_log_probs([z.float() for z in out.logits], tt, classifier.calibration)
         probs = probs.exp()
         comps = guard.components(out, tt, probs, names)

@@ -48,11 +48,16 @@ class GuardedOutputs:
 
 
 def guarded_forward(
-    model: HierarchicalClassifier, discriminator: Discriminator | None, x: Tensor
+    model: HierarchicalClassifier,
+    discriminator: Discriminator | None,
+    x: Tensor,
+    need_trunk: bool = True,
 ) -> GuardedOutputs:
     """The classifier's forward pass on model-range ``[B, C, H, W]``, with the scorers' inputs.
 
-    ``logits`` equal ``model(x)`` (a unit test holds them to it).
+    ``logits`` equal ``model(x)`` (a unit test holds them to it). ``need_trunk=False`` skips the
+    trunk blocks' channel statistics (``layers["trunk"]`` is then absent): a served score that
+    reads no trunk Gaussian does not pay for them on every request.
     """
     outs = model.backbone.trunk_outputs(x)
     z = pooled = model.backbone.pool(outs)
@@ -65,16 +70,16 @@ def guarded_forward(
     if model.tta_flip and not model.training:  # as model(x): the mirror image's logits averaged
         mirrored = model.logits_from_features(model.backbone.features(x.flip(-1)))
         logits = [(a + b) / 2 for a, b in zip(logits, mirrored, strict=True)]
-    # each trunk block's channels summarised by their spatial mean and spread
-    trunk = torch.cat(
-        [h.float().mean(dim=(2, 3)) for h in outs] + [h.float().std(dim=(2, 3)) for h in outs],
-        dim=1,
-    )
     realness = None
     if discriminator is not None:
         realness = realness_logit(discriminator, x)
     pixels = pixel_view(x)
-    layers = {"trunk": trunk, "neck": neck.float(), "pixels": pixels.flatten(1)}
+    layers = {"neck": neck.float(), "pixels": pixels.flatten(1)}
+    if need_trunk:  # each trunk block's channels summarised by their spatial mean and spread
+        layers["trunk"] = torch.cat(
+            [h.float().mean(dim=(2, 3)) for h in outs] + [h.float().std(dim=(2, 3)) for h in outs],
+            dim=1,
+        )
     return GuardedOutputs(logits, layers, realness, pooled, pixels)
 
 

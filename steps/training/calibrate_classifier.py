@@ -1,4 +1,4 @@
-"""Step: fit one temperature per tree level on the validation split."""
+"""Step: choose and fit one calibration map per tree level on the validation split."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from PIL import Image
 from zenml import ArtifactConfig, log_metadata, step
 from zenml.enums import ArtifactType
 
-from models.calibration import calibrate
+from models.calibration import CalibrationConfig, calibrate
 from models.classifier.io import TrainedClassifier
 from models.data.sharded import Dataset
 from steps import artifacts, tracking
@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 @step(output_materializers={artifacts.CALIBRATED_CLASSIFIER: TrainedClassifierMaterializer})
 def calibrate_classifier(
-    classifier: TrainedClassifier, dataset: Dataset
+    classifier: TrainedClassifier, dataset: Dataset, config: CalibrationConfig | None = None
 ) -> tuple[
     Annotated[
         TrainedClassifier,
@@ -31,9 +31,17 @@ def calibrate_classifier(
 ]:
     """One map per level chosen on val (temperature, vector, matrix, Dirichlet or none).
 
-    ECE, classwise ECE and NLL before/after on val; a reliability diagram per level.
+    ECE, classwise ECE and NLL before/after on val; a reliability diagram per level. ``config``
+    (default: every strategy, 5 folds) says which maps are compared and how.
     """
-    result = calibrate(classifier, *dataset.split("val"))
+    config = config or CalibrationConfig()
+    result = calibrate(
+        classifier,
+        *dataset.split("val"),
+        strategies=tuple(config.strategies),
+        folds=config.folds,
+        max_iter=config.max_iter,
+    )
     report = result.report
     logger.info("Calibration: %s", {k: v for k, v in report.items() if k != "selection"})
     tracking.log_metrics({k: v for k, v in report.items() if isinstance(v, float)})

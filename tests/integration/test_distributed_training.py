@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import torch
 
@@ -154,8 +156,14 @@ def test_killed_ddp_run_resumes_with_another_world_size(tmp_path, data):
             assert proc.poll() is None, "the DDP run ended before its first checkpoint"
             time.sleep(0.02)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the agent and both ranks, at once
+        # the agent and both ranks, at once: by process, not by group (torchrun may start its
+        # ranks in sessions of their own, and a rank that outlives the agent writes on)
+        tree = [proc.pid, *(p.pid for p in psutil.Process(proc.pid).children(recursive=True))]
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         proc.wait()
+        psutil.wait_procs([p for p in map(_process, tree) if p is not None], timeout=30)
     killed_at = torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"]
     assert 0 < killed_at < steps
 
@@ -167,6 +175,13 @@ def test_killed_ddp_run_resumes_with_another_world_size(tmp_path, data):
     a = final_discriminator(tmp_path, data, config)
     b = final_discriminator(tmp_path, data, gan_config(tmp_path / "whole", steps))
     assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-3
+
+
+def _process(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return None
 
 
 def test_a_stalled_rank_fails_the_job_within_the_timeout():

@@ -66,6 +66,7 @@ def imagenet_config(tmp_path: Path, data_dir: Path) -> Path:
         "probe_train_size": 64,
     }
     params["classifier"] = smoke["classifier"] | {"batch_size": 16}
+    params["calibration"] = smoke["calibration"]
     params["robustness"] = smoke["robustness"] | {
         "attack_images": 35,
         "corruption_images": 35,

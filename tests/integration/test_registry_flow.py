@@ -81,11 +81,10 @@ def test_train_twice_promote_rollback_and_serve_champion(smoke_run: SmokeRun) ->
     plain = re.sub(r"\x1b\[[0-9;]*m", "", second.stdout + second.stderr)  # ZenML colours names
     assert re.search(r"Using cached version of step `?pretrain_gan`?", plain), plain[-3000:]
     assert "Reused already registered hiergan version 1" in plain, plain[-3000:]
-    state = _registry(env, tmp_path)
-    assert state["versions"] == [1]
-    assert state["aliases"] == {"champion": "1", "challenger": "1"}
 
-    # Another classifier seed (the GAN still cached): a new model, version 2.
+    # Another classifier seed (the GAN still cached): a new model, version 2 — made by the third
+    # train run, so the cached re-run above added no version. (Each registry read is a process
+    # of its own, ~8 s: the state is read after this run and at the end, not after every CLI.)
     config = str(smoke_config(tmp_path, enable_cache=True, classifier_seed=1))
     third = run_cli(["-m", "pipelines.train_pipeline", "--config", config], env)
     assert third.returncode == 0, third.stderr[-3000:]
@@ -101,7 +100,6 @@ def test_train_twice_promote_rollback_and_serve_champion(smoke_run: SmokeRun) ->
 
     again = _promote(env, config=_any_drop_config(tmp_path))
     assert again.returncode == 0 and "PROMOTED" in again.stdout, again.stdout[-2000:]
-    assert _registry(env, tmp_path)["aliases"]["champion"] == "2"
     back = _promote(env, "--rollback")
     assert back.returncode == 0 and "version 2 -> version 1" in back.stdout, back.stderr[-2000:]
     state = _registry(env, tmp_path)

@@ -90,3 +90,42 @@ def test_classwise_ece_on_hand_made_cases() -> None:
     sure = torch.tensor([[1.0, 0.0]] * 4)
     assert classwise_ece(sure, labels) == pytest.approx(0.5)
     assert expected_calibration_error(sure, labels) == pytest.approx(0.5)
+
+
+def test_config_names_the_candidates_and_refuses_unknown_ones() -> None:
+    from pydantic import ValidationError
+
+    from models.calibration import CalibrationConfig
+
+    tt = TreeTensors(TREE)
+    logits, _, level_labels = make_miscalibrated(1500)
+    config = CalibrationConfig(strategies=["temperature", "vector"], folds=3, max_iter=30)
+    _, report = select_calibration(
+        logits, level_labels, tt, tuple(config.strategies), config.folds, max_iter=config.max_iter
+    )
+    for name in TREE.level_names:
+        assert set(report[name]["candidates"]) == {"identity", "temperature", "vector"}
+    assert report[TREE.level_names[-1]]["chosen"] in {"temperature", "vector"}
+    with pytest.raises(ValidationError, match="platt"):
+        CalibrationConfig(strategies=["platt"])
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        CalibrationConfig(fold=3)
+
+
+def test_maps_that_leave_any_level_worse_are_dropped_and_helpful_ones_kept() -> None:
+    from models.calibration.guard import keep_no_level_worse, level_scores
+
+    tt = TreeTensors(TREE)
+    logits, labels, _ = make_miscalibrated(2000)
+    identity = [LevelCalibration() for _ in logits]
+    base = level_scores(logits, labels, tt, identity)
+    good = [LevelCalibration.temperature(4.0) for _ in logits]  # undoes the 4x overconfidence
+    kept, dropped = keep_no_level_worse(logits, labels, tt, good)
+    assert kept == good and dropped == []
+    # sharpening the (already overconfident) top level hurts it and every level below it
+    bad = [LevelCalibration.temperature(0.2), *identity[1:]]
+    kept, dropped = keep_no_level_worse(logits, labels, tt, bad)
+    assert dropped == [TREE.level_names[0]] and kept == identity
+    after = level_scores(logits, labels, tt, kept)
+    for name, (nll, ece) in base.items():
+        assert after[name][0] <= nll and after[name][1] <= ece
