@@ -31,6 +31,10 @@
 #   HIERGAN_NAMESPACE      default hiergan
 #
 #   bash infra/stacks/kubernetes.sh   # registers what is missing, then activates the stack
+#
+# The registration itself is registry/kubernetes_stack.py: one process through the ZenML client
+# (a ZenML CLI start-up per component took ~40 s on 2 cores). It runs with the Python of the
+# environment that holds `$ZENML` (or `$PYTHON` when set).
 set -euo pipefail
 ZENML=${ZENML:-zenml}
 export ZENML_ANALYTICS_OPT_IN=${ZENML_ANALYTICS_OPT_IN:-false}
@@ -38,72 +42,14 @@ export ZENML_ANALYTICS_OPT_IN=${ZENML_ANALYTICS_OPT_IN:-false}
 : "${HIERGAN_KUBE_CONTEXT:?set HIERGAN_KUBE_CONTEXT to the kubeconfig context of the cluster}"
 : "${HIERGAN_REGISTRY:?set HIERGAN_REGISTRY, e.g. registry.example.internal/hiergan}"
 : "${HIERGAN_S3_BUCKET:?set HIERGAN_S3_BUCKET, e.g. s3://hiergan-artifacts}"
-S3_ENDPOINT=${HIERGAN_S3_ENDPOINT:-}
-S3_REGION=${HIERGAN_S3_REGION:-us-east-1}
-MLFLOW_URI=${HIERGAN_MLFLOW_URI:-http://mlflow.hiergan.svc.cluster.local:5000}
-NAMESPACE=${HIERGAN_NAMESPACE:-hiergan}
-STACK=hiergan-k8s
 
-if $ZENML stack describe "$STACK" >/dev/null 2>&1; then
-    echo "Stack $STACK exists; activating it (change a component with \`zenml <type> update\`)."
-    $ZENML stack set "$STACK"
-    exit 0
+if [ -z "${PYTHON:-}" ]; then
+    zenml_bin=$(command -v "$ZENML" || true)
+    if [ -n "$zenml_bin" ] && [ -x "$(dirname "$zenml_bin")/python" ]; then
+        PYTHON="$(dirname "$zenml_bin")/python"
+    else
+        PYTHON=python3
+    fi
 fi
-
-# 1. The S3 and MLflow credentials, as ZenML secrets.
-if ! $ZENML secret get hiergan-s3 >/dev/null 2>&1; then
-    : "${AWS_ACCESS_KEY_ID:?set AWS_ACCESS_KEY_ID (read into the ZenML secret hiergan-s3)}"
-    : "${AWS_SECRET_ACCESS_KEY:?set AWS_SECRET_ACCESS_KEY (read into the ZenML secret hiergan-s3)}"
-    $ZENML secret create hiergan-s3 \
-        --aws_access_key_id="$AWS_ACCESS_KEY_ID" \
-        --aws_secret_access_key="$AWS_SECRET_ACCESS_KEY"
-fi
-
-if ! $ZENML secret get hiergan-mlflow >/dev/null 2>&1; then
-    : "${MLFLOW_TRACKING_USERNAME:?set MLFLOW_TRACKING_USERNAME (read into the ZenML secret hiergan-mlflow)}"
-    : "${MLFLOW_TRACKING_PASSWORD:?set MLFLOW_TRACKING_PASSWORD (read into the ZenML secret hiergan-mlflow)}"
-    $ZENML secret create hiergan-mlflow \
-        --username="$MLFLOW_TRACKING_USERNAME" \
-        --password="$MLFLOW_TRACKING_PASSWORD"
-fi
-
-# 2. The artifact store. `--` ends the CLI's own options: the s3 flavor's `secret` field would
-#    otherwise be taken for the CLI's `--secret` option.
-client_kwargs="{\"region_name\": \"$S3_REGION\"}"
-if [ -n "$S3_ENDPOINT" ]; then
-    client_kwargs="{\"endpoint_url\": \"$S3_ENDPOINT\", \"region_name\": \"$S3_REGION\"}"
-fi
-$ZENML artifact-store register hiergan-s3 --flavor=s3 -- \
-    --path="$HIERGAN_S3_BUCKET" \
-    --key='{{hiergan-s3.aws_access_key_id}}' \
-    --secret='{{hiergan-s3.aws_secret_access_key}}' \
-    --client_kwargs="$client_kwargs"
-
-# 3. The orchestrator. The ZenML API token reaches the pods as a Kubernetes Secret, not as a
-#    plain environment variable in the Job spec.
-$ZENML orchestrator register hiergan-k8s --flavor=kubernetes \
-    --kubernetes_context="$HIERGAN_KUBE_CONTEXT" \
-    --kubernetes_namespace="$NAMESPACE" \
-    --pass_zenml_token_as_secret=true
-
-# 3b. The step operator of the multi-pod (DDP) training steps; it runs in the orchestrator pod.
-$ZENML step-operator register hiergan-k8s-pods --flavor=kubernetes \
-    --kubernetes_namespace="$NAMESPACE" \
-    --incluster=true
-
-# 4. Container registry and image builder.
-$ZENML container-registry register hiergan-registry --flavor=default --uri="$HIERGAN_REGISTRY"
-$ZENML image-builder register hiergan-image-builder --flavor=local
-
-# 5. MLflow: tracking server (basic auth) and model registry (infra/k8s/mlflow-*.yaml).
-$ZENML experiment-tracker register hiergan-mlflow-k8s --flavor=mlflow \
-    --tracking_uri="$MLFLOW_URI" \
-    --tracking_username='{{hiergan-mlflow.username}}' \
-    --tracking_password='{{hiergan-mlflow.password}}'
-$ZENML model-registry register hiergan-mlflow-k8s-registry --flavor=mlflow
-
-# 6. The stack.
-$ZENML stack register "$STACK" \
-    -o hiergan-k8s -s hiergan-k8s-pods -a hiergan-s3 -c hiergan-registry -i hiergan-image-builder \
-    -e hiergan-mlflow-k8s -r hiergan-mlflow-k8s-registry
-$ZENML stack set "$STACK"
+cd "$(dirname "$0")/../.."
+exec "$PYTHON" -m registry.kubernetes_stack
