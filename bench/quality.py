@@ -27,6 +27,7 @@ The last line printed is one JSON object.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -42,10 +43,13 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import machine
+from models.calibration.calibrate import calibrate
 from models.classifier.config import ClassifierConfig
+from models.classifier.io import TrainedClassifier
 from models.data.ingest import DatasetConfig, build_dataset
 from models.evaluation.decoding import DECODINGS
 from models.evaluation.end_to_end import run_profile
+from models.evaluation.report import score_split
 from models.gan.config import GanTrainConfig
 
 RUNS = Path("bench/results/quality_runs")
@@ -102,12 +106,6 @@ def recalibrate(params: dict[str, Any], path: Path) -> dict[str, Any]:
     calibration and the test scores change, so a change to the calibration code is measured on
     the same models without training them again.
     """
-    import dataclasses
-
-    from models.calibration.calibrate import calibrate
-    from models.classifier.io import TrainedClassifier
-    from models.evaluation.report import score_split
-
     run = json.loads(path.read_text())
     folder = Path("checkpoints/quality") / path.stem
     trained = dataclasses.replace(TrainedClassifier.load(folder), calibration=[])

@@ -6,6 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.calibration.strategies import STRATEGIES
+
+# STRATEGIES spelled out for validation (a unit test holds the two together)
 Strategy = Literal["temperature", "vector", "matrix", "dirichlet"]
 
 
@@ -19,7 +22,7 @@ class CalibrationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     strategies: list[Strategy] = Field(
-        default_factory=lambda: ["temperature", "vector", "matrix", "dirichlet"],
+        default_factory=lambda: list(STRATEGIES),
         min_length=1,
         description="maps compared besides the identity",
     )

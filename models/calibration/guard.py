@@ -53,11 +53,11 @@ def keep_no_level_worse(
         The kept maps (identity in place of a dropped one) and the names of the levels whose
         map was dropped.
     """
-    identity = [LevelCalibration() for _ in maps]
-    base = level_scores(logits, leaf_labels, tt, identity)
+    base = level_scores(logits, leaf_labels, tt, [LevelCalibration() for _ in maps])
     chosen = [lv for lv, m in enumerate(maps) if m.method != "identity"]
-    best: tuple[float, tuple[int, ...]] | None = None
-    for k in range(len(chosen), -1, -1):
+    # keeping no map is the uncalibrated model itself: it always qualifies
+    best_total, kept = sum(nll for nll, _ in base.values()), ()
+    for k in range(len(chosen), 0, -1):
         for subset in combinations(chosen, k):
             trial = [m if lv in subset else LevelCalibration() for lv, m in enumerate(maps)]
             scores = level_scores(logits, leaf_labels, tt, trial)
@@ -66,8 +66,7 @@ def keep_no_level_worse(
                 for n in base
             ):
                 total = sum(nll for nll, _ in scores.values())
-                if best is None or total < best[0]:
-                    best = (total, subset)
-    kept = best[1] if best is not None else ()
+                if total < best_total:
+                    best_total, kept = total, subset
     dropped = [tt.tree.level_names[lv] for lv in chosen if lv not in kept]
     return [m if lv in kept else LevelCalibration() for lv, m in enumerate(maps)], dropped

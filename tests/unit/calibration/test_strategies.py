@@ -93,9 +93,15 @@ def test_classwise_ece_on_hand_made_cases() -> None:
 
 
 def test_config_names_the_candidates_and_refuses_unknown_ones() -> None:
+    from typing import get_args
+
     from pydantic import ValidationError
 
     from models.calibration import CalibrationConfig
+    from models.calibration.config import Strategy
+
+    assert get_args(Strategy) == STRATEGIES
+    assert CalibrationConfig().strategies == list(STRATEGIES)
 
     tt = TreeTensors(TREE)
     logits, _, level_labels = make_miscalibrated(1500)
