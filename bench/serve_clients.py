@@ -8,6 +8,7 @@ return per-request milliseconds, so every row of the results has its p50 and p99
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import time
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ import numpy as np
 
 @dataclass
 class Target:
-    """One endpoint, the format it takes (``array``, ``png`` or ``mlflow``), images a request."""
+    """One endpoint, its format (``array``, ``npy``, ``png`` or ``mlflow``), images a request."""
 
     name: str
     url: str
@@ -35,6 +36,10 @@ class Target:
             for j in picks:
                 form.add_field("images", pngs[j], filename="x.png", content_type="image/png")
             return {"data": form}
+        if self.kind == "npy":
+            buf = io.BytesIO()
+            np.save(buf, images[picks])
+            return {"data": buf.getvalue(), "headers": {"content-type": "application/x-npy"}}
         key = "images" if self.kind == "array" else "inputs"
         return {
             "data": json.dumps({key: images[picks].tolist()}),

@@ -11,7 +11,8 @@ slows all alike; every row has p50 and p99 of its requests and images/s:
   and ``/classify_array`` (a JSON array, the payload MLflow gets), MLflow's ``/invocations``;
 * ``--concurrency`` clients sending one image a request (ours adaptively batched by BentoML,
   MLflow's pyfunc server is not), and ``--batched-concurrency`` clients sending
-  ``--batch-images`` images a request.
+  ``--batch-images`` images a request, as JSON and as ``.npy`` (``application/x-npy``; the
+  batched headline, ``ceiling_share_batched``, is the ``.npy`` row).
 
 Model: ``--model-dir DIR`` (a TrainedClassifier directory, registered into a temporary MLflow
 store for the baseline) or, by default, the local stack's ``champion``.
@@ -127,6 +128,11 @@ def targets(ours: int, baseline: int, args: argparse.Namespace) -> list[tuple[st
         (
             f"ours /classify_array, {b} clients x {k} images",
             Target("ours array", array, "array", k),
+            b,
+        ),
+        (
+            f"ours /classify_array (npy), {b} clients x {k} images",
+            Target("ours npy", array, "npy", k),
             b,
         ),
         (
@@ -264,7 +270,8 @@ def report(result: dict, args: argparse.Namespace) -> tuple[str, dict]:
     rows, ceilings = result["rows"], result["ceiling"]
     c, b, k = args.concurrency, args.batched_concurrency, args.batch_images
     single = rows[f"ours /classify_array, {c} clients x 1 image"]
-    batched = rows[f"ours /classify_array, {b} clients x {k} images"]
+    batched_json = rows[f"ours /classify_array, {b} clients x {k} images"]
+    batched = rows[f"ours /classify_array (npy), {b} clients x {k} images"]
     base = rows[f"mlflow /invocations, {c} clients x 1 image"]
     png = rows["ours /classify (PNG), sequential"]
     bare_png = rows[NO_GUARD_ROW]
@@ -285,6 +292,7 @@ def report(result: dict, args: argparse.Namespace) -> tuple[str, dict]:
         "img_s_p99_ms": round(single["p99_ms"], 2),
         "batched_img_s": round(batched["img_s"], 1),
         "batched_p99_ms": round(batched["p99_ms"], 2),
+        "batched_json_img_s": round(batched_json["img_s"], 1),
         "baseline_img_s": round(base["img_s"], 1),
         "baseline_p99_ms": round(base["p99_ms"], 2),
         "ratio": round(single["img_s"] / base["img_s"], 2),

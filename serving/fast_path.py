@@ -10,6 +10,9 @@ the same ``HierganService._answer``. Anything it does not recognise as well-form
 body replayed, to BentoML's handler, so every error answer is still BentoML's and the service's
 own (the 4xx messages that name what was wrong); BentoML's middlewares (concurrency limit,
 metrics, tracing, access log) still wrap both paths.
+
+``/classify_array`` also takes ``application/x-npy`` bodies (:mod:`serving.npy_body`): BentoML has
+no such input, so they are always answered here, a malformed one with a 400 that names the fault.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from serving.limits import App, Message, Receive, Scope, Send
+from serving.limits import App, Message, Receive, Scope, Send, send_json_error
+from serving.npy_body import NPY_CONTENT_TYPE, BadArrayBody, parse_npy_images
 
 # The service instance answering requests, set by HierganService.__init__ in its worker.
 SERVING: dict[str, Any] = {}
@@ -207,7 +211,9 @@ class FastPath:
 
     Args:
         app: the wrapped ASGI app (BentoML's), which answers everything else.
-        enabled: off, every request goes to BentoML (``fast_path: false`` in the service config).
+        enabled: off, every JSON and multipart request goes to BentoML (``fast_path: false`` in
+            the service config); ``application/x-npy`` bodies are answered here either way
+            (:mod:`serving.npy_body`), a malformed one with a 400 naming what was wrong.
     """
 
     ROUTES = ("/classify_array", "/classify")
@@ -221,33 +227,46 @@ class FastPath:
         service = SERVING.get("service")
         path = scope.get("path")
         if (
-            not self.enabled
-            or service is None
+            service is None
             or scope["type"] != "http"
             or scope.get("method") != "POST"
             or path not in self.ROUTES
         ):
             await self.app(scope, receive, send)
             return
+        content_type = _content_type(scope)
+        # .npy bodies are answered here even with the fast path off: BentoML has no npy input
+        npy = path == "/classify_array" and content_type == NPY_CONTENT_TYPE
+        if not (self.enabled or npy):
+            await self.app(scope, receive, send)
+            return
         body = await _read_body(receive)
         if body is None:
             return
         try:
-            answer = await self._answer(scope, path, body, service)
+            answer = await self._answer(path, content_type, body, scope, service)
+        except BadArrayBody as err:
+            await send_json_error(send, 400, str(err))
+            return
         except NotFast:
             await self.app(scope, _replay(body, receive), send)
             return
         await send_json(send, answer)
 
-    async def _answer(self, scope: Scope, path: str, body: bytes, service: Any) -> Any:
+    async def _answer(
+        self, path: str, content_type: bytes, body: bytes, scope: Scope, service: Any
+    ) -> Any:
         if self.batcher is None:
             self.batcher = GreedyBatcher(service.answer, service.max_batch_size)
-        headers = dict(scope.get("headers") or [])
-        content_type = headers.get(b"content-type", b"").split(b";")[0].strip()
         if path == "/classify_array":
-            if content_type != b"application/json":
+            if content_type == NPY_CONTENT_TYPE:
+                limit = service.limits.max_images
+                images = parse_npy_images(body, service.predictor.check_images, limit)
+            elif content_type == b"application/json":
+                images = parse_array_request(body, service)
+            else:
                 raise NotFast
-            return await self.batcher.submit(parse_array_request(body, service), 3)
+            return await self.batcher.submit(images, 3)
         if content_type != b"multipart/form-data":
             raise NotFast
         images, top_k, names = await parse_form_request(scope, body, service)
@@ -255,6 +274,12 @@ class FastPath:
         for name, a in zip(names, answers, strict=True):
             a["input"] = name
         return {"predictions": answers}
+
+
+def _content_type(scope: Scope) -> bytes:
+    """The request's media type, without parameters (``multipart/form-data``, ...)."""
+    headers = dict(scope.get("headers") or [])
+    return headers.get(b"content-type", b"").split(b";")[0].strip().lower()
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -2,7 +2,8 @@
 
 Endpoints (all POST, JSON answers):
   /classify        image files (multipart field ``images``, PNG/JPEG/WebP/..., any size or mode)
-  /classify_array  uint8 arrays ``[N, H, W(, C)]`` as JSON, adaptively batched across requests
+  /classify_array  uint8 arrays ``[N, H, W(, C)]`` as JSON or as ``numpy.save`` output
+                   (``Content-Type: application/x-npy``), batched across requests
   /model_info      which model, its tree, its preprocessing and the input limits
 BentoML adds /livez, /readyz, /healthz and /metrics. Bad input answers 4xx with ``{"error": ...}``.
 Every per-image answer carries ``"ood": {"score", "threshold", "is_ood"}`` (``null`` for a model

@@ -91,6 +91,13 @@ def test_round_trip_files_and_arrays(server: str) -> None:
     assert (
         len(batch.json()) == 2 and batch.json()[0]["path"][-1]["label"] == batch.json()[0]["leaf"]
     )
+    as_npy = requests.post(
+        f"{server}/classify_array",
+        data=_npy(np.zeros((2, 28, 28), np.uint8)),
+        headers=NPY,
+        timeout=30,
+    )
+    assert as_npy.status_code == 200 and as_npy.json() == batch.json()
     info = requests.post(f"{server}/model_info", timeout=30).json()
     assert info["limits"]["max_images"] == 4 and info["model"].startswith("dir:")
 
@@ -162,8 +169,24 @@ def _corpus() -> list[tuple[str, str, dict]]:
             "/classify_array",
             {"data": b"\x00\x01", "headers": {"content-type": "application/json"}},
         ),
+        (
+            "npy truncated",
+            "/classify_array",
+            {"data": _npy(np.zeros((2, 28, 28), np.uint8))[:-9], "headers": NPY},
+        ),
+        ("npy pickled objects", "/classify_array", {"data": _npy(np.array([{}])), "headers": NPY}),
+        ("npy not npy", "/classify_array", {"data": b"\x00\x01", "headers": NPY}),
         ("unknown route", "/predict", {"json": {}}),
     ]
+
+
+NPY = {"content-type": "application/x-npy"}
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
 
 
 def test_malformed_requests_get_4xx_json_and_server_stays_healthy(server: str) -> None:

@@ -177,3 +177,52 @@ def test_workers_times_threads_never_exceed_the_cores() -> None:
     assert ServiceConfig(workers=3).threads_per_worker(cores=2) == 1  # at least one
     assert ServiceConfig(workers=2, torch_threads=4).threads_per_worker(cores=8) == 4
     assert ServiceConfig(workers=2, torch_threads=4).threads_per_worker(cores=4) == 2
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_npy_bodies_get_the_same_answers_as_json(service, enabled: bool) -> None:  # noqa: ANN001
+    fallback = Fallback()
+    images = np.random.default_rng(1).integers(0, 256, (4, 28, 28, 1), dtype=np.uint8)
+    app = FastPath(fallback, enabled=enabled)
+    status, body = _call(app, "/classify_array", _npy(images), b"application/x-npy")
+    assert status == 200 and not fallback.bodies  # answered here even with the fast path off
+    assert json.loads(body) == json.loads(json.dumps(service.classify_array(images)))
+    # [N, H, W] floats holding whole grey levels, as JSON would take them
+    status, body = _call(
+        app, "/classify_array", _npy(images[..., 0].astype(np.float32)), b"application/x-npy"
+    )
+    assert status == 200 and len(json.loads(body)) == 4
+
+
+def _header_only(shape: tuple[int, ...]) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": "|u1", "fortran_order": False, "shape": shape}
+    )
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"not an array", "body is not a .npy array"),
+        (_npy(np.zeros((2, 28, 28), np.uint8))[:-7], "the body holds 1561 bytes"),
+        (_header_only((10**10, 28, 28)), "10000000000 images in one call, over the limit of 64"),
+        (_header_only((3, 10**9)), "header says shape [3, 1000000000]"),
+        (_npy(np.array([{"a": 1}], dtype=object)), "holds Python objects"),
+        (_npy(np.zeros((2, 28, 27), np.uint8)), "expected shape [N, 28, 28, 1]"),
+        (_npy(np.full((1, 28, 28), 300.0)), "pixel values must be in [0, 255]"),
+        (b"\x93NUMPY\x01\x00\x10\x00{'descr': '<u1',", "bad .npy header"),
+    ],
+)
+def test_malformed_npy_bodies_are_refused_naming_the_fault(service, body, message) -> None:  # noqa: ANN001
+    fallback = Fallback()
+    status, answer = _call(FastPath(fallback), "/classify_array", body, b"application/x-npy")
+    assert status == 400 and not fallback.bodies
+    assert message in json.loads(answer)["error"]
