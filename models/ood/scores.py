@@ -59,7 +59,12 @@ def guarded_forward(
     trunk blocks' channel statistics (``layers["trunk"]`` is then absent): a served score that
     reads no trunk Gaussian does not pay for them on every request.
     """
-    outs = model.backbone.trunk_outputs(x)
+    n = len(x)
+    tta = model.tta_flip and not model.training
+    # as model(x): with TTA the image and its mirror go through in one batch of 2B, their logits
+    # averaged; the scorers read the image's own half. Two passes of B cost more (the default
+    # model, 2 threads: 1.20 ms vs 0.81 ms for one image, 9.75 ms vs 8.67 ms for 32)
+    outs = model.backbone.trunk_outputs(torch.cat([x, x.flip(-1)]) if tta else x)
     z = pooled = model.backbone.pool(outs)
     neck = z
     for module in model.neck:
@@ -67,9 +72,9 @@ def guarded_forward(
         if isinstance(module, nn.BatchNorm1d):
             neck = z.clone()  # the ReLU after it works in place
     logits = [head(z) for head in model.heads]
-    if model.tta_flip and not model.training:  # as model(x): the mirror image's logits averaged
-        mirrored = model.logits_from_features(model.backbone.features(x.flip(-1)))
-        logits = [(a + b) / 2 for a, b in zip(logits, mirrored, strict=True)]
+    if tta:
+        logits = [(z[:n] + z[n:]) / 2 for z in logits]
+        outs, pooled, neck = [h[:n] for h in outs], pooled[:n], neck[:n]
     realness = None
     if discriminator is not None:
         realness = realness_logit(discriminator, x)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from models.ood.scores import energy_score, guarded_forward, knn_distance, min_mahalanobis
@@ -11,9 +12,12 @@ from models.tree.merge import TreeTensors
 from tests.toy_models import TREE, square_classifier, square_images
 
 
-def test_guarded_forward_gives_the_models_logits() -> None:
+@pytest.mark.parametrize("tta_flip", [False, True])
+def test_guarded_forward_gives_the_models_logits(tta_flip: bool) -> None:
     classifier = square_classifier()
+    classifier.config = classifier.config.model_copy(update={"tta_flip": tta_flip})
     model = classifier.build()
+    assert model.tta_flip == tta_flip
     images, _ = square_images(16)
     x = to_model_range(torch.from_numpy(images).permute(0, 3, 1, 2))
     with torch.no_grad():
