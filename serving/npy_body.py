@@ -57,14 +57,15 @@ def parse_npy_images(
         raise BadArrayBody(f".npy dtype {dtype} holds Python objects; send numbers")
     if len(shape) >= 1 and shape[0] > max_images:
         raise BadArrayBody(f"{shape[0]} images in one call, over the limit of {max_images}")
-    expected = math.prod(shape) * dtype.itemsize
+    count = math.prod(shape)
+    expected = count * dtype.itemsize
     offset = fp.tell()
     if len(body) - offset != expected:
         raise BadArrayBody(
             f".npy header says shape {list(shape)} of {dtype} ({expected} bytes) but the body "
             f"holds {len(body) - offset} bytes of data"
         )
-    array = np.frombuffer(body, dtype=dtype, count=math.prod(shape), offset=offset)
+    array = np.frombuffer(body, dtype=dtype, count=count, offset=offset)
     array = array.reshape(shape, order="F" if fortran_order else "C")
     try:
         return check(array)

@@ -73,7 +73,7 @@ def guarded_forward(
             neck = z.clone()  # the ReLU after it works in place
     logits = [head(z) for head in model.heads]
     if tta:
-        logits = [(z[:n] + z[n:]) / 2 for z in logits]
+        logits = [(v[:n] + v[n:]) / 2 for v in logits]
         outs, pooled, neck = [h[:n] for h in outs], pooled[:n], neck[:n]
     realness = None
     if discriminator is not None:
