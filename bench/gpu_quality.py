@@ -110,7 +110,8 @@ def main() -> None:
         )
     data = build_dataset(dataset)
     # what is left after start-up, minus a reserve for calibration, evaluation and writing
-    # (2 CPU cores, full splits: calibration 8 s, test scoring 8 s; a GPU is not faster at it)
+    # (measured on 2 CPU cores, full splits: calibration 8 s, test scoring 8 s; not yet timed on
+    # a GPU, where a first run with 12 s kept overran its budget)
     reserve = args.reserve_s if args.reserve_s is not None else (5.0 if args.quick else 25.0)
     t_probe = time.perf_counter()
     gan_step = gan_step_seconds(data, gan, 10 if args.quick else 30)
