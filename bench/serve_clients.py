@@ -1,8 +1,14 @@
-"""HTTP load clients for ``bench/serve_load.py`` (asyncio + aiohttp, keep-alive connections).
+"""HTTP load clients for ``bench/serve_load.py`` (keep-alive connections).
 
 A :class:`Target` is one endpoint and how it wants images; :func:`latencies` sends requests one
-after another, :func:`load` keeps ``concurrency`` clients busy for a number of seconds. Both
-return per-request milliseconds, so every row of the results has its p50 and p99.
+after another, :func:`load` keeps ``concurrency`` aiohttp clients busy for a number of seconds.
+Both return per-request milliseconds, so every row of the results has its p50 and p99.
+
+Why the sequential rows use a bare socket, not aiohttp: on 2 cores, aiohttp building a
+multipart form and parsing the answer added ~1 ms to every request's measured latency (a
+single-image ``/classify`` p50 of 3.9 ms with aiohttp, 2.9 ms over a socket, same server); that
+is the client's time, not the service's. :func:`latencies` sends pre-built HTTP/1.1 requests over
+one keep-alive connection and reads each answer by its Content-Length, for every server alike.
 """
 
 from __future__ import annotations
@@ -24,6 +30,34 @@ class Target:
     url: str
     kind: str
     per_request: int = 1
+
+    def raw_request(self, images: np.ndarray, pngs: list[bytes], i: int) -> bytes:
+        """The whole HTTP/1.1 request (headers and body) for the request starting at image i."""
+        n = len(images)
+        picks = [(i + j) % n for j in range(self.per_request)]
+        if self.kind == "png":
+            boundary = b"hiergan-bench-boundary"
+            body = b"".join(
+                b"--" + boundary + b'\r\nContent-Disposition: form-data; name="images"; '
+                b'filename="x.png"\r\nContent-Type: image/png\r\n\r\n' + pngs[j] + b"\r\n"
+                for j in picks
+            )
+            body += b"--" + boundary + b"--\r\n"
+            content_type = b"multipart/form-data; boundary=" + boundary
+        elif self.kind == "npy":
+            buf = io.BytesIO()
+            np.save(buf, images[picks])
+            body, content_type = buf.getvalue(), b"application/x-npy"
+        else:
+            key = "images" if self.kind == "array" else "inputs"
+            body = json.dumps({key: images[picks].tolist()}).encode()
+            content_type = b"application/json"
+        path = self.url.split("/", 3)[3]
+        head = (
+            f"POST /{path} HTTP/1.1\r\nHost: {self.url.split('/')[2]}\r\n"
+            f"Content-Length: {len(body)}\r\n"
+        ).encode()
+        return head + b"Content-Type: " + content_type + b"\r\n\r\n" + body
 
     def request(self, images: np.ndarray, pngs: list[bytes], i: int) -> dict:
         """Aiohttp ``post`` keyword arguments for the request starting at image ``i``."""
@@ -66,16 +100,41 @@ class Measured:
                 self.errors[r.status] = self.errors.get(r.status, 0) + 1
 
 
-async def latencies(target: Target, images: np.ndarray, pngs: list[bytes], n: int) -> Measured:
-    """``n`` requests one after another (one client)."""
-    import aiohttp
+async def _answer(reader: asyncio.StreamReader) -> int:
+    """Read one HTTP/1.1 answer (status line, headers, Content-Length body); its status."""
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionError("the server closed the connection")
+    status, length = int(status_line.split()[1]), 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+        elif name.strip().lower() == b"transfer-encoding":
+            raise ValueError("chunked answers are not read by this client")
+    await reader.readexactly(length)
+    return status
 
+
+async def latencies(target: Target, images: np.ndarray, pngs: list[bytes], n: int) -> Measured:
+    """``n`` requests one after another over one keep-alive socket (one client)."""
+    host, port = target.url.split("/")[2].split(":")
+    requests = [target.raw_request(images, pngs, i * target.per_request) for i in range(n)]
+    reader, writer = await asyncio.open_connection(host, int(port))
     out = Measured()
-    async with aiohttp.ClientSession() as session:
+    try:
         begin = time.perf_counter()
-        for i in range(n):
-            await out.post(session, target, target.request(images, pngs, i * target.per_request))
+        for request in requests:
+            start = time.perf_counter()
+            writer.write(request)
+            status = await _answer(reader)
+            if status == 200:
+                out.ms.append((time.perf_counter() - start) * 1000)
+            else:
+                out.errors[status] = out.errors.get(status, 0) + 1
         out.img_s = len(out.ms) * target.per_request / (time.perf_counter() - begin)
+    finally:
+        writer.close()
     return out
 
 

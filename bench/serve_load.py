@@ -90,8 +90,8 @@ def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pope
 def ceiling(model_dir: str, images: np.ndarray, seconds: float) -> dict[int, float]:
     """Images/s of the service's own batched forward pass, in this process, per batch size.
 
-    The same ``Predictor`` the service builds, with a torch thread per core, at the batch sizes
-    a client and the batcher can form: no HTTP, no JSON, no queueing.
+    The same ``Predictor`` the service builds (its config's quantization), with a torch thread
+    per core, at the batch sizes a client and the batcher can form: no HTTP, no JSON, no queueing.
     """
     import torch
 
@@ -100,9 +100,10 @@ def ceiling(model_dir: str, images: np.ndarray, seconds: float) -> dict[int, flo
     from serving.config import load_service_config
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))  # the model's own speed on these cores
-    predictor = Predictor(TrainedClassifier.load(model_dir))
+    config = load_service_config()
+    predictor = Predictor(TrainedClassifier.load(model_dir), quantization=config.quantization)
     out = {}
-    for batch in (1, 32, load_service_config().batching.max_batch_size, 256):
+    for batch in (1, 32, config.batching.max_batch_size, 256):
         x = np.ascontiguousarray(np.resize(images, (batch, *images.shape[1:])))
         predictor.leaf_probs(x)
         n, begin = 0, time.perf_counter()
@@ -282,7 +283,13 @@ def report(result: dict, args: argparse.Namespace) -> tuple[str, dict]:
     for name, r in rows.items():
         table += f"| {name} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['img_s']:.0f} "
         table += f"| {r['img_s'] / top:.1%} | {r['refused'] or ''} |\n"
-    table += "\nCeiling: the service's `Predictor.leaf_probs` in process, a thread per core: "
+    from serving.config import load_service_config
+
+    service = load_service_config()
+    table += f"\nService: {service.workers} worker(s) x {service.threads_per_worker()} torch "
+    table += f"thread(s), quantization {service.quantization}.\n"
+    table += "\nCeiling: the service's `Predictor.leaf_probs` in process (the same quantization), "
+    table += "a thread per core: "
     table += ", ".join(f"batch {n}: {v:.0f} img/s" for n, v in ceilings.items()) + ".\n"
     headline = {
         # headline latency: /classify, the single-image endpoint (one client, sequential)
@@ -303,6 +310,9 @@ def report(result: dict, args: argparse.Namespace) -> tuple[str, dict]:
         "no_guard_p50_ms": round(bare_png["p50_ms"], 2),
         "guard_p50_added": round(png["p50_ms"] / bare_png["p50_ms"] - 1, 4),
         "device": "cpu",
+        "quantization": service.quantization,
+        "workers": service.workers,
+        "torch_threads_per_worker": service.threads_per_worker(),
     }
     return table, headline
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.runtime.quantize import Quantization
 from serving.ood import OodPolicy
 from serving.request_log import RequestLogConfig
 
@@ -56,6 +57,9 @@ class ServiceConfig(BaseModel):
     workers: int = Field(1, gt=0, description="BentoML worker processes")
     torch_threads: int | None = Field(
         None, gt=0, description="per worker; default cores // workers (at least 1)"
+    )
+    quantization: Quantization = Field(
+        "none", description="dynamic-int8: the linear layers' weights in int8 (CPU only)"
     )
     fast_path: bool = Field(True, description="serving/fast_path.py for well-formed requests")
     access_log: bool = Field(True, description="BentoML's per-request access log lines")

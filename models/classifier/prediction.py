@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from models.classifier.io import TrainedClassifier
+from models.runtime.quantize import Quantization, quantize_linears
 from models.runtime.tensors import to_model_range
 from models.tree.merge import TreeTensors, merged_log_probs
 
@@ -26,14 +27,23 @@ class Predictor:
     Args:
         classifier: the trained, calibrated classifier.
         device: where the network runs.
+        quantization: ``"dynamic-int8"`` serves the linear layers with int8 weights (CPU only,
+            :mod:`models.runtime.quantize`); ``"none"`` keeps float32.
     """
 
-    def __init__(self, classifier: TrainedClassifier, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        classifier: TrainedClassifier,
+        device: torch.device | str = "cpu",
+        quantization: Quantization = "none",
+    ) -> None:
         self.classifier = classifier
         self.tree = classifier.tree
+        self.quantization = quantization
         # NHWC uint8 input permuted to NCHW is already channels-last in memory; weights in the
         # same layout save the convolutions a conversion (measured ~20 % at batch 64 on CPU).
-        self.model = classifier.build(device).to(memory_format=torch.channels_last)
+        model = classifier.build(device).to(memory_format=torch.channels_last)
+        self.model = quantize_linears(model, quantization)
         self.tree_tensors = TreeTensors(self.tree, device)
         self.image_shape = (
             classifier.architecture.image_size,

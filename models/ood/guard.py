@@ -75,6 +75,9 @@ class OodGuard:
         neighbours: ``[N, D]`` L2-normalised neck features of training images (the ``knn``
             component), or ``None``.
         knn_k: which nearest neighbour ``knn`` measures the distance to.
+        coarse_neighbours: ``neighbours`` in bfloat16 for a two-stage search (see
+            :func:`~models.ood.scores.knn_distance`), or ``None`` (one float32 pass). Not saved:
+            :meth:`use_coarse_search` makes it at load, for a low-precision serving runtime.
         pixel_gaussian: ``(mean [D], precision [D, D], log det covariance)`` of the training
             images' pixels (the ``complexity`` component), or ``None``.
     """
@@ -89,12 +92,21 @@ class OodGuard:
     neighbours: Tensor | None = None
     knn_k: int = 10
     pixel_gaussian: tuple[Tensor, Tensor, float] | None = None
+    coarse_neighbours: Tensor | None = None
+
+    def use_coarse_search(self) -> OodGuard:
+        """Search the kNN bank in two stages (bfloat16, then float32 re-ranking); return self."""
+        if self.neighbours is not None:
+            self.coarse_neighbours = self.neighbours.to(torch.bfloat16).contiguous()
+        return self
 
     def to(self, device: torch.device | str) -> OodGuard:
         """Move the statistics and the discriminator to ``device`` (in place); return self."""
         self.gaussians = {k: (m.to(device), p.to(device)) for k, (m, p) in self.gaussians.items()}
         if self.neighbours is not None:
             self.neighbours = self.neighbours.to(device)
+        if self.coarse_neighbours is not None:
+            self.coarse_neighbours = self.coarse_neighbours.to(device)
         if self.pixel_gaussian is not None:
             mean, precision, logdet = self.pixel_gaussian
             self.pixel_gaussian = (mean.to(device), precision.to(device), logdet)
@@ -130,7 +142,9 @@ class OodGuard:
         if out.realness is not None and (names is None or "realness" in names):
             comps["realness"] = -out.realness
         if self.neighbours is not None and (names is None or "knn" in names):
-            comps["knn"] = knn_distance(out.layers[KNN_LAYER], self.neighbours, self.knn_k)
+            comps["knn"] = knn_distance(
+                out.layers[KNN_LAYER], self.neighbours, self.knn_k, self.coarse_neighbours
+            )
         if self.pixel_gaussian is not None and (names is None or "complexity" in names):
             comps["complexity"] = complexity_score(out.pixels, *self.pixel_gaussian)
         return comps

@@ -11,6 +11,7 @@ from models.classifier.io import TrainedClassifier
 from models.classifier.prediction import Predictor
 from models.ood.fit import score_images
 from models.ood.guard import OodGuard
+from models.runtime.quantize import Quantization
 
 
 class GuardedPredictor(Predictor):
@@ -22,13 +23,23 @@ class GuardedPredictor(Predictor):
     Args:
         classifier: the trained, calibrated classifier (with its guard, if fitted).
         device: where the networks run.
+        quantization: the classifier's linear layers in int8 or not (see :class:`Predictor`);
+            with ``dynamic-int8`` the guard's kNN search also runs its first stage in bfloat16
+            (:meth:`OodGuard.use_coarse_search`); its statistics stay float32.
     """
 
-    def __init__(self, classifier: TrainedClassifier, device: torch.device | str = "cpu") -> None:
-        super().__init__(classifier, device)
+    def __init__(
+        self,
+        classifier: TrainedClassifier,
+        device: torch.device | str = "cpu",
+        quantization: Quantization = "none",
+    ) -> None:
+        super().__init__(classifier, device, quantization)
         self.guard = OodGuard.from_classifier(classifier)
         if self.guard is not None:
             self.guard.to(device)
+            if quantization != "none":
+                self.guard.use_coarse_search()
             if self.guard.discriminator is not None:
                 self.guard.discriminator.to(memory_format=torch.channels_last)
 

@@ -101,3 +101,23 @@ def test_auroc_matches_a_pairwise_count_with_ties() -> None:
     assert abs(auroc(a, b) - pairs) < 1e-12
     assert auroc(np.zeros(3), np.ones(3)) == 1.0
     assert fpr_at_tpr(np.arange(100.0), np.arange(100.0, 200.0)) == 0.0
+
+
+def test_two_stage_knn_search_returns_the_float32_answer() -> None:
+    """bfloat16 candidates, float32 re-ranking: the exact k-th distance on clustered features."""
+    g = torch.Generator().manual_seed(3)
+    centres = torch.randn(10, 64, generator=g)
+    bank = torch.nn.functional.normalize(
+        centres.repeat_interleave(300, 0) + 0.3 * torch.randn(3000, 64, generator=g), dim=1
+    )
+    features = centres[torch.arange(40) % 10] + 0.3 * torch.randn(40, 64, generator=g)
+    coarse = bank.to(torch.bfloat16)
+    for k in (1, 10):
+        torch.testing.assert_close(
+            knn_distance(features, bank, k, coarse), knn_distance(features, bank, k)
+        )
+    # a bank too small for a first stage: one float32 pass
+    small = bank[:30]
+    torch.testing.assert_close(
+        knn_distance(features, small, 5, small.to(torch.bfloat16)), knn_distance(features, small, 5)
+    )

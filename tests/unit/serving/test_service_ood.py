@@ -142,3 +142,13 @@ def test_the_batched_route_gets_422_and_image_names() -> None:
     assert asyncio.run(_through(RejectedArrayStatus, 200, fine)) == (200, fine)
     error = json.dumps({"error": "images: bad shape"}).encode()
     assert asyncio.run(_through(RejectedArrayStatus, 400, error)) == (400, error)
+
+
+def test_int8_service_flags_the_same_images(guarded_dir, tmp_path, monkeypatch) -> None:
+    import serving.service as service_module
+
+    monkeypatch.setattr(service_module.CONFIG, "quantization", "dynamic-int8")
+    service = _service(guarded_dir, "flag", monkeypatch)
+    assert service.model_info()["quantization"] == "dynamic-int8"
+    predictions = service.classify(_files(tmp_path), ctx=_ctx())["predictions"]
+    assert [p["ood"]["is_ood"] for p in predictions] == [False, True, False]
