@@ -216,18 +216,20 @@ async def measure(
     """Every phase once per round, rounds alternating; p50, p99 and img/s per row."""
     for _, target, _ in phases:  # warm-up, including BentoML's batching optimiser
         await latencies(target, images, pngs, 20)
-        await load(target, images, pngs, 8, 1.0)
+        await load(target, images, pngs, 8, 1.0, args.client)
     ms: dict[str, list[float]] = {name: [] for name, _, _ in phases}
     img_s: dict[str, list[float]] = {name: [] for name, _, _ in phases}
+    client: dict[str, list[float]] = {name: [] for name, _, _ in phases}
     errors: dict[str, dict[int, int]] = {name: {} for name, _, _ in phases}
     for round_index in range(args.rounds):
         for name, target, concurrency in phases:
             if concurrency == 0:
                 m = await latencies(target, images, pngs, args.requests)
             else:
-                m = await load(target, images, pngs, concurrency, args.seconds)
+                m = await load(target, images, pngs, concurrency, args.seconds, args.client)
             ms[name] += m.ms
             img_s[name].append(m.img_s)
+            client[name].append(m.client_cores)
             for status, count in m.errors.items():
                 errors[name][status] = errors[name].get(status, 0) + count
             print(
@@ -240,6 +242,7 @@ async def measure(
             "p99_ms": pct(ms[name], 99),
             "img_s": statistics.median(img_s[name]),
             "img_s_rounds": [round(x, 1) for x in img_s[name]],
+            "client_cores": round(statistics.median(client[name]), 3),
             "refused": errors[name],
         }
         for name in ms
@@ -278,11 +281,12 @@ def report(result: dict, args: argparse.Namespace) -> tuple[str, dict]:
     bare_png = rows[NO_GUARD_ROW]
     top = max(ceilings.values())
     table = "| endpoint, clients | p50 ms | p99 ms | img/s (median of rounds) | ÷ ceiling "
-    table += "| refused (HTTP status: count) |\n"
-    table += "|---|---|---|---|---|---|\n"
+    table += "| client's CPU (cores) | refused (HTTP status: count) |\n"
+    table += "|---|---|---|---|---|---|---|\n"
     for name, r in rows.items():
         table += f"| {name} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['img_s']:.0f} "
-        table += f"| {r['img_s'] / top:.1%} | {r['refused'] or ''} |\n"
+        table += f"| {r['img_s'] / top:.1%} | {r.get('client_cores', 0):.2f} "
+        table += f"| {r['refused'] or ''} |\n"
     from serving.config import load_service_config
 
     service = load_service_config()
@@ -331,6 +335,16 @@ def main() -> None:
     parser.add_argument("--batched-concurrency", type=int, default=8, help="batch clients")
     parser.add_argument("--batch-images", type=int, default=32, help="images a batch request")
     parser.add_argument("--seconds", type=float, default=10.0, help="throughput phase length")
+    parser.add_argument(
+        "--client",
+        choices=["aiohttp", "socket"],
+        default="aiohttp",
+        # socket clients use a third of aiohttp's CPU (0.05-0.08 vs 0.15-0.22 cores for 32
+        # clients) but hold one connection each for a whole phase: with 2 workers, 8 batch
+        # clients' connections can land unevenly and halve a row (2 quick runs: .npy 1,476 and
+        # 1,324 img/s vs 2,727 and 2,590 with aiohttp); the concurrent rows keep aiohttp
+        help="concurrent load clients: aiohttp sessions, or pre-built requests over sockets",
+    )
     parser.add_argument("--out", default="bench/results")
     args = parser.parse_args()
     if args.quick:
