@@ -50,8 +50,10 @@ class ClassifierConfig(BaseModel):
     seed: int = 0
     device: str = "auto"
     channels_last: bool = True
-    bf16: bool | None = Field(
-        None, description="bf16 autocast of the training passes; default: on CUDA only"
+    bf16: bool | Literal["auto"] | None = Field(
+        None,
+        description="bf16 autocast of the training passes; None: on CUDA only; auto: where the "
+        "device has native bf16 (CUDA, a CPU with AVX512-BF16 or AMX)",
     )
     num_threads: int | None = None
     adversarial: AdversarialTrainingConfig | None = Field(

@@ -38,7 +38,7 @@ from models.data.dataset import stratified_fraction
 from models.data.streaming import StreamedImages
 from models.gan.networks import GanArchitecture
 from models.runtime import distributed
-from models.runtime.device import prepare_device
+from models.runtime.device import prepare_device, resolve_bf16
 from models.runtime.tensors import to_model_range
 from models.tree.hierarchy import Hierarchy
 from models.tree.merge import TreeTensors
@@ -130,8 +130,8 @@ class ClassifierTrainer:
         self.generator = torch.Generator(device=device).manual_seed(config.seed)
         self.epochs_done = 0
         self.average: WeightAverage | None = None
-        bf16 = device.type == "cuda" if config.bf16 is None else config.bf16
-        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+        self.bf16 = resolve_bf16(config.bf16, device)
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def augmentation(self) -> list[Perturbation]:
         """The configured augmentation (shifts and flips, then random erasing), or nothing."""

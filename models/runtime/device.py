@@ -48,6 +48,34 @@ def configure_threads(num_threads: int | None = None) -> int:
     return num_threads
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 in hardware.
+
+    A CUDA GPU that supports it, or a CPU with AVX512-BF16 or AMX: there bf16 autocast is faster
+    than float32 (measured on 2 Zen 4 cores: the classifier's step 1.6-1.9x); elsewhere on a CPU
+    it is emulated and slower.
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, hence getattr
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
+def resolve_bf16(setting: bool | str | None, device: torch.device) -> bool:
+    """A loop's ``bf16`` setting as a decision.
+
+    ``None``: on CUDA only; ``"auto"``: where the device has native bf16 (:func:`native_bf16`);
+    a bool as given.
+    """
+    if setting is None:
+        return device.type == "cuda"
+    if setting == "auto":
+        return native_bf16(device)
+    return bool(setting)
+
+
 def enable_fast_math(device: torch.device) -> None:
     """TF32 matmuls and cuDNN autotuning on CUDA (no effect on CPU)."""
     if device.type == "cuda":
