@@ -90,15 +90,33 @@ class Measured:
     client_cores: float = 0.0  # the client's own CPU time / wall time (its share of the cores)
     errors: dict[int, int] = field(default_factory=dict)
 
+    def record(self, status: int, start: float) -> None:
+        """One answer: its time when 200, else its status counted as an error."""
+        if status == 200:
+            self.ms.append((time.perf_counter() - start) * 1000)
+        else:
+            self.errors[status] = self.errors.get(status, 0) + 1
+
+    async def exchange(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+    ) -> None:
+        """One pre-built request over a keep-alive socket, its answer read and recorded."""
+        start = time.perf_counter()
+        writer.write(request)
+        self.record(await _answer(reader), start)
+
     async def post(self, session, target: Target, kwargs: dict) -> None:  # noqa: ANN001
         """One request; its time when answered 200, else its status counted as an error."""
         start = time.perf_counter()
         async with session.post(target.url, **kwargs) as r:
             await r.read()
-            if r.status == 200:
-                self.ms.append((time.perf_counter() - start) * 1000)
-            else:
-                self.errors[r.status] = self.errors.get(r.status, 0) + 1
+            self.record(r.status, start)
+
+
+async def _connect(target: Target) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A keep-alive socket to the target's host and port."""
+    host, port = target.url.split("/")[2].split(":")
+    return await asyncio.open_connection(host, int(port))
 
 
 async def _answer(reader: asyncio.StreamReader) -> int:
@@ -119,20 +137,13 @@ async def _answer(reader: asyncio.StreamReader) -> int:
 
 async def latencies(target: Target, images: np.ndarray, pngs: list[bytes], n: int) -> Measured:
     """``n`` requests one after another over one keep-alive socket (one client)."""
-    host, port = target.url.split("/")[2].split(":")
     requests = [target.raw_request(images, pngs, i * target.per_request) for i in range(n)]
-    reader, writer = await asyncio.open_connection(host, int(port))
+    reader, writer = await _connect(target)
     out = Measured()
     try:
         begin, cpu = time.perf_counter(), time.process_time()
         for request in requests:
-            start = time.perf_counter()
-            writer.write(request)
-            status = await _answer(reader)
-            if status == 200:
-                out.ms.append((time.perf_counter() - start) * 1000)
-            else:
-                out.errors[status] = out.errors.get(status, 0) + 1
+            await out.exchange(reader, writer, request)
         elapsed = time.perf_counter() - begin
         out.img_s = len(out.ms) * target.per_request / elapsed
         out.client_cores = (time.process_time() - cpu) / elapsed
@@ -158,24 +169,17 @@ async def load(
     """
     if client == "aiohttp":
         return await _aiohttp_load(target, images, pngs, concurrency, seconds)
-    host, port = target.url.split("/")[2].split(":")
     starts = range(0, len(images), target.per_request)
     requests = [target.raw_request(images, pngs, i) for i in starts]
     out = Measured()
     stop = time.perf_counter() + seconds
 
     async def one_client(worker: int) -> None:
-        reader, writer = await asyncio.open_connection(host, int(port))
+        reader, writer = await _connect(target)
         i = worker
         try:
             while time.perf_counter() < stop:
-                start = time.perf_counter()
-                writer.write(requests[i % len(requests)])
-                status = await _answer(reader)
-                if status == 200:
-                    out.ms.append((time.perf_counter() - start) * 1000)
-                else:
-                    out.errors[status] = out.errors.get(status, 0) + 1
+                await out.exchange(reader, writer, requests[i % len(requests)])
                 i += concurrency
         finally:
             writer.close()

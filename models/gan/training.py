@@ -33,7 +33,7 @@ from models.runtime.checkpoint import (
     restore_rng_state,
     rng_state,
 )
-from models.runtime.device import prepare_device
+from models.runtime.device import prepare_device, resolve_bf16
 from models.runtime.tensors import frozen, to_model_range
 
 logger = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class GanTrainer:
         self.callbacks = list(callbacks) if self.dist.is_main else []  # rank 0 alone logs
         self.device = prepare_device(config.device, config.num_threads)
         on_cuda = self.device.type == "cuda"
-        self.bf16 = on_cuda if config.bf16 is None else config.bf16
+        self.bf16 = resolve_bf16(config.bf16, self.device)
         self.channels_last = on_cuda if config.channels_last is None else config.channels_last
         self.objective = build_objective(config.mode, config.loss)
 

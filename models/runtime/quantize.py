@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import nn
 
 Quantization = Literal["none", "dynamic-int8"]
-QUANTIZATIONS: tuple[str, ...] = ("none", "dynamic-int8")
+QUANTIZATIONS: tuple[str, ...] = get_args(Quantization)
 
 
 class QuantizationError(RuntimeError):

@@ -38,7 +38,7 @@ from models.gan.callbacks import TrainerCallback, write_checkpoint
 from models.gan.config import GanTrainConfig
 from models.gan.triple_config import TripleConfig
 from models.runtime.checkpoint import load_checkpoint, restore_rng_state, rng_state
-from models.runtime.device import prepare_device
+from models.runtime.device import prepare_device, resolve_bf16
 from models.runtime.tensors import to_model_range
 from models.tree.hierarchy import Hierarchy
 from models.tree.merge import TreeTensors, merged_log_probs
@@ -103,7 +103,7 @@ class TripleGame:
         self.callbacks = list(callbacks)
         self.device = prepare_device(config.device, config.num_threads)
         on_cuda = self.device.type == "cuda"
-        self.bf16 = on_cuda if config.bf16 is None else config.bf16
+        self.bf16 = resolve_bf16(config.bf16, self.device)
         self.channels_last = on_cuda if config.channels_last is None else config.channels_last
         self.tt = TreeTensors(tree, self.device)
         # [N, H, W, C] uint8 -> [N, C, H, W] uint8 on the device, once
