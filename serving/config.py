@@ -63,6 +63,9 @@ class ServiceConfig(BaseModel):
     )
     fast_path: bool = Field(True, description="serving/fast_path.py for well-formed requests")
     access_log: bool = Field(True, description="BentoML's per-request access log lines")
+    gc_gen0_threshold: int = Field(
+        700, ge=1, description="gc.set_threshold's first value in each worker (Python's: 700)"
+    )
     ood: OodPolicy = Field(default_factory=OodPolicy)
 
     def threads_per_worker(self, cores: int | None = None) -> int:

@@ -104,6 +104,10 @@ class HierganService:
         # requests allocate many small lists; without this, 32 single-image JSON clients saw
         # p99 251-264 ms (full collections), with it 71 ms (bench/serve_load.py, 2 cores).
         gc.freeze()
+        # One image as JSON is 813 nested lists, alive together while the body is parsed: with
+        # Python's threshold of 700 a collection runs inside nearly every request (the parse's
+        # mean CPU time was 2-4x its median). service.yaml raises it (README, Benchmarks).
+        gc.set_threshold(CONFIG.gc_gen0_threshold, *gc.get_threshold()[1:])
         logger.info(
             "hiergan model %s loaded on %s, quantization %s (%d leaves, levels %s)",
             self.model_source,

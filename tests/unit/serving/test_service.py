@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -33,7 +34,9 @@ def service(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("HIERGAN_MODEL_DIR", str(tiny_model_dir))
     from serving.service import HierganService
 
-    return HierganService()
+    thresholds = gc.get_threshold()
+    yield HierganService()
+    gc.set_threshold(*thresholds)  # the worker's collector setting, not the test session's
 
 
 def test_service_answers_path_leaf_and_top_k(service, tmp_path: Path) -> None:
@@ -95,3 +98,23 @@ def test_request_log_records_what_the_model_saw(
     images, records = read_request_log(tmp_path / "log")
     np.testing.assert_array_equal(images, array)
     assert [r["prediction"]["leaf"] for r in records] == [a["leaf"] for a in answers]
+
+
+def test_the_worker_sets_the_collector_threshold_from_its_config(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HIERGAN_MODEL_DIR", str(tiny_model_dir))
+    import serving.service as service_module
+    from serving.config import ServiceConfig, load_service_config
+
+    thresholds = gc.get_threshold()
+    monkeypatch.setattr(service_module.CONFIG, "gc_gen0_threshold", 12345)
+    try:
+        service_module.HierganService()
+        assert gc.get_threshold() == (12345, *thresholds[1:])  # older generations as they were
+    finally:
+        gc.set_threshold(*thresholds)
+    assert ServiceConfig().gc_gen0_threshold == 700  # Python's own unless a config says so
+    assert load_service_config().gc_gen0_threshold > 813  # one JSON image's lists fit under it
+    with pytest.raises(ValueError, match="gc_gen0_threshold"):
+        ServiceConfig(gc_gen0_threshold=0)
