@@ -4,7 +4,8 @@ Why not BentoML's path alone: profiled under 32 concurrent single-image clients 
 (py-spy, ``bench/serve_load.py``), BentoML spent ~2 ms of its event loop per ``/classify_array``
 request, 46 % of it in pydantic turning the JSON list into an array and 13 % building the
 response's JSON schema, and its adaptive batcher held a lone request for ~60 ms. This path parses
-a well-formed request with ``json``/numpy (or starlette's multipart parser and PIL), checks it
+a well-formed request with numpy (:mod:`serving.json_body`; ``json`` for bodies that are not
+plain) or starlette's multipart parser and PIL, checks it
 with the same rules, batches greedily across requests (:class:`GreedyBatcher`) and answers with
 the same ``HierganService._answer``. Anything it does not recognise as well-formed goes on,
 body replayed, to BentoML's handler, so every error answer is still BentoML's and the service's
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from serving.json_body import parse_json_images
 from serving.limits import App, Message, Receive, Scope, Send, send_json_error
 from serving.npy_body import NPY_CONTENT_TYPE, BadArrayBody, parse_npy_images
 
@@ -125,17 +127,24 @@ async def _read_body(receive: Receive) -> bytes | None:
 
 
 def parse_array_request(body: bytes, service: Any) -> np.ndarray:
-    """``{"images": uint8-valued [N, H, W(, C)]}`` as checked uint8 ``[N, H, W, C]``, or NotFast."""
+    """``{"images": uint8-valued [N, H, W(, C)]}`` as checked uint8 ``[N, H, W, C]``, or NotFast.
+
+    A plain body (whole numbers, a shape the model takes) is read without Python lists
+    (:mod:`serving.json_body`); any other goes through ``json.loads`` and the same checks.
+    """
     from models.classifier.prediction import InputShapeError
 
+    images = parse_json_images(body, service.predictor.image_shape)
+    if images is None:
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            raise NotFast from None
+        if not isinstance(payload, dict) or set(payload) != {"images"}:
+            raise NotFast
+        images = payload["images"]
     try:
-        payload = json.loads(body)
-    except ValueError:
-        raise NotFast from None
-    if not isinstance(payload, dict) or set(payload) != {"images"}:
-        raise NotFast
-    try:
-        images = np.asarray(payload["images"])
+        images = np.asarray(images)
         if images.ndim >= 1 and len(images) > service.limits.max_images:
             raise NotFast
         return service.predictor.check_images(images)
