@@ -44,6 +44,7 @@ class BatchingConfig(BaseModel):
 
     max_batch_size: int = Field(64, gt=0)
     max_latency_ms: int = Field(500, gt=0)
+    threads: int = Field(1, gt=0, description="batches one worker's fast path runs at once")
 
 
 class ServiceConfig(BaseModel):

@@ -49,28 +49,37 @@ class GreedyBatcher:
     """Requests queue while a batch runs; the next batch takes everything queued (up to a cap).
 
     A lone request runs at once (no waiting window); under load, batches grow with the queue.
-    The model runs in one worker thread, so the event loop keeps parsing requests meanwhile and
+    The model runs in worker threads, so the event loop keeps parsing requests meanwhile and
     torch's own threads do the arithmetic.
 
     Args:
         answer: ``(uint8 images [N, H, W, C], top_k) -> one answer per image``.
         max_batch_size: images per batch at most (a request is never split).
+        parallel: batches in flight at once, each in its own thread (``batching.threads``);
+            another starts only while a quarter of a batch of images waits.
     """
 
-    def __init__(self, answer: Answer, max_batch_size: int) -> None:
+    def __init__(self, answer: Answer, max_batch_size: int, parallel: int = 1) -> None:
         self.answer = answer
         self.max_batch_size = max_batch_size
         self.queue: deque[_Job] = deque()
-        self.running = False
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hiergan-batch")
+        self.parallel = parallel
+        self.running = 0  # batches being drained
+        self.queued = 0  # images waiting
+        self.executor = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="hiergan-batch")
 
     async def submit(self, images: np.ndarray, top_k: int) -> list[dict[str, Any]]:
         """This request's answers, computed in a batch with whatever else is queued."""
         loop = asyncio.get_running_loop()
         job = _Job(images, top_k, loop.create_future())
         self.queue.append(job)
-        if not self.running:
-            self.running = True
+        self.queued += len(images)
+        # another batch only for a queue worth a quarter of one: small requests keep forming
+        # one large batch (cheaper per image) rather than two small ones
+        if self.running == 0 or (
+            self.running < self.parallel and self.queued >= max(1, self.max_batch_size // 4)
+        ):
+            self.running += 1
             loop.create_task(self._drain())
         return await job.future
 
@@ -81,6 +90,7 @@ class GreedyBatcher:
             job = self.queue.popleft()
             jobs.append(job)
             size += len(job.images)
+        self.queued -= size
         return jobs
 
     async def _drain(self) -> None:
@@ -107,7 +117,7 @@ class GreedyBatcher:
                     if not job.future.done():
                         job.future.set_result(mine)
         finally:
-            self.running = False
+            self.running -= 1
 
 
 class NotFast(Exception):
@@ -266,7 +276,9 @@ class FastPath:
         self, path: str, content_type: bytes, body: bytes, scope: Scope, service: Any
     ) -> Any:
         if self.batcher is None:
-            self.batcher = GreedyBatcher(service.answer, service.max_batch_size)
+            self.batcher = GreedyBatcher(
+                service.answer, service.max_batch_size, service.batch_threads
+            )
         if path == "/classify_array":
             if content_type == NPY_CONTENT_TYPE:
                 limit = service.limits.max_images

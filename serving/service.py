@@ -94,6 +94,7 @@ class HierganService:
         _EXPECTED_SHAPE["shape"] = self.predictor.image_shape
         self.limits = CONFIG.limits
         self.max_batch_size = CONFIG.batching.max_batch_size
+        self.batch_threads = CONFIG.batching.threads
         self.request_log = self._request_log()
         # warm-up passes: the first requests should not pay for lazy initialisation
         for n in (1, 8, self.max_batch_size):

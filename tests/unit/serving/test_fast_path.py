@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -226,3 +227,34 @@ def test_malformed_npy_bodies_are_refused_naming_the_fault(service, body, messag
     status, answer = _call(FastPath(fallback), "/classify_array", body, b"application/x-npy")
     assert status == 400 and not fallback.bodies
     assert message in json.loads(answer)["error"]
+
+
+@pytest.mark.parametrize(
+    ("parallel", "max_batch_size", "expected_peak"),
+    [(2, 8, 2), (1, 8, 1), (2, 64, 1)],  # the last: too little waits for a second batch
+)
+def test_greedy_batcher_runs_a_second_batch_beside_the_first_when_enough_waits(
+    parallel: int, max_batch_size: int, expected_peak: int
+) -> None:
+    lock, in_flight, peak = threading.Lock(), [0], [0]
+
+    def answer(images: np.ndarray, top_k: int) -> list[dict]:
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        threading.Event().wait(0.2)  # hold the batch while the others are submitted
+        with lock:
+            in_flight[0] -= 1
+        return [{"v": int(x[0, 0, 0]), "top_k": []} for x in images]
+
+    batcher = GreedyBatcher(answer, max_batch_size, parallel)
+
+    async def run() -> list[list[dict]]:
+        sizes = [1, 2, 2, 2, 2]
+        jobs = [batcher.submit(np.full((n, 1, 1, 1), i, np.uint8), 3) for i, n in enumerate(sizes)]
+        return await asyncio.gather(*jobs)
+
+    results = asyncio.run(run())
+    assert peak[0] == expected_peak
+    assert [[a["v"] for a in r] for r in results] == [[0], [1, 1], [2, 2], [3, 3], [4, 4]]
+    assert batcher.running == 0 and batcher.queued == 0 and not batcher.queue
