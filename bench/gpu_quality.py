@@ -26,64 +26,20 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.budget import classifier_step_seconds, fit_epochs, gan_step_seconds
 from bench.machine import machine
 from models.classifier.config import ClassifierConfig
-from models.classifier.training import fit_classifier
 from models.data.ingest import DatasetConfig, build_dataset
 from models.evaluation.end_to_end import run_profile
 from models.gan.config import GanTrainConfig
-from models.gan.training import GanTrainer
 
 # the budget counts from here: interpreter start and imports (~10 s with CUDA) come on top
 STARTED = time.perf_counter()
-
-
-def sync(device: str) -> None:
-    """Wait for queued GPU work (timings are wall-clock)."""
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def gan_step_seconds(data: Any, gan: GanTrainConfig, probe_steps: int) -> float:
-    """Seconds per GAN step, measured on ``probe_steps`` steps after ``probe_steps`` warm-up."""
-    x, _ = data.split("train")
-    cfg = gan.for_data(data.image_shape, data.hierarchy.num_leaves)
-    with tempfile.TemporaryDirectory() as tmp:
-        times = []
-        for steps in (probe_steps, 2 * probe_steps):
-            probe = cfg.model_copy(update={"steps": steps, "checkpoint_every": 10**9})
-            trainer = GanTrainer(probe, x, tmp + f"/{steps}", "probe")
-            sync(gan.device)
-            t0 = time.perf_counter()
-            trainer.fit(resume=False)
-            sync(gan.device)
-            times.append(time.perf_counter() - t0)
-    return max(1e-6, (times[1] - times[0]) / probe_steps)
-
-
-def classifier_step_seconds(
-    data: Any, gan: GanTrainConfig, cfg: ClassifierConfig, steps: int
-) -> float:
-    """Seconds per classifier training step (scratch trunk, same architecture and batch)."""
-    x, y = data.split("train")
-    arch = gan.for_data(data.image_shape, data.hierarchy.num_leaves).architecture
-    n = min(len(x), steps * cfg.batch_size)
-    probe = cfg.model_copy(update={"init": "scratch", "epochs": 1, "freeze_epochs": 0})
-    times = []
-    for size in (n // 2, n):
-        sync(cfg.device)
-        t0 = time.perf_counter()
-        fit_classifier(probe, arch, data.hierarchy, x[:size], y[:size])
-        sync(cfg.device)
-        times.append(time.perf_counter() - t0)
-    return max(1e-6, (times[1] - times[0]) / max(1, (n - n // 2) // cfg.batch_size))
 
 
 def main() -> None:
@@ -120,13 +76,7 @@ def main() -> None:
     left = args.budget_s - (time.perf_counter() - STARTED) - reserve
     steps_per_epoch = max(1, len(data.split("train")[1]) // classifier.batch_size)
     gan_steps = max(1, min(gan.steps, math.floor(args.gan_share * left / gan_step)))
-    epochs = max(
-        2,
-        min(
-            classifier.epochs,
-            math.floor((1 - args.gan_share) * left / (clf_step * steps_per_epoch)),
-        ),
-    )
+    epochs = fit_epochs((1 - args.gan_share) * left, clf_step, steps_per_epoch, classifier.epochs)
     gan = gan.model_copy(update={"steps": gan_steps, "checkpoint_every": max(gan_steps, 1)})
     classifier = classifier.model_copy(update={"epochs": epochs})
     print(

@@ -20,6 +20,12 @@
     python bench/robustness.py --quick
     python bench/robustness.py --standard DIR --only pgd      # train + measure, one chunk
     python bench/robustness.py --standard DIR --report        # measure what is missing, write
+    python bench/robustness.py --config pipelines/configs/train_adversarial_gpu.yaml \
+        --standard DIR --only pgd --budget-s 330                 # a from_start profile, sized
+
+``--budget-s`` (a ``from_start`` profile only) times a few GAN and adversarial steps on the
+machine and cuts the GAN's steps and the classifier's epochs, never raising them, so that
+training and measuring finish inside that many seconds (``bench/budget.py``).
 
 The last line printed is one JSON object.
 """
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import time
@@ -38,6 +45,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.budget import classifier_step_seconds, fit_epochs, gan_step_seconds
 from bench.machine import machine
 from models.calibration.calibrate import calibrate
 from models.classifier.config import ClassifierConfig
@@ -52,6 +60,8 @@ from models.robustness.config import RobustnessConfig, level_keys
 from models.robustness.evaluate import evaluate_robustness
 
 MODELS = ("standard", "pgd", "trades")
+# the budget counts from here: interpreter start and imports come on top
+STARTED = time.perf_counter()
 
 
 def section(path: str, *keys: str) -> dict[str, Any]:
@@ -62,17 +72,55 @@ def section(path: str, *keys: str) -> dict[str, Any]:
     return node or {}
 
 
+def sized_to_budget(
+    profile: ClassifierConfig,
+    gan: GanTrainConfig,
+    data: LabelledImages,
+    seconds: float,
+    gan_share: float = 0.1,
+) -> tuple[ClassifierConfig, GanTrainConfig, dict[str, float]]:
+    """A ``from_start`` profile with its GAN steps and epochs cut to fit ``seconds`` from now.
+
+    The GAN gets at most ``gan_share`` of what is left after the probes (when the classifier
+    starts from its trunk); the classifier's main phase the rest.
+    """
+    t0 = time.perf_counter()
+    gan_step = gan_step_seconds(data, gan, 20) if profile.init == "gan" else 0.0
+    clf_step = classifier_step_seconds(data, gan, profile, 20)
+    left = seconds - (time.perf_counter() - t0)
+    gan_steps = gan.steps
+    if gan_step > 0:
+        gan_steps = max(1, min(gan.steps, math.floor(gan_share * left / gan_step)))
+        left -= gan_steps * gan_step
+    steps_per_epoch = max(1, len(data.split("train")[1]) // profile.batch_size)
+    epochs = fit_epochs(left, clf_step, steps_per_epoch, profile.epochs)
+    plan = {
+        "gan_step_ms": round(gan_step * 1000, 2),
+        "classifier_step_ms": round(clf_step * 1000, 2),
+        "gan_steps": gan_steps,
+        "epochs": epochs,
+        "epochs_configured": profile.epochs,
+    }
+    print(json.dumps({"plan": plan}), file=sys.stderr, flush=True)
+    gan = gan.model_copy(update={"steps": gan_steps, "checkpoint_every": max(gan_steps, 1)})
+    return profile.model_copy(update={"epochs": epochs}), gan, plan
+
+
 def adversarial_model(
     name: str,
     standard: TrainedClassifier,
     profile: ClassifierConfig,
     data: LabelledImages,
     gan: GanTrainConfig,
+    gan_root: Path,
+    budget_s: float | None = None,
 ) -> tuple[TrainedClassifier, float]:
     """Train the ``pgd`` or ``trades`` model of the adversarial profile; it and its seconds.
 
     ``profile`` is the adversarial profile's classifier section (its network must be the
-    standard model's when it fine-tunes it).
+    standard model's when it fine-tunes it). A ``from_start`` profile pretrains its GAN under
+    ``gan_root`` (one folder per model, so two chunks can run at once) and, with ``budget_s``,
+    is cut to fit that many seconds from now (:func:`sized_to_budget`).
     """
     if profile.adversarial is None:
         raise ValueError("the adversarial profile has no classifier.adversarial section")
@@ -80,7 +128,11 @@ def adversarial_model(
     config = profile.model_copy(update={"adversarial": adv, "seed": standard.config.seed})
     started = time.perf_counter()
     if adv.from_start:
-        run = run_profile(data, gan, config, evaluate_test=False)
+        plan: dict[str, float] = {}
+        if budget_s is not None:
+            config, gan, plan = sized_to_budget(config, gan, data, budget_s)
+        run = run_profile(data, gan, config, gan_root, evaluate_test=False)
+        run.classifier.info["bench_plan"] = plan
         return run.classifier, time.perf_counter() - started
     model = standard.build()
     finetune_adversarially(model, config, data.hierarchy, data.split("train"), data.split("val"))
@@ -211,6 +263,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small data, 1 epoch, tiny attacks")
     parser.add_argument("--report", action="store_true")
     parser.add_argument("--out", default="bench/results")
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="a from_start profile: train and measure inside this many seconds after imports",
+    )
+    parser.add_argument(
+        "--reserve-s", type=float, default=120.0, help="of the budget, kept for measuring"
+    )
     args = parser.parse_args()
     dataset = DatasetConfig.model_validate(section(args.config, "dataset"))
     config = RobustnessConfig.model_validate(section(args.config, "robustness"))
@@ -256,9 +317,15 @@ def main() -> None:
             if name == "standard":
                 model, seconds, training = standard, 0.0, "clean (the default profile)"
             else:
-                model, seconds = adversarial_model(name, standard, profile, data, gan)
+                budget = None
+                if args.budget_s is not None:
+                    budget = args.budget_s - (time.perf_counter() - STARTED) - args.reserve_s
+                model, seconds = adversarial_model(
+                    name, standard, profile, data, gan, root / f"{name}-gan", budget
+                )
+                epochs = model.config.epochs if adv.from_start else adv.epochs
                 training = ("from the start" if adv.from_start else "fine-tuned") + (
-                    f", {name}, eps {adv.eps:g}, {adv.steps} steps, {adv.epochs} epochs"
+                    f", {name}, eps {adv.eps:g}, {adv.steps} steps, {epochs} epochs"
                 )
             model.info.update({"bench_training": training, "bench_train_seconds": seconds})
             model.save(folder)
@@ -280,6 +347,7 @@ def main() -> None:
     markdown, summary = report(results, config, args.config, shipped)
     if args.report and not args.quick:
         out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
         (out / "robustness.md").write_text(markdown)
         (out / "robustness.json").write_text(json.dumps(summary, indent=1, default=float))
     block = summary["adversarial_profile"]
