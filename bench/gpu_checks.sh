@@ -9,7 +9,8 @@
 #
 # The argument is the wall-clock budget in seconds of the longest job (each job sizes its steps
 # and epochs to it from a few timed steps, never raising them). Writes gpu_quality.{md,json},
-# robustness.{md,json} and one log per job under $OUT (else bench/results). A dry run of the
+# robustness.{md,json}, each model's robustness_<model>.json and one log per job under $OUT
+# (else bench/results); PARTS="pgd trades" runs only those jobs. A dry run of the
 # same code path on CPU: ADV_CONFIG=<a from_start profile on cpu> QUALITY_ARGS="--quick
 # --device cpu" (each job then fights for the CPU's cores).
 set -u
@@ -25,13 +26,24 @@ robustness() { "$python" bench/robustness.py --config "$config" --standard "$sta
   --models-dir "$models" "$@"; }
 
 # shellcheck disable=SC2086  # QUALITY_ARGS holds several words
-"$python" bench/gpu_quality.py --budget-s $((budget - 60)) --gan-share 0.15 ${QUALITY_ARGS:-} >"$out/gpu_quality.log" 2>&1 &
-for model in pgd trades; do
-  robustness --only "$model" --budget-s "$budget" --reserve-s 150 >"$out/robustness_$model.log" 2>&1 &
+parts=${PARTS:-quality pgd trades standard}
+for part in $parts; do
+  case $part in
+    quality) "$python" bench/gpu_quality.py --budget-s $((budget - 60)) --gan-share 0.15 \
+      ${QUALITY_ARGS:-} >"$out/gpu_quality.log" 2>&1 & ;;
+    pgd | trades) robustness --only "$part" --budget-s "$budget" --reserve-s "${RESERVE_S:-150}" \
+      >"$out/robustness_$part.log" 2>&1 & ;;
+    standard) robustness --only standard >"$out/robustness_standard.log" 2>&1 & ;;
+    *) echo "unknown part $part (quality, pgd, trades, standard)" >&2; exit 2 ;;
+  esac
 done
-robustness --only standard >"$out/robustness_standard.log" 2>&1 &
 failed=0
 for job in $(jobs -p); do wait "$job" || failed=1; done
+# each model's measurements, to merge with rows measured elsewhere (bench/robustness.py --report)
+for folder in "$models"/*/; do
+  name=$(basename "$folder")
+  [ -f "$folder/robustness.json" ] && cp "$folder/robustness.json" "$out/robustness_$name.json"
+done
 robustness --only --report --out "$out" || failed=1
 rm -rf "$models"
 exit $failed

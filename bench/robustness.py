@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
 import tempfile
@@ -273,6 +274,7 @@ def main() -> None:
         "--reserve-s", type=float, default=120.0, help="of the budget, kept for measuring"
     )
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(relativeCreated)7.0f ms %(message)s")
     dataset = DatasetConfig.model_validate(section(args.config, "dataset"))
     config = RobustnessConfig.model_validate(section(args.config, "robustness"))
     config = config.model_copy(
@@ -343,6 +345,8 @@ def main() -> None:
         for n in MODELS
         if (root / n / "robustness.json").exists()
     }
+    if not results:
+        raise SystemExit(f"no measured model under {root}: nothing to report")
     shipped = adv.method if adv.method in results else next(iter(results))
     markdown, summary = report(results, config, args.config, shipped)
     if args.report and not args.quick:

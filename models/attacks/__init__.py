@@ -6,7 +6,8 @@
 Robustness *measurement* built on these lives in :mod:`models.robustness`.
 """
 
-from models.attacks.adversarial_training import AdversarialTrainingConfig, PGDPerturbation
+from models.attacks.adversarial_training import PGDPerturbation
+from models.attacks.config import AdversarialTrainingConfig
 from models.attacks.corruptions import CORRUPTIONS, SEVERITIES, check_corruptions, corrupt
 from models.attacks.evasion import (
     ATTACKS,

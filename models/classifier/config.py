@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.attacks.adversarial_training import AdversarialTrainingConfig
+from models.attacks.config import AdversarialTrainingConfig
 
 
 class ClassifierConfig(BaseModel):

@@ -13,7 +13,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from models.attacks.adversarial_training import AdversarialTrainingConfig
+from models.attacks.config import AdversarialTrainingConfig
 from models.attacks.trades import kl_adversarial_examples, leaf_kl
 from models.tree.merge import TreeTensors, conditional_log_probs
 

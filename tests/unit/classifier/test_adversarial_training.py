@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from models.attacks.adversarial_training import AdversarialTrainingConfig
+from models.attacks.config import AdversarialTrainingConfig
 from models.classifier.io import TrainedClassifier
 from models.classifier.training import fit_classifier
 from tests.toy_models import ARCH, TREE, square_images, tiny_config
@@ -67,3 +67,41 @@ def test_trades_examples_stay_in_the_ball_and_raise_the_kl() -> None:
         clean, attacked = model(x), model(adv)
         noise = model((x + 0.2 * (torch.rand_like(x) - 0.5)).clamp(-1, 1))
     assert leaf_kl(clean, attacked, tt) > leaf_kl(clean, noise, tt)
+
+
+def test_torch_pgd_stays_in_the_ball_and_beats_art_pgd_on_the_same_budget() -> None:
+    from models.attacks.evasion import MergedLeafModel, art_classifier, make_attack, run_attack
+    from models.attacks.trades import pgd_adversarial_examples
+    from models.tree.merge import TreeTensors, merged_log_probs
+
+    images, labels = square_images(64, seed=5)
+    model = fit_classifier(tiny_config(epochs=3), ARCH, TREE, images, labels).model
+    tt = TreeTensors(TREE)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+    leaves = torch.from_numpy(labels).long()
+    config = AdversarialTrainingConfig(backend="torch", eps=0.1, steps=10, step_ratio=0.25)
+    g = torch.Generator().manual_seed(0)
+    adv = pgd_adversarial_examples(model, tt, x, leaves, config, g)
+    assert (adv - x).abs().max() <= 2 * 0.1 + 1e-6 and adv.min() >= -1 and adv.max() <= 1
+    assert not model.training and all(p.requires_grad for p in model.parameters())
+
+    def nll(batch: torch.Tensor) -> float:
+        with torch.no_grad():
+            return float(-merged_log_probs(model(batch), tt)[torch.arange(len(x)), leaves].mean())
+
+    # the same attack as ART's PGD (same radius, steps, step): the same loss rise, give or take
+    merged = MergedLeafModel(model, tt)
+    art = make_attack(
+        art_classifier(merged, (1, 28, 28), torch.device("cpu")), "pgd", 0.1, steps=10
+    )
+    art_adv = run_attack(art, merged, ((x + 1) / 2).numpy(), labels, seed=0)
+    art_nll = nll(torch.from_numpy(art_adv) * 2 - 1)
+    assert nll(adv) > nll(x) and nll(adv) > 0.8 * art_nll
+
+
+def test_pgd_backend_torch_trains_through_the_one_loop() -> None:
+    images, labels = square_images(64, seed=6)
+    pgd = AdversarialTrainingConfig(backend="torch", from_start=True, epochs=0, eps=0.1, steps=2)
+    run = fit_classifier(tiny_config(epochs=2, adversarial=pgd), ARCH, TREE, images, labels)
+    assert [h["adversarial"] for h in run.history] == [1.0, 1.0]
+    assert all(torch.isfinite(p).all() for p in run.model.parameters())
