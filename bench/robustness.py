@@ -185,17 +185,17 @@ def report(
     lines = [
         "# Robustness (Fashion-MNIST official test split)\n",
         f"Machine: {machine()}. `python bench/robustness.py`; robustness settings of `{profile}` "
-        f"on {first['attack_images']} stratified test images (corruptions on "
-        f"{first['corruption_images']}): ART PGD-{config.pgd_steps} (step "
+        f"on stratified test images ({first['attack_images']} unless a row says otherwise; "
+        f"corruptions on {first['corruption_images']}): ART PGD-{config.pgd_steps} (step "
         f"{config.pgd_step_ratio:g} x eps, random start) and AutoAttack (APGD-CE, APGD-DLR, "
         f"{config.autoattack_iter} iterations each, then Square with "
         f"{config.autoattack_square_queries} queries; {config.autoattack_restarts} restart), "
         "L-inf on [0, 1] pixels, against the merged leaf prediction; every level scored on the "
         "same adversarial images.\n",
         f"## Clean / PGD-{config.pgd_steps} / AutoAttack at eps = {eps:g}, per level\n",
-        "| model | training | train s | full-test clean fine | "
+        "| model | training | train s | attacked images | full-test clean fine | "
         + " | ".join(f"{n} clean / PGD / AA" for n in names)
-        + " |\n|---|---|---|---|"
+        + " |\n|---|---|---|---|---|"
         + "---|" * len(names),
     ]
     for name, r in results.items():
@@ -205,7 +205,7 @@ def report(
             h = headline_row(m, n, eps)
             cells.append(" / ".join("–" if v is None else f"{v * 100:.1f}" for v in h.values()))
         lines.append(
-            f"| {name} | {r['training']} | {r['train_seconds']:.0f} | "
+            f"| {name} | {r['training']} | {r['train_seconds']:.0f} | {m['attack_images']} | "
             f"{m['clean_fine_full_test'] * 100:.2f} | " + " | ".join(cells) + " |"
         )
     for name, r in results.items():
