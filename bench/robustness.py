@@ -271,7 +271,7 @@ def main() -> None:
         help="a from_start profile: train and measure inside this many seconds after imports",
     )
     parser.add_argument(
-        "--reserve-s", type=float, default=120.0, help="of the budget, kept for measuring"
+        "--reserve-s", type=float, default=240.0, help="of the budget, kept for measuring"
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(relativeCreated)7.0f ms %(message)s")
