@@ -1,8 +1,10 @@
-"""The served model in float32 and with int8 linear layers: accuracy, OOD guard, latency.
+"""The served model in float32, with int8 linear layers, and int8 convolutions too.
 
 ``serving/service.yaml``'s ``quantization`` picks how the service runs the classifier
 (``dynamic-int8``: int8 weights in the linear layers, and the guard's kNN search in two stages,
-bfloat16 then float32). A low-precision runtime is kept only if it changes nothing a client or
+bfloat16 then float32; ``static-int8``: the trunk's convolutions in int8 as well, with the
+activation ranges the artifact carries, fitted here on the val split when it has none). A
+low-precision runtime is kept only if it changes nothing a client or
 the monitor reads beyond noise: this
 benchmark scores the Fashion-MNIST test split (10,000 images) and the offline OOD sets with the
 same guarded model both ways (the guard is fitted once, in float32, as the train pipeline does)
@@ -33,6 +35,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import machine  # noqa: E402
+from models.calibration import CalibrationConfig  # noqa: E402
+from models.calibration.activation_ranges import with_activation_ranges  # noqa: E402
 from models.classifier.io import TrainedClassifier  # noqa: E402
 from models.data.ingest import DatasetConfig, build_dataset  # noqa: E402
 from models.ood import GuardedPredictor, build_ood_sets, fit_guard, with_guard  # noqa: E402
@@ -128,14 +132,26 @@ def heldout_sets(data: Any, args: argparse.Namespace) -> tuple[TrainedClassifier
     splits, _, held = heldout_data(data, args.heldout_class)
     classifier = TrainedClassifier.load(Path(args.heldout_dir) / "classifier")
     guard, _ = fit_guard(classifier, None, *splits["train"], splits["val"][0], served_config(args))
-    return with_guard(classifier, guard), splits["test"], {f"heldout {args.heldout_class}": held}
+    classifier = with_ranges(with_guard(classifier, guard), splits["val"][0])
+    return classifier, splits["test"], {f"heldout {args.heldout_class}": held}
+
+
+def with_ranges(classifier: TrainedClassifier, val_images: np.ndarray) -> TrainedClassifier:
+    """The classifier with int8 activation ranges: its own, else fitted as the pipeline does."""
+    if classifier.activation_ranges is not None:
+        return classifier
+    print("no activation ranges in the artifact: fitted on the val split (calibration step's way)")
+    return with_activation_ranges(
+        classifier, val_images, CalibrationConfig().activation_range_images
+    )
 
 
 def report(result: dict[str, Any]) -> str:
     """The Markdown table."""
     sets = result["sets"]
     lines = [
-        "# The served model in float32 and with int8 linear layers (+ two-stage kNN search)",
+        "# The served model in float32, with int8 linear layers (+ two-stage kNN search), and with"
+        " int8 convolutions too",
         "",
         f"Machine: {result['machine']}. Command: `{result['command']}`. Model: "
         f"`{result['model_dir']}`; {result['test_images']} test images; OOD sets of "
@@ -197,7 +213,7 @@ def main() -> None:  # noqa: D103 - the module docstring says it all
     if args.quick:
         test_x, test_y = test_x[:2000], test_y[:2000]
     sets = build_ood_sets(test_x, n=set_size, seed=0)[0]
-    classifier = TrainedClassifier.load(args.model_dir)
+    classifier = with_ranges(TrainedClassifier.load(args.model_dir), data.split("val")[0])
     runs = {q: evaluate(classifier, q, (test_x, test_y), sets, calls) for q in QUANTIZATIONS}
     result: dict[str, Any] = {
         "machine": machine(),

@@ -28,3 +28,9 @@ class CalibrationConfig(BaseModel):
     )
     folds: int = Field(5, ge=2, le=20, description="cross-validation folds on the val split")
     max_iter: int = Field(200, ge=10, description="L-BFGS iterations per fit")
+    activation_range_images: int = Field(
+        2048,
+        ge=0,
+        description="val images the int8 runtime's activation ranges are fitted on "
+        "(serving's quantization: static-int8); 0: none fitted",
+    )

@@ -46,6 +46,9 @@ class TrainedClassifier:
         ood_state: tensors of the out-of-distribution guard (:mod:`models.ood`), if fitted.
         ood_info: its JSON description (scorer, threshold, ...); ``None``: no guard (older
             artifacts).
+        activation_ranges: the int8 convolutions' input/output ranges, fitted on images
+            (:func:`models.runtime.static_int8.fit_activation_ranges`); ``None``: not fitted
+            (``static-int8`` serving then falls back to ``dynamic-int8``).
     """
 
     architecture: GanArchitecture
@@ -56,6 +59,7 @@ class TrainedClassifier:
     info: dict[str, Any] = field(default_factory=dict)
     ood_state: dict[str, Tensor] = field(default_factory=dict)
     ood_info: dict[str, Any] | None = None
+    activation_ranges: dict[str, dict[str, list[float]]] | None = None
 
     def __post_init__(self) -> None:
         if not self.calibration:
@@ -138,6 +142,8 @@ class TrainedClassifier:
             "preprocessing": self.preprocessing,
             "info": self.info,
         }
+        if self.activation_ranges is not None:
+            meta["activation_ranges"] = self.activation_ranges
         (directory / INFO_FILE).write_text(json.dumps(meta, indent=1, default=str))
         if self.ood_info is not None:
             save_file(self.ood_state, str(directory / OOD_WEIGHTS_FILE))
@@ -162,4 +168,5 @@ class TrainedClassifier:
             info=meta.get("info", {}),
             ood_state=load_file(str(directory / OOD_WEIGHTS_FILE)) if has_ood else {},
             ood_info=json.loads((directory / OOD_INFO_FILE).read_text()) if has_ood else None,
+            activation_ranges=meta.get("activation_ranges"),
         )

@@ -5,6 +5,7 @@ Shared by the HTTP service and the MLflow pyfunc wrapper so both answer the same
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -12,9 +13,11 @@ import numpy as np
 import torch
 
 from models.classifier.io import TrainedClassifier
-from models.runtime.quantize import Quantization, quantize_linears
+from models.runtime.quantize import Quantization, quantize_model
 from models.runtime.tensors import to_model_range
 from models.tree.merge import TreeTensors, merged_log_probs
+
+logger = logging.getLogger(__name__)
 
 
 class InputShapeError(ValueError):
@@ -28,7 +31,9 @@ class Predictor:
         classifier: the trained, calibrated classifier.
         device: where the network runs.
         quantization: ``"dynamic-int8"`` serves the linear layers with int8 weights (CPU only,
-            :mod:`models.runtime.quantize`); ``"none"`` keeps float32.
+            :mod:`models.runtime.quantize`); ``"static-int8"`` also the trunk's convolutions,
+            with the activation ranges the artifact carries (without them: ``dynamic-int8``,
+            with a warning); ``"none"`` keeps float32. ``self.quantization`` says what runs.
     """
 
     def __init__(
@@ -39,11 +44,17 @@ class Predictor:
     ) -> None:
         self.classifier = classifier
         self.tree = classifier.tree
+        if quantization == "static-int8" and classifier.activation_ranges is None:
+            logger.warning(
+                "static-int8 asked, but this model carries no activation ranges (an artifact "
+                "from before the calibration step fitted them): serving dynamic-int8"
+            )
+            quantization = "dynamic-int8"
         self.quantization = quantization
         # NHWC uint8 input permuted to NCHW is already channels-last in memory; weights in the
         # same layout save the convolutions a conversion (measured ~20 % at batch 64 on CPU).
         model = classifier.build(device).to(memory_format=torch.channels_last)
-        self.model = quantize_linears(model, quantization)
+        self.model = quantize_model(model, quantization, classifier.activation_ranges)
         self.tree_tensors = TreeTensors(self.tree, device)
         self.image_shape = (
             classifier.architecture.image_size,

@@ -1,4 +1,9 @@
-"""Int8 weights for a network's linear layers at inference (dynamic quantization, CPU).
+"""Int8 at inference on CPU: the linear layers' weights (dynamic), and the convolutions (static).
+
+``dynamic-int8`` quantizes the linear layers (below); ``static-int8`` also runs the trunk's
+convolutions in int8 with activation ranges fitted once on images
+(:mod:`models.runtime.static_int8`, whose docstring says why and what it measured).
+:func:`quantize_model` picks.
 
 Why: served one image at a time, the classifier's forward pass on CPU is memory-bound, not
 arithmetic-bound. The neck's ``Linear(9408, 256)`` of the default profile holds 9.2 MB of
@@ -25,12 +30,51 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 
-Quantization = Literal["none", "dynamic-int8"]
+from models.runtime.static_int8 import ActivationRanges, quantize_convs
+
+Quantization = Literal["none", "dynamic-int8", "static-int8"]
 QUANTIZATIONS: tuple[str, ...] = get_args(Quantization)
 
 
 class QuantizationError(RuntimeError):
     """The network cannot be quantized as asked (device, torch build); the message says why."""
+
+
+def quantize_model(
+    model: nn.Module,
+    quantization: Quantization,
+    activation_ranges: ActivationRanges | None = None,
+) -> nn.Module:
+    """``model`` (eval, CPU) as ``quantization`` says: itself, int8 linears, or int8 convs too.
+
+    Raises:
+        ValueError: an unknown ``quantization``, or ranges that do not fit the model.
+        QuantizationError: ``static-int8`` without activation ranges, a model not on the CPU, or
+            a torch without the kernels.
+    """
+    if quantization != "static-int8":
+        return quantize_linears(model, quantization)
+    if activation_ranges is None:
+        raise QuantizationError(
+            "static-int8 needs activation ranges fitted on images (the train pipeline's "
+            "calibration step saves them with the classifier): this model has none"
+        )
+    _check_runtime(model, quantization)
+    return quantize_linears(quantize_convs(model, activation_ranges), "dynamic-int8")
+
+
+def _check_runtime(model: nn.Module, quantization: str) -> None:
+    devices = {p.device.type for p in model.parameters()}
+    if devices != {"cpu"}:
+        raise QuantizationError(
+            f"{quantization} runs on the CPU only; the model is on {sorted(devices)}: "
+            "serve it with quantization: none on a GPU"
+        )
+    engines = torch.backends.quantized.supported_engines
+    if not {"x86", "fbgemm"} & set(engines):
+        raise QuantizationError(
+            f"this torch build has no x86 int8 kernels (engines: {engines}): set quantization: none"
+        )
 
 
 def quantize_linears(model: nn.Module, quantization: Quantization) -> nn.Module:
@@ -46,18 +90,10 @@ def quantize_linears(model: nn.Module, quantization: Quantization) -> nn.Module:
     if quantization == "none":
         return model
     if quantization != "dynamic-int8":
-        raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
-    devices = {p.device.type for p in model.parameters()}
-    if devices != {"cpu"}:
-        raise QuantizationError(
-            f"dynamic-int8 runs on the CPU only; the model is on {sorted(devices)}: "
-            "serve it with quantization: none on a GPU"
+        raise ValueError(
+            f"quantization must be one of ('none', 'dynamic-int8') here, got {quantization!r}"
         )
-    engines = torch.backends.quantized.supported_engines
-    if not {"x86", "fbgemm"} & set(engines):
-        raise QuantizationError(
-            f"this torch build has no x86 int8 kernels (engines: {engines}): set quantization: none"
-        )
+    _check_runtime(model, quantization)
     try:
         quantize_dynamic = torch.ao.quantization.quantize_dynamic
     except AttributeError as err:

@@ -10,6 +10,7 @@ from zenml import ArtifactConfig, log_metadata, step
 from zenml.enums import ArtifactType
 
 from models.calibration import CalibrationConfig, calibrate
+from models.calibration.activation_ranges import with_activation_ranges
 from models.classifier.io import TrainedClassifier
 from models.data.sharded import Dataset
 from steps import artifacts, tracking
@@ -32,12 +33,15 @@ def calibrate_classifier(
     """One map per level chosen on val (temperature, vector, matrix, Dirichlet or none).
 
     ECE, classwise ECE and NLL before/after on val; a reliability diagram per level. ``config``
-    (default: every strategy, 5 folds) says which maps are compared and how.
+    (default: every strategy, 5 folds) says which maps are compared and how. The int8 runtime's
+    activation ranges are fitted on val images too (they travel with the classifier).
     """
     config = config or CalibrationConfig()
+    val_images, val_labels = dataset.split("val")
     result = calibrate(
         classifier,
-        *dataset.split("val"),
+        val_images,
+        val_labels,
         strategies=tuple(config.strategies),
         folds=config.folds,
         max_iter=config.max_iter,
@@ -51,4 +55,9 @@ def calibrate_classifier(
     tracking.log_params({f"calibration.{k}": v for k, v in report["methods"].items()})
     tracking.log_png(result.diagram_png, "calibration/reliability_val.png")
     log_metadata(metadata={"calibration": report})
-    return result.classifier, report, tracking.png_image(result.diagram_png)
+    calibrated = result.classifier
+    if config.activation_range_images:
+        calibrated = with_activation_ranges(
+            calibrated, val_images, max_images=config.activation_range_images
+        )
+    return calibrated, report, tracking.png_image(result.diagram_png)
