@@ -5,9 +5,11 @@ client (``bench/serve_clients.py``: asyncio + aiohttp, keep-alive connections). 
 *ceiling*: the service's own batched forward pass (``Predictor.leaf_probs``) in this process
 with one torch thread per core, at batch 1, 32, the service's max batch and 256 (no HTTP, no
 JSON, no queueing); it is measured again before every round, and each row's share of it is the
-median over rounds of its img/s ÷ that round's ceiling. Rounds alternate over the servers and
-phases so that a noisy machine slows all alike; every row has p50 and p99 of its requests and
-images/s:
+median over rounds of its img/s ÷ that round's ceiling. With an int8 runtime the float32 model's
+forward pass is measured the same way beside it (``quantization: none``, the reference a faster
+runtime is judged against: int8 raises the runtime's own ceiling, not the model's). Rounds
+alternate over the servers and phases so that a noisy machine slows all alike; every row has
+p50 and p99 of its requests and images/s:
 
 * sequential single-image requests: ours on ``/classify`` (a PNG upload; the headline latency)
   and ``/classify_array`` (a JSON array, the payload MLflow gets), MLflow's ``/invocations``;
@@ -20,6 +22,8 @@ Model: ``--model-dir DIR`` (a TrainedClassifier directory, registered into a tem
 store for the baseline) or, by default, the local stack's ``champion``.
 Last line: JSON with p50_ms/p99_ms (/classify), img_s (single-image clients), ratio (ours /
 mlflow), ceiling_img_s, ceiling_share (single-image clients / ceiling), ceiling_share_batched,
+the same three against the float32 model (ceiling_float32_img_s, ceiling_share_float32,
+ceiling_share_batched_float32),
 guard_p50_added (the OOD guard's share of single-image /classify p50: the same model served
 without its OOD statistics is one more sequential phase).
 """
@@ -99,7 +103,7 @@ class Ceiling:
     on these VMs within minutes, cancels out of them.
     """
 
-    def __init__(self, model_dir: str, images: np.ndarray) -> None:
+    def __init__(self, model_dir: str, images: np.ndarray, quantization: str | None = None) -> None:
         import torch
 
         from models.classifier.io import TrainedClassifier
@@ -109,7 +113,7 @@ class Ceiling:
         torch.set_num_threads(len(os.sched_getaffinity(0)))  # the model's own speed on these cores
         config = load_service_config()
         self.predictor = Predictor(
-            TrainedClassifier.load(model_dir), quantization=config.quantization
+            TrainedClassifier.load(model_dir), quantization=quantization or config.quantization
         )
         self.batches = {
             n: np.ascontiguousarray(np.resize(images, (n, *images.shape[1:])))
@@ -180,14 +184,17 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict:
         model_dir = args.model_dir
     else:
         tracking, model_uri, model_dir = champion(tmp)
+    model_dir = with_activation_ranges_dir(model_dir, tmp / "ranged")
     images = test_images()
     pngs = []
     for img in images:
         buf = io.BytesIO()
         Image.fromarray(img[:, :, 0]).save(buf, format="PNG")
         pngs.append(buf.getvalue())
-    probe = Ceiling(model_dir, images)
-    ceilings = probe.measure(2.0 if args.quick else 5.0)
+    # the served runtime's own ceiling, and the float32 model's (the reference a faster runtime
+    # is measured against: int8 raises the first, not the second)
+    probes = {"runtime": Ceiling(model_dir, images), "float32": Ceiling(model_dir, images, "none")}
+    ceilings = {k: p.measure(2.0 if args.quick else 5.0) for k, p in probes.items()}
     print(f"ceiling (in-process forward, img/s by batch size): {ceilings}")
 
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking, "HIERGAN_MODEL_DIR": model_dir}
@@ -214,7 +221,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict:
         await wait_ready(f"http://127.0.0.1:{bare_port}/readyz", bare, tmp / "bare.log")
         bare_png = Target("ours png, no guard", f"http://127.0.0.1:{bare_port}/classify", "png")
         phases = [*targets(ours_port, mlflow_port, args), (NO_GUARD_ROW, bare_png, 0)]
-        rows, round_ceilings = await measure(phases, images, pngs, args, probe)
+        rows, round_ceilings = await measure(phases, images, pngs, args, probes)
     finally:
         for proc in (ours, baseline, bare):
             proc.terminate()
@@ -236,12 +243,13 @@ async def measure(
     images: np.ndarray,
     pngs: list[bytes],
     args,  # noqa: ANN001
-    probe: Ceiling,
-) -> tuple[dict, list[float]]:
-    """Every phase once per round, rounds alternating; p50, p99, img/s and share per row.
+    probes: dict[str, Ceiling],
+) -> tuple[dict, dict[str, list[float]]]:
+    """Every phase once per round, rounds alternating; p50, p99, img/s and shares per row.
 
-    Returns the rows and each round's ceiling (the best batch size's img/s, measured before the
-    round's phases); a row's ``share`` is the median over rounds of its img/s ÷ that ceiling.
+    Returns the rows and each round's ceilings (per probe, the best batch size's img/s, measured
+    before the round's phases); a row's ``share`` is the median over rounds of its img/s ÷ the
+    runtime's ceiling, ``share_float32`` the same against the float32 model's.
     """
     for _, target, _ in phases:  # warm-up, including BentoML's batching optimiser
         await latencies(target, images, pngs, 20)
@@ -250,10 +258,11 @@ async def measure(
     img_s: dict[str, list[float]] = {name: [] for name, _, _ in phases}
     client: dict[str, list[float]] = {name: [] for name, _, _ in phases}
     errors: dict[str, dict[int, int]] = {name: {} for name, _, _ in phases}
-    tops: list[float] = []
+    tops: dict[str, list[float]] = {k: [] for k in probes}
     for round_index in range(args.rounds):
-        tops.append(max(probe.measure(1.0 if args.quick else 2.0).values()))
-        print(f"round {round_index + 1}: ceiling {tops[-1]:.0f} img/s")
+        for key, probe in probes.items():
+            tops[key].append(max(probe.measure(1.0 if args.quick else 2.0).values()))
+        print(f"round {round_index + 1}: ceilings { ({k: round(v[-1]) for k, v in tops.items()}) }")
         for name, target, concurrency in phases:
             if concurrency == 0:
                 m = await latencies(target, images, pngs, args.requests)
@@ -274,16 +283,40 @@ async def measure(
             "p99_ms": pct(ms[name], 99),
             "img_s": statistics.median(img_s[name]),
             "img_s_rounds": [round(x, 1) for x in img_s[name]],
-            "share": statistics.median(x / top for x, top in zip(img_s[name], tops, strict=True)),
+            "share": _share(img_s[name], tops["runtime"]),
+            "share_float32": _share(img_s[name], tops["float32"]),
             "client_cores": round(statistics.median(client[name]), 3),
             "refused": errors[name],
         }
         for name in ms
     }
-    return rows, [round(x, 1) for x in tops]
+    return rows, {k: [round(x, 1) for x in v] for k, v in tops.items()}
+
+
+def _share(img_s: list[float], tops: list[float]) -> float:
+    """The median over rounds of img/s ÷ that round's ceiling."""
+    return statistics.median(x / top for x, top in zip(img_s, tops, strict=True))
 
 
 NO_GUARD_ROW = "ours /classify (PNG), sequential, model without its OOD guard"
+
+
+def with_activation_ranges_dir(model_dir: str, directory: Path) -> str:
+    """``model_dir`` when it carries int8 activation ranges, else a copy with them fitted.
+
+    Artifacts from before the calibration step fitted them would otherwise be served
+    ``dynamic-int8``; they are fitted here on the val split, as that step does.
+    """
+    from bench.serving_runtime import with_ranges
+    from models.classifier.io import TrainedClassifier
+    from models.data.ingest import DatasetConfig, build_dataset
+
+    classifier = TrainedClassifier.load(model_dir)
+    if classifier.activation_ranges is not None:
+        return model_dir
+    data = build_dataset(DatasetConfig(source="fashion-mnist", data_dir="data"))
+    with_ranges(classifier, data.split("val")[0]).save(directory)
+    return str(directory)
 
 
 def without_guard(model_dir: str, directory: Path) -> str:
@@ -313,14 +346,15 @@ def report(result: dict, args: argparse.Namespace) -> tuple[str, dict]:
     base = rows[f"mlflow /invocations, {c} clients x 1 image"]
     png = rows["ours /classify (PNG), sequential"]
     bare_png = rows[NO_GUARD_ROW]
-    top = statistics.median(tops)
+    top, top32 = statistics.median(tops["runtime"]), statistics.median(tops["float32"])
     table = "| endpoint, clients | p50 ms | p99 ms | img/s (median of rounds) "
     table += "| ÷ ceiling (median of rounds, each against its own) "
+    table += "| ÷ float32 model's ceiling (same) "
     table += "| client's CPU (cores) | refused (HTTP status: count) |\n"
-    table += "|---|---|---|---|---|---|---|\n"
+    table += "|---|---|---|---|---|---|---|---|\n"
     for name, r in rows.items():
         table += f"| {name} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['img_s']:.0f} "
-        table += f"| {r['share']:.1%} | {r.get('client_cores', 0):.2f} "
+        table += f"| {r['share']:.1%} | {r['share_float32']:.1%} | {r.get('client_cores', 0):.2f} "
         table += f"| {r['refused'] or ''} |\n"
     from serving.config import load_service_config
 
@@ -329,9 +363,13 @@ def report(result: dict, args: argparse.Namespace) -> tuple[str, dict]:
     table += f"thread(s), quantization {service.quantization}.\n"
     table += "\nCeiling: the service's `Predictor.leaf_probs` in process (the same quantization), "
     table += "a thread per core: "
-    table += ", ".join(f"batch {n}: {v:.0f} img/s" for n, v in ceilings.items())
+    table += ", ".join(f"batch {n}: {v:.0f} img/s" for n, v in ceilings["runtime"].items())
     table += " before the servers started; the best batch size before each round: "
-    table += ", ".join(f"{v:.0f}" for v in tops) + " img/s.\n"
+    table += ", ".join(f"{v:.0f}" for v in tops["runtime"]) + " img/s. "
+    table += "The float32 model's (quantization: none), the same way: "
+    table += ", ".join(f"batch {n}: {v:.0f} img/s" for n, v in ceilings["float32"].items())
+    table += "; before each round: " + ", ".join(f"{v:.0f}" for v in tops["float32"])
+    table += " img/s.\n"
     headline = {
         # headline latency: /classify, the single-image endpoint (one client, sequential)
         "p50_ms": round(png["p50_ms"], 2),
@@ -347,6 +385,10 @@ def report(result: dict, args: argparse.Namespace) -> tuple[str, dict]:
         "ceiling_img_s": round(top, 1),  # the median of the rounds' ceilings
         "ceiling_share": round(single["share"], 3),  # each round against its own ceiling
         "ceiling_share_batched": round(batched["share"], 3),
+        # the same shares against the float32 model's forward pass (quantization: none)
+        "ceiling_float32_img_s": round(top32, 1),
+        "ceiling_share_float32": round(single["share_float32"], 3),
+        "ceiling_share_batched_float32": round(batched["share_float32"], 3),
         # the OOD guard's cost: single-image /classify p50 with it vs the same model without it
         "no_guard_p50_ms": round(bare_png["p50_ms"], 2),
         "guard_p50_added": round(png["p50_ms"] / bare_png["p50_ms"] - 1, 4),

@@ -60,10 +60,17 @@ class ServiceConfig(BaseModel):
         None, gt=0, description="per worker; default cores // workers (at least 1)"
     )
     quantization: Quantization = Field(
-        "none", description="dynamic-int8: the linear layers' weights in int8 (CPU only)"
+        "none",
+        description="dynamic-int8: the linear layers' weights in int8; static-int8: the trunk's "
+        "convolutions too, with the artifact's activation ranges (CPU only)",
     )
     fast_path: bool = Field(True, description="serving/fast_path.py for well-formed requests")
     access_log: bool = Field(True, description="BentoML's per-request access log lines")
+    trace_classify: bool = Field(
+        False,
+        description="the classify routes go through BentoML's tracing middleware (set true "
+        "when a tracing exporter is configured); off, they skip it",
+    )
     gc_gen0_threshold: int = Field(
         700, ge=1, description="gc.set_threshold's first value in each worker (Python's: 700)"
     )

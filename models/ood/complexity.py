@@ -39,12 +39,21 @@ def pixel_view(x: Tensor) -> Tensor:
 def png_bits(pixels: Tensor) -> Tensor:
     """``[B]`` PNG size in bits of ``[B, C, s, s]`` grey levels (rounded to uint8)."""
     u8 = pixels.detach().round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    sizes = np.empty(len(u8), np.float32)
-    for i, img in enumerate(u8):
+    return torch.from_numpy(png_sizes(u8)).to(pixels.device)
+
+
+def png_sizes(images: np.ndarray) -> np.ndarray:
+    """``[B]`` float32 PNG sizes in bits of uint8 ``[B, s, s, C]`` images.
+
+    For images of at most ``MAX_SIZE`` px, the served uint8 input itself: the same bits as
+    :func:`png_bits` of its :func:`pixel_view`, without the round trip through float.
+    """
+    sizes = np.empty(len(images), np.float32)
+    for i, img in enumerate(images):
         buf = io.BytesIO()
         Image.fromarray(img[..., 0] if img.shape[2] == 1 else img).save(buf, format="PNG")
         sizes[i] = 8 * buf.tell()
-    return torch.from_numpy(sizes).to(pixels.device)
+    return sizes
 
 
 def gaussian_nll(flat: Tensor, mean: Tensor, precision: Tensor, logdet: float) -> Tensor:
@@ -54,10 +63,15 @@ def gaussian_nll(flat: Tensor, mean: Tensor, precision: Tensor, logdet: float) -
     return 0.5 * (quad + logdet + d.shape[1] * math.log(2 * math.pi))
 
 
-def complexity_score(pixels: Tensor, mean: Tensor, precision: Tensor, logdet: float) -> Tensor:
-    """``[B]`` ``S(x) = -log p(x) - L(x)`` (nats): higher = more unusual for its complexity."""
+def complexity_score(
+    pixels: Tensor, mean: Tensor, precision: Tensor, logdet: float, bits: Tensor | None = None
+) -> Tensor:
+    """``[B]`` ``S(x) = -log p(x) - L(x)`` (nats): higher = more unusual for its complexity.
+
+    ``bits``: the PNG sizes when already known (:func:`png_sizes` of the input), else computed.
+    """
     nll = gaussian_nll(pixels.flatten(1), mean, precision, logdet)
-    return nll - png_bits(pixels) * LN2
+    return nll - (png_bits(pixels) if bits is None else bits) * LN2
 
 
 def fit_pixel_gaussian(flat: Tensor, variance_floor: float) -> tuple[Tensor, Tensor, float]:

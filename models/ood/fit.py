@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -13,7 +12,7 @@ import torch
 from models.classifier.io import TrainedClassifier
 from models.classifier.network import HierarchicalClassifier
 from models.gan.networks import Discriminator, GanArchitecture
-from models.ood.complexity import complexity_score, fit_pixel_gaussian, pixel_view
+from models.ood.complexity import fit_pixel_gaussian
 from models.ood.config import OodConfig
 from models.ood.guard import (
     KNN_LAYER,
@@ -50,7 +49,6 @@ def score_images(
     every_component: bool = True,
     keep_layers: bool = False,
     tt: TreeTensors | None = None,
-    pixel_pool: Executor | None = None,
 ) -> GuardedScores:
     """Leaf probabilities and OOD scores of uint8 ``[N, H, W, C]`` images, in one pass.
 
@@ -64,9 +62,6 @@ def score_images(
             parts (serving: the discriminator runs only when the score reads it).
         keep_layers: also return the feature layers (fitting).
         tt: the tree's tensors on the model's device (built here when not given).
-        pixel_pool: a thread for the served score's pixel component (``complexity``), which
-            reads the input alone: it then runs beside the network's forward pass instead of
-            after it (serving; torch and zlib release the GIL). Same numbers either way.
     """
     model = model or classifier.build()
     device = next(model.parameters()).device
@@ -75,23 +70,11 @@ def score_images(
     discriminator = guard.discriminator if every_component or guard.needs_discriminator else None
     need_trunk = every_component or keep_layers or any(p.startswith("maha_trunk") for p in names)
 
-    early = names is not None and "complexity" in names and guard.pixel_gaussian is not None
-    early = early and pixel_pool is not None
-
-    def pixel_component(x: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():  # thread-local: the pool's thread sets its own
-            return complexity_score(pixel_view(x), *guard.pixel_gaussian)
-
     def run(x: torch.Tensor) -> tuple[Any, ...]:
-        pixels = pixel_pool.submit(pixel_component, x) if early else None
         out = guarded_forward(model, discriminator, x, need_trunk=need_trunk)
         probs = merged_log_probs([z.float() for z in out.logits], tt, classifier.calibration)
         probs = probs.exp()
-        if pixels is None:
-            comps = guard.components(out, tt, probs, names)
-        else:
-            comps = guard.components(out, tt, probs, [n for n in names if n != "complexity"])
-            comps["complexity"] = pixels.result()
+        comps = guard.components(out, tt, probs, names)
         layers = {k: v.cpu().numpy() for k, v in out.layers.items()} if keep_layers else None
         return probs.cpu().numpy(), {k: v.cpu().numpy() for k, v in comps.items()}, layers
 

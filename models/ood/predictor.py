@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -10,9 +9,13 @@ import torch
 
 from models.classifier.io import TrainedClassifier
 from models.classifier.prediction import Predictor
-from models.ood.fit import score_images
+from models.ood.complexity import MAX_SIZE as PIXEL_VIEW_MAX
+from models.ood.complexity import complexity_score, png_sizes
 from models.ood.guard import OodGuard
+from models.ood.scores import guarded_forward
 from models.runtime.quantize import Quantization
+from models.runtime.tensors import to_model_range
+from models.tree.merge import merged_log_probs
 
 
 class GuardedPredictor(Predictor):
@@ -24,8 +27,8 @@ class GuardedPredictor(Predictor):
     Args:
         classifier: the trained, calibrated classifier (with its guard, if fitted).
         device: where the networks run.
-        quantization: the classifier's linear layers in int8 or not (see :class:`Predictor`);
-            with ``dynamic-int8`` the guard's kNN search also runs its first stage in bfloat16
+        quantization: the classifier's runtime (see :class:`Predictor`); with int8 the
+            guard's kNN search also runs its first stage in bfloat16
             (:meth:`OodGuard.use_coarse_search`); its statistics stay float32.
     """
 
@@ -37,16 +40,18 @@ class GuardedPredictor(Predictor):
     ) -> None:
         super().__init__(classifier, device, quantization)
         self.guard = OodGuard.from_classifier(classifier)
-        # the served score's pixel component runs beside the forward pass (models.ood.fit),
-        # same numbers: one guarded image 0.16-0.38 ms sooner in process after idle time on 2
-        # cores; served /classify p50 lower in 6 of 8 interleaved rounds (median ~0.1 ms)
-        self._pixel_pool: ThreadPoolExecutor | None = None
-        if self.guard is not None and "complexity" in self.guard.parts:
-            workers = 2  # callers may classify from two threads at once (the service does)
-            self._pixel_pool = ThreadPoolExecutor(workers, thread_name_prefix="hiergan-pixels")
+        parts = self.guard.parts if self.guard is not None else []
+        self._need_trunk = any(p.startswith("maha_trunk") for p in parts)
+        # the complexity component's PNG sizes are those of the uint8 input itself (no float
+        # round trip) when the pixel view keeps the input's size
+        self._png_of_input = "complexity" in parts and self.image_shape[0] <= PIXEL_VIEW_MAX
+        self._network_parts = [p for p in parts if not (p == "complexity" and self._png_of_input)]
+        self._discriminator = None
         if self.guard is not None:
             self.guard.to(device)
-            if quantization != "none":
+            if self.guard.needs_discriminator:
+                self._discriminator = self.guard.discriminator
+            if self.quantization != "none":
                 self.guard.use_coarse_search()
             if self.guard.discriminator is not None:
                 self.guard.discriminator.to(memory_format=torch.channels_last)
@@ -56,6 +61,30 @@ class GuardedPredictor(Predictor):
         """Whether the model carries OOD statistics."""
         return self.guard is not None
 
+    @torch.inference_mode()
+    def scores(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated leaf probabilities ``[N, n_leaves]`` and served OOD scores ``[N]``.
+
+        The serving path: checked uint8 ``[N, H, W, C]`` in one pass, no re-batching, only the
+        served score's components; the same numbers as :func:`~models.ood.fit.score_images`
+        (fitting and evaluation), which a unit test holds it to. Why not a thread for the pixel
+        component beside the forward pass (an earlier version): served sequentially on 2 cores,
+        /classify p50 2.26 ms inline vs 2.42 ms with the thread (8 interleaved rounds; the
+        threads contend for the interpreter lock the small ops need).
+        """
+        guard = self.guard
+        assert guard is not None
+        device = self.tree_tensors.leaf_paths.device
+        x = to_model_range(torch.from_numpy(images).to(device).permute(0, 3, 1, 2))
+        out = guarded_forward(self.model, self._discriminator, x, need_trunk=self._need_trunk)
+        logits = [z.float() for z in out.logits]
+        probs = merged_log_probs(logits, self.tree_tensors, self._calibration).exp()
+        comps = guard.components(out, self.tree_tensors, probs, self._network_parts)
+        if self._png_of_input:
+            bits = torch.from_numpy(png_sizes(images)).to(device)
+            comps["complexity"] = complexity_score(out.pixels, *guard.pixel_gaussian, bits=bits)
+        return probs.cpu().numpy(), guard.combine(comps).cpu().numpy()
+
     def classify(self, images: np.ndarray) -> tuple[np.ndarray, list[dict[str, Any] | None]]:
         """Calibrated leaf probabilities ``[N, n_leaves]`` and one OOD verdict per image.
 
@@ -63,26 +92,13 @@ class GuardedPredictor(Predictor):
         """
         if self.guard is None:
             return self.leaf_probs(images), [None] * len(images)
-        scored = score_images(
-            self.classifier,
-            self.guard,
-            images,
-            self.model,
-            1024,
-            every_component=False,
-            tt=self.tree_tensors,  # built once (Predictor.__init__), not per request
-            pixel_pool=self._pixel_pool,
-        )
-        threshold = self.guard.threshold
+        probs, scores = self.scores(images)
+        threshold = round(self.guard.threshold, 4)
         verdicts: list[dict[str, Any] | None] = [
-            {
-                "score": round(float(s), 4),
-                "threshold": round(threshold, 4),
-                "is_ood": bool(s > threshold),
-            }
-            for s in scored.score
+            {"score": round(s, 4), "threshold": threshold, "is_ood": s > self.guard.threshold}
+            for s in scores.tolist()
         ]
-        return scored.leaf_probs, verdicts
+        return probs, verdicts
 
     def answer(self, images: np.ndarray, top_k: int = 3) -> list[dict[str, Any]]:
         """Describe checked images: path, leaf, top-k, and ``ood``."""

@@ -118,3 +118,12 @@ def test_the_worker_sets_the_collector_threshold_from_its_config(
     assert load_service_config().gc_gen0_threshold > 813  # one JSON image's lists fit under it
     with pytest.raises(ValueError, match="gc_gen0_threshold"):
         ServiceConfig(gc_gen0_threshold=0)
+
+
+def test_classify_routes_skip_tracing_unless_asked() -> None:
+    from serving.config import ServiceConfig
+    from serving.service import CLASSIFY_ROUTES, tracing_settings
+
+    assert tracing_settings(ServiceConfig()) == {"excluded_urls": CLASSIFY_ROUTES}
+    assert set(CLASSIFY_ROUTES) == {"/classify", "/classify_array"}
+    assert tracing_settings(ServiceConfig(trace_classify=True)) == {}
