@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from models.calibration.activation_ranges import with_activation_ranges
 from models.classifier.prediction import Predictor
 from models.ood import GuardedPredictor
 from models.runtime.quantize import QuantizationError, quantize_linears
@@ -16,18 +17,28 @@ from tests.toy_models import guarded_square_classifier, square_classifier, squar
 
 @pytest.fixture(scope="module")
 def classifier():
-    return square_classifier()
+    # with the int8 activation ranges the calibration step fits (static-int8 reads them)
+    return with_activation_ranges(square_classifier(), square_images(300, seed=11)[0], 256)
 
 
-def test_int8_predictor_answers_like_float32(classifier) -> None:
+@pytest.mark.parametrize(
+    ("quantization", "int8_module", "agreement", "max_diff"),
+    [
+        ("dynamic-int8", "DynamicQuantizedLinear", 1.0, 0.05),
+        ("static-int8", "Int8Conv2d", 0.98, 0.1),
+    ],
+)
+def test_int8_predictor_answers_like_float32(
+    classifier, quantization: str, int8_module: str, agreement: float, max_diff: float
+) -> None:
     images, _ = square_images(120, seed=5)
     ref = Predictor(classifier).leaf_probs(images)
-    int8 = Predictor(classifier, quantization="dynamic-int8")
+    int8 = Predictor(classifier, quantization=quantization)
     probs = int8.leaf_probs(images)
-    assert int8.quantization == "dynamic-int8"
-    assert any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in int8.model.modules())
-    assert np.array_equal(probs.argmax(1), ref.argmax(1))
-    assert np.abs(probs - ref).max() < 0.05
+    assert int8.quantization == quantization
+    assert any(m._get_name() == int8_module for m in int8.model.modules())
+    assert (probs.argmax(1) == ref.argmax(1)).mean() >= agreement
+    assert np.abs(probs - ref).max() < max_diff
 
 
 def test_quantizing_copies_and_none_is_the_identity(classifier) -> None:
@@ -50,13 +61,18 @@ def test_unknown_quantization_and_gpu_models_are_refused(classifier) -> None:
         ServiceConfig(quantization="int4")
 
 
-def test_guard_verdicts_survive_int8() -> None:
+@pytest.mark.parametrize("quantization", ["dynamic-int8", "static-int8"])
+def test_guard_verdicts_survive_int8(quantization: str) -> None:
     guarded, _, _ = guarded_square_classifier()
+    if quantization == "static-int8":  # activation ranges, as the calibration step fits them
+        guarded = with_activation_ranges(guarded, square_images(300, seed=1)[0])
     images, _ = square_images(60, seed=7)
     noise = np.random.default_rng(3).integers(0, 256, (20, 28, 28, 1), dtype=np.uint8)
     batch = np.concatenate([images, noise])
     _, ref = GuardedPredictor(guarded).classify(batch)
-    _, int8 = GuardedPredictor(guarded, quantization="dynamic-int8").classify(batch)
+    predictor = GuardedPredictor(guarded, quantization=quantization)
+    _, int8 = predictor.classify(batch)
+    assert predictor.quantization == quantization
     flips = sum(a["is_ood"] != b["is_ood"] for a, b in zip(ref, int8, strict=True))
     assert flips <= 2
     assert all(v["is_ood"] for v in int8[60:])

@@ -15,7 +15,6 @@ from models.classifier.io import TrainedClassifier
 from models.classifier.network import HierarchicalClassifier
 from models.classifier.prediction import Predictor
 from models.gan.networks import GanArchitecture
-from models.ood import GuardedPredictor
 from models.runtime.quantize import QuantizationError, quantize_model
 from models.runtime.static_int8 import (
     Int8Conv2d,
@@ -24,7 +23,7 @@ from models.runtime.static_int8 import (
     quantizable_convs,
     quantize_convs,
 )
-from tests.toy_models import TREE, guarded_square_classifier, square_classifier, square_images
+from tests.toy_models import TREE, square_classifier, square_images
 
 
 @pytest.fixture(scope="module")
@@ -72,17 +71,6 @@ def test_every_trunk_conv_but_the_first_runs_in_int8() -> None:
     assert sum(isinstance(m, Int8Conv2d) for m in quantized.modules()) == 3
 
 
-def test_static_int8_predictor_answers_like_float32(ranged) -> None:
-    images, _ = square_images(120, seed=5)
-    ref = Predictor(ranged).leaf_probs(images)
-    int8 = Predictor(ranged, quantization="static-int8")
-    probs = int8.leaf_probs(images)
-    assert int8.quantization == "static-int8"
-    assert any(isinstance(m, Int8Conv2d) for m in int8.model.modules())
-    assert (probs.argmax(1) == ref.argmax(1)).mean() >= 0.98
-    assert np.abs(probs - ref).max() < 0.1
-
-
 def test_activation_ranges_travel_in_the_artifact(ranged, tmp_path) -> None:
     ranged.save(tmp_path)
     loaded = TrainedClassifier.load(tmp_path)
@@ -115,17 +103,3 @@ def test_no_images_no_ranges_and_the_subset_is_bounded() -> None:
     assert CalibrationConfig().activation_range_images > 0
     with pytest.raises(ValueError):
         CalibrationConfig(activation_range_images=-1)
-
-
-def test_guard_verdicts_survive_static_int8() -> None:
-    guarded, _, _ = guarded_square_classifier()
-    train, _ = square_images(300, seed=1)
-    guarded = with_activation_ranges(guarded, train)
-    images, _ = square_images(60, seed=7)
-    noise = np.random.default_rng(3).integers(0, 256, (20, 28, 28, 1), dtype=np.uint8)
-    batch = np.concatenate([images, noise])
-    _, ref = GuardedPredictor(guarded).classify(batch)
-    _, int8 = GuardedPredictor(guarded, quantization="static-int8").classify(batch)
-    flips = sum(a["is_ood"] != b["is_ood"] for a, b in zip(ref, int8, strict=True))
-    assert flips <= 2
-    assert all(v["is_ood"] for v in int8[60:])
