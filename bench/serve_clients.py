@@ -152,6 +152,30 @@ async def latencies(target: Target, images: np.ndarray, pngs: list[bytes], n: in
     return out
 
 
+async def paired_latencies(
+    a: Target, b: Target, images: np.ndarray, pngs: list[bytes], n: int, blocks: int = 6
+) -> tuple[Measured, Measured]:
+    """``n`` sequential requests to each of two targets in alternating blocks (a b, b a, ...).
+
+    For a difference between two servers (the OOD guard's cost): the host's speed drifts within
+    minutes on these VMs, and blocks interleaved in time let that drift fall on both alike.
+    """
+    per = max(1, n // blocks)
+    out, elapsed, cores = (Measured(), Measured()), [0.0, 0.0], ([], [])
+    for block in range(blocks):
+        for k in (0, 1) if block % 2 == 0 else (1, 0):
+            m = await latencies((a, b)[k], images, pngs, per)
+            out[k].ms.extend(m.ms)
+            for status, count in m.errors.items():
+                out[k].errors[status] = out[k].errors.get(status, 0) + count
+            elapsed[k] += len(m.ms) * (a, b)[k].per_request / m.img_s if m.img_s else 0.0
+            cores[k].append(m.client_cores)
+    for k in (0, 1):
+        out[k].img_s = len(out[k].ms) * (a, b)[k].per_request / elapsed[k] if elapsed[k] else 0.0
+        out[k].client_cores = float(np.mean(cores[k]))
+    return out
+
+
 async def load(
     target: Target,
     images: np.ndarray,

@@ -25,7 +25,8 @@ mlflow), ceiling_img_s, ceiling_share (single-image clients / ceiling), ceiling_
 the same three against the served runtime's own forward pass (runtime_ceiling_img_s,
 runtime_ceiling_share, runtime_ceiling_share_batched),
 guard_p50_added (the OOD guard's share of single-image /classify p50: the same model served
-without its OOD statistics is one more sequential phase).
+without its OOD statistics is measured with /classify in alternating blocks of requests, so that
+the host's drift falls on both alike; guard_p50_added_ms the same in milliseconds).
 """
 
 from __future__ import annotations
@@ -49,7 +50,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.machine import machine  # noqa: E402 - after the path set-up above
-from bench.serve_clients import Target, latencies, load, wait_ready  # noqa: E402
+from bench.serve_clients import (  # noqa: E402
+    Measured,
+    Target,
+    latencies,
+    load,
+    paired_latencies,
+    wait_ready,
+)
 
 
 def free_port() -> int:
@@ -142,7 +150,7 @@ def targets(ours: int, baseline: int, args: argparse.Namespace) -> list[tuple[st
     mlflow = f"http://127.0.0.1:{baseline}/invocations"
     c, b, k = args.concurrency, args.batched_concurrency, args.batch_images
     return [
-        ("ours /classify (PNG), sequential", Target("ours png", png, "png"), 0),
+        (PNG_ROW, Target("ours png", png, "png"), 0),
         ("ours /classify_array, sequential", Target("ours array", array, "array"), 0),
         ("mlflow /invocations, sequential", Target("mlflow", mlflow, "mlflow"), 0),
         (f"ours /classify_array, {c} clients x 1 image", Target("ours array", array, "array"), c),
@@ -265,15 +273,28 @@ async def measure(
     client: dict[str, list[float]] = {name: [] for name, _, _ in phases}
     errors: dict[str, dict[int, int]] = {name: {} for name, _, _ in phases}
     tops: dict[str, list[float]] = {k: [] for k in probes}
+    targets_by_name = {name: target for name, target, _ in phases}
+    pairs = {PNG_ROW: NO_GUARD_ROW} if NO_GUARD_ROW in targets_by_name else {}
     for round_index in range(args.rounds):
         for key, probe in probes.items():
             tops[key].append(max(probe.measure(1.0 if args.quick else 2.0).values()))
         print(f"round {round_index + 1}: ceilings { ({k: round(v[-1]) for k, v in tops.items()}) }")
+        measured: dict[str, Measured] = {}
         for name, target, concurrency in phases:
-            if concurrency == 0:
-                m = await latencies(target, images, pngs, args.requests)
+            if name in measured:  # the second of a pair, measured with the first
+                pass
+            elif name in pairs:  # the guard's cost: two servers in alternating blocks
+                partner = pairs[name]
+                measured[name], measured[partner] = await paired_latencies(
+                    target, targets_by_name[partner], images, pngs, args.requests
+                )
+            elif concurrency == 0:
+                measured[name] = await latencies(target, images, pngs, args.requests)
             else:
-                m = await load(target, images, pngs, concurrency, args.seconds, args.client)
+                measured[name] = await load(
+                    target, images, pngs, concurrency, args.seconds, args.client
+                )
+        for name, m in measured.items():
             ms[name] += m.ms
             img_s[name].append(m.img_s)
             client[name].append(m.client_cores)
@@ -304,6 +325,8 @@ def _share(img_s: list[float], tops: list[float]) -> float:
     return statistics.median(x / top for x, top in zip(img_s, tops, strict=True))
 
 
+PNG_ROW = "ours /classify (PNG), sequential"
+# measured with PNG_ROW in alternating blocks (serve_clients.paired_latencies)
 NO_GUARD_ROW = "ours /classify (PNG), sequential, model without its OOD guard"
 
 
@@ -350,7 +373,7 @@ def report(result: dict, args: argparse.Namespace) -> tuple[str, dict]:
     batched_json = rows[f"ours /classify_array, {b} clients x {k} images"]
     batched = rows[f"ours /classify_array (npy), {b} clients x {k} images"]
     base = rows[f"mlflow /invocations, {c} clients x 1 image"]
-    png = rows["ours /classify (PNG), sequential"]
+    png = rows[PNG_ROW]
     bare_png = rows[NO_GUARD_ROW]
     top, top_runtime = statistics.median(tops["model"]), statistics.median(tops["runtime"])
     table = "| endpoint, clients | p50 ms | p99 ms | img/s (median of rounds) "
@@ -400,6 +423,7 @@ def report(result: dict, args: argparse.Namespace) -> tuple[str, dict]:
         # the OOD guard's cost: single-image /classify p50 with it vs the same model without it
         "no_guard_p50_ms": round(bare_png["p50_ms"], 2),
         "guard_p50_added": round(png["p50_ms"] / bare_png["p50_ms"] - 1, 4),
+        "guard_p50_added_ms": round(png["p50_ms"] - bare_png["p50_ms"], 3),
         "device": "cpu",
         "quantization": service.quantization,
         "workers": service.workers,
