@@ -162,12 +162,27 @@ def fit_activation_ranges(
     return ranges
 
 
+def _check_range(name: str, r: object) -> None:
+    """``{"input": [lo, hi], "output": [lo, hi]}`` with finite ``lo <= hi``, else ValueError."""
+    ok = isinstance(r, dict) and set(r) == {"input", "output"}
+    for side in ("input", "output") if ok else ():
+        v = r[side]
+        ok = ok and isinstance(v, list | tuple) and len(v) == 2
+        ok = ok and all(isinstance(x, int | float) and np.isfinite(x) for x in v) and v[0] <= v[1]
+    if not ok:
+        raise ValueError(
+            f"activation ranges of {name}: expected {{'input': [lo, hi], 'output': [lo, hi]}} "
+            f"with finite lo <= hi, got {r!r}"
+        )
+
+
 def quantize_convs(model: nn.Module, ranges: ActivationRanges) -> nn.Module:
     """A copy of ``model`` with batch norms folded and the ranged convolutions in int8.
 
     Raises:
         ValueError: ``ranges`` names a layer the model lacks or that is not a convolution, or
-            lacks one of the model's quantizable convolutions (ranges fitted on another model).
+            lacks one of the model's quantizable convolutions (ranges fitted on another model),
+            or a layer's ranges are malformed (a damaged ``classifier.json``).
     """
     folded = fold_batch_norms(model)
     expected = set(quantizable_convs(folded))
@@ -177,6 +192,7 @@ def quantize_convs(model: nn.Module, ranges: ActivationRanges) -> nn.Module:
             f"activation ranges do not fit this model: missing {missing}, unknown {extra}"
         )
     for name, r in ranges.items():
+        _check_range(name, r)
         parent, _, child = name.rpartition(".")
         conv = folded.get_submodule(name)
         setattr(folded.get_submodule(parent), child, Int8Conv2d(conv, r["input"], r["output"]))

@@ -89,6 +89,18 @@ def test_a_model_without_ranges_is_served_dynamic_int8_with_a_warning(caplog) ->
         quantize_model(classifier.build(), "static-int8", None)
 
 
+def test_malformed_ranges_are_refused_by_layer(ranged) -> None:
+    (name,) = ranged.activation_ranges
+    for bad in (
+        {"input": [0.0, 1.0]},
+        {"input": [1.0, 0.0], "output": [0.0, 1.0]},
+        {"input": [0.0, float("nan")], "output": [0.0, 1.0]},
+        [0.0, 1.0],
+    ):
+        with pytest.raises(ValueError, match=f"activation ranges of {name}"):
+            quantize_convs(ranged.build(), {name: bad})
+
+
 def test_ranges_of_another_model_are_refused_by_name(ranged) -> None:
     with pytest.raises(ValueError, match=r"missing \['backbone.trunk.0.2'"):
         quantize_convs(deep_model(), ranged.activation_ranges)
