@@ -116,9 +116,17 @@ class Predictor:
         One forward pass of the eval-mode model on the whole batch (the serving path: no
         re-batching, no mode switches, the tree's tensors built once).
         """
+        return self.calibrated_probs(self.model(self.model_input(images))).cpu().numpy()
+
+    def model_input(self, images: np.ndarray) -> torch.Tensor:
+        """Checked uint8 ``[N, H, W, C]`` as the network's ``[N, C, H, W]`` in [-1, 1]."""
         x = torch.from_numpy(images).to(self.tree_tensors.leaf_paths.device).permute(0, 3, 1, 2)
-        logits = [z.float() for z in self.model(to_model_range(x))]
-        return merged_log_probs(logits, self.tree_tensors, self._calibration).exp().cpu().numpy()
+        return to_model_range(x)
+
+    def calibrated_probs(self, logits: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``[N, n_leaves]`` leaf probabilities of per-level logits, through the calibration."""
+        merged = merged_log_probs([z.float() for z in logits], self.tree_tensors, self._calibration)
+        return merged.exp()
 
     def describe(
         self,

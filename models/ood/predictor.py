@@ -14,8 +14,6 @@ from models.ood.complexity import complexity_score, png_sizes
 from models.ood.guard import OodGuard
 from models.ood.scores import guarded_forward
 from models.runtime.quantize import Quantization
-from models.runtime.tensors import to_model_range
-from models.tree.merge import merged_log_probs
 
 
 class GuardedPredictor(Predictor):
@@ -74,14 +72,12 @@ class GuardedPredictor(Predictor):
         """
         guard = self.guard
         assert guard is not None
-        device = self.tree_tensors.leaf_paths.device
-        x = to_model_range(torch.from_numpy(images).to(device).permute(0, 3, 1, 2))
+        x = self.model_input(images)
         out = guarded_forward(self.model, self._discriminator, x, need_trunk=self._need_trunk)
-        logits = [z.float() for z in out.logits]
-        probs = merged_log_probs(logits, self.tree_tensors, self._calibration).exp()
+        probs = self.calibrated_probs(out.logits)
         comps = guard.components(out, self.tree_tensors, probs, self._network_parts)
         if self._png_of_input:
-            bits = torch.from_numpy(png_sizes(images)).to(device)
+            bits = torch.from_numpy(png_sizes(images)).to(x.device)
             comps["complexity"] = complexity_score(out.pixels, *guard.pixel_gaussian, bits=bits)
         return probs.cpu().numpy(), guard.combine(comps).cpu().numpy()
 
