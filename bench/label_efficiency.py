@@ -73,7 +73,8 @@ def plan(params: arms.StudyParams) -> list[dict[str, Any]]:
     """Every job, heaviest first (the order they start in), with what each waits for."""
     chosen = set(params.study.arms)
     jobs: list[dict[str, Any]] = [{"name": "reference", "after": []}]  # it judges G's samples
-    if "gan" in chosen:
+    triple_after = ["gan-pretrain"] if params.study.triple_trunk == "gan" else []
+    if "gan" in chosen or triple_after:
         jobs.append({"name": "gan-pretrain", "after": []})
     order = ["triple", "triple-flat", "triple-no-rp", "gan-semi", "scratch-ssl", "scratch", "gan"]
     for arm in order:
@@ -82,6 +83,7 @@ def plan(params: arms.StudyParams) -> list[dict[str, Any]]:
         for fraction, seeds in sorted(params.study.seeds.items()):
             for seed in seeds:
                 after = ["gan-pretrain"] if arm == "gan" else []
+                after = triple_after if arm.startswith("triple") else after
                 jobs.append({"name": job_name(arm, fraction, seed), "after": after})
     return jobs
 
@@ -125,16 +127,18 @@ def run_job(name: str, params: arms.StudyParams, pace: Pace) -> None:
         arms.write_json(runs / "gan-pretrain.json", info)
         return
     arm, fraction, seed = parse_job(name)
-    if arm == "gan":
-        trunk = arms.load_state(arms.weights_dir(runs) / "gan-pretrain.safetensors")
-        pre = json.loads((runs / "gan-pretrain.json").read_text())
-        row, _ = arms.run_classifier_arm(data, params, arm, fraction, seed, pace, trunk)
-        row |= {"pretrain_steps": pre["steps"], "pretrain_seconds": pre["seconds"]}
-        row["seconds"] = round(row["seconds"] + pre["seconds"], 1)
-    elif arm == "gan-semi":
+    pretrained = arm == "gan" or (arm.startswith("triple") and params.study.triple_trunk == "gan")
+    if arm == "gan-semi":
         row = _gan_semi(data, params, fraction, seed, pace)
     else:
-        row, game = arms.run_classifier_arm(data, params, arm, fraction, seed, pace)
+        trunk = None
+        if pretrained:
+            trunk = arms.load_state(arms.weights_dir(runs) / "gan-pretrain.safetensors")
+        row, game = arms.run_classifier_arm(data, params, arm, fraction, seed, pace, trunk)
+        if pretrained:
+            pre = json.loads((runs / "gan-pretrain.json").read_text())
+            row |= {"pretrain_steps": pre["steps"], "pretrain_seconds": pre["seconds"]}
+            row["seconds"] = round(row["seconds"] + pre["seconds"], 1)
         if arm.startswith("triple"):
             row |= arms.run_triple_extras(data, game, params, name, runs)
     arms.write_json(runs / f"{name}.json", row)
@@ -207,6 +211,16 @@ def schedule(
     return state
 
 
+def fix_scale(runs: Path, scale: float) -> None:
+    """Write ``scale.json`` before any job starts: every job reads it instead of measuring."""
+    if not 0 < scale <= 1:
+        raise SystemExit(f"--scale must be in (0, 1], got {scale}")
+    path = runs / "scale.json"
+    if path.exists() and json.loads(path.read_text())["scale"] != scale:
+        raise SystemExit(f"{path} already fixes another scale; resume with that one")
+    path.write_text(json.dumps({"scale": scale, "fixed": True}))
+
+
 def main() -> None:
     """Plan, run (inline or as processes), then summarise; the JSON headline last."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -218,6 +232,13 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="default: $OUT, else bench/results")
     parser.add_argument("--runs", default=None, help="per-job results; default <out>/..._runs")
     parser.add_argument("--only", nargs="*", default=None, help="run only these job names")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=None,
+        help="fix every arm's steps (and warm-ups) to this share of the config's instead of "
+        "measuring a scale under --budget-seconds (which then only stops what overruns)",
+    )
     parser.add_argument("--summarise-only", action="store_true")
     parser.add_argument("--job", help=argparse.SUPPRESS)
     parser.add_argument("--pace", default=None, help=argparse.SUPPRESS)
@@ -240,6 +261,8 @@ def main() -> None:
     deadline = None  # jobs stop training here; they are killed EVAL_RESERVE_S later
     if args.budget_seconds:
         deadline = started + args.budget_seconds - SUMMARY_RESERVE_S - EVAL_RESERVE_S
+    if args.scale is not None:
+        fix_scale(runs, args.scale)
     jobs = [j for j in plan(params) if args.only is None or j["name"] in args.only]
     todo = [j for j in jobs if not (runs / f"{j['name']}.json").exists()]
     costs = [job_cost(j["name"], params) for j in todo] or [1.0]

@@ -6,11 +6,12 @@ augmentation and EMA evaluation; what differs is what else C learns from:
 
 ==================  ==============================================================================
 ``scratch``         labels only, random trunk
-``scratch-ssl``     + the unlabelled-data term of the triple arms (mean teacher), no GAN
+``scratch-ssl``     + the triple arms' unlabelled-data term (``triple.unlabelled``), no GAN
 ``gan``             labels only, trunk from an unsupervised GAN's discriminator (one GAN per study)
 ``gan-semi``        labels only, trunk from a semi-supervised (K+1) GAN trained on the same labels
 ``gan-semi-head``   that semi-supervised discriminator's own K-way head (no fine-tuning)
-``triple``          the Triple-GAN game over the tree (hierarchical embedding, R_P, mean teacher)
+``triple``          the Triple-GAN game over the tree (hierarchical embedding, R_P, G's guide;
+                    C's trunk from the gan arm's GAN with ``study.triple_trunk: gan``)
 ``triple-no-rp``    the game without R_P
 ``triple-flat``     the game with a flat leaf embedding in G and D
 ==================  ==============================================================================
@@ -28,7 +29,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -75,6 +76,11 @@ class StudyConfig(BaseModel):
     steps: int = Field(3000, ge=1, description="C's optimiser steps in every arm")
     reference_steps: int = Field(3000, ge=1, description="the all-labels judge's steps")
     samples_per_leaf: int = Field(100, ge=1, description="G's samples per leaf for fidelity")
+    triple_trunk: Literal["scratch", "gan"] = Field(
+        "scratch",
+        description="where the triple arms' C starts: a random trunk, or the unsupervised GAN's "
+        "discriminator (the gan arm's pretraining, shared)",
+    )
 
 
 class StudyParams(BaseModel):

@@ -6,6 +6,8 @@ other jobs run beside it, and fixes one *scale* for the whole study: every arm's
 GAN pretraining's, the reference's) and every warm-up are multiplied by it, so that the planned
 work fits the time left. Every arm keeps the same number of C steps; the scale is written to
 ``<runs>/scale.json`` (with the speed it came from) and reported. Without a budget the scale is 1.
+``--scale`` fixes it in advance instead (written before any job starts; every job reads it, and a
+budget then only stops what overruns): the same steps whatever the machine's load.
 """
 
 from __future__ import annotations
@@ -64,9 +66,9 @@ class Pace:
         A job that ``leads`` (a triple job) measures at once unless a scale is already there;
         the others wait for one, and measure themselves only if none appears.
         """
-        if self.deadline is None:
-            return 1.0
         path = self.runs / "scale.json"
+        if self.deadline is None:  # a scale fixed in advance (--scale), else the config's steps
+            return _wait_for(path, 0.0) or 1.0
         if not leads or path.exists():
             waited = _wait_for(path, SCALE_WAIT_S)
             if waited is not None:
@@ -111,9 +113,10 @@ def _claim(path: Path, proposal: dict[str, Any]) -> float:
 def _wait_for(path: Path, seconds: float) -> float | None:
     """The scale in ``path`` once it is there (and complete), or None after ``seconds``."""
     end = time.time() + seconds
-    while time.time() < end:
+    while True:
         try:
             return float(json.loads(path.read_text())["scale"])
         except (OSError, ValueError, KeyError):
+            if time.time() >= end:
+                return None
             time.sleep(0.25)
-    return None

@@ -22,7 +22,7 @@ from bench import label_efficiency_arms as arms
 from bench.machine import machine
 from models.data.ingest import build_dataset
 from models.tree.merge import TreeTensors
-from models.triple.pictures import fidelity_of
+from models.triple.pictures import fidelity_of, sample_diversity
 
 
 def _mean(values: list[float]) -> float | None:
@@ -58,21 +58,28 @@ def per_seed_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 def fidelity(
     results: dict[str, Any], runs: Path, params: arms.StudyParams
 ) -> dict[str, dict[str, float]]:
-    """Conditional fidelity per triple job, judged by the reference classifier (if it finished)."""
+    """Per triple job: G's conditional fidelity and its diversity.
+
+    Fidelity is judged by the reference classifier (if it finished); diversity is measured
+    against the train split's images and needs no judge.
+    """
     ref_path = arms.weights_dir(runs) / "reference.safetensors"
     samples = sorted(runs.glob("*.samples.npz"))
-    if not ref_path.exists() or not samples:
+    if not samples:
         return {}
     data = build_dataset(params.dataset)
-    judge = arms.reference_model(params, data, ref_path)
+    judge = arms.reference_model(params, data, ref_path) if ref_path.exists() else None
     tt = TreeTensors(data.hierarchy)
+    train_x, train_y = data.split("train")
     out = {}
     for path in samples:
         name = path.name.removesuffix(".samples.npz")
         with np.load(path, allow_pickle=False) as npz:
             images, leaves = npz["images"], npz["leaves"]
-        judged = arms.leaf_log_probs(judge, tt, images).argmax(1).numpy()
-        out[name] = fidelity_of(data.hierarchy, leaves, judged)
+        out[name] = {"diversity": sample_diversity(images, leaves, train_x, train_y)}
+        if judge is not None:
+            judged = arms.leaf_log_probs(judge, tt, images).argmax(1).numpy()
+            out[name] |= fidelity_of(data.hierarchy, leaves, judged)
     return out
 
 
@@ -137,10 +144,12 @@ def targets(table: list[dict[str, Any]]) -> dict[str, Any]:
         gain = at["triple"]["fine_mean"] - at["scratch-ssl"]["fine_mean"]
         out["triple_minus_scratch_ssl_points"] = round(100 * gain, 2)
         out["triple_ge_scratch_ssl_plus_1"] = gain >= 0.01
-    fid = at.get("triple", {}).get("fidelity")
-    if fid:
+    fid = at.get("triple", {}).get("fidelity", {})
+    if "fidelity_fine" in fid:
         out["fidelity_fine"] = fid["fidelity_fine"]
         out["fidelity_fine_ge_90"] = fid["fidelity_fine"] >= 0.9
+    if "diversity" in fid:
+        out["diversity"] = fid["diversity"]
     return out
 
 
@@ -179,17 +188,23 @@ def markdown(
         )
     fid_rows = [r for r in table if "fidelity" in r]
     if fid_rows:
-        levels = [k for k in fid_rows[0]["fidelity"] if k != "fidelity_fine"]
+        levels = [k for k in fid_rows[0]["fidelity"] if k not in ("fidelity_fine", "diversity")]
         lines += [
             "\nConditional fidelity of G (share of G(z, y) the all-labels reference classifier "
             f"assigns to y's node; reference test fine accuracy "
-            f"{_fmt(reference.get('fine') if reference else None, None)} %):\n",
-            "| labels | arm | " + " | ".join(k.removeprefix("fidelity_") for k in levels) + " |",
-            "|---|---|" + "---|" * len(levels),
+            f"{_fmt(reference.get('fine') if reference else None, None)} %), in %, and its "
+            "diversity (per leaf, the pixel standard deviation across G's samples over that "
+            "across the leaf's real images; 1 = as varied as the data, ~0 = one image per leaf):"
+            "\n",
+            "| labels | arm | "
+            + " | ".join(k.removeprefix("fidelity_") for k in levels)
+            + " | diversity |",
+            "|---|---|" + "---|" * (len(levels) + 1),
         ]
         for r in fid_rows:
-            cells = " | ".join(f"{100 * r['fidelity'][k]:.1f}" for k in levels)
-            lines.append(f"| {r['labels']:.0%} | {r['arm']} | {cells} |")
+            cells = [f"{100 * r['fidelity'][k]:.1f}" for k in levels]
+            cells.append(f"{r['fidelity'].get('diversity', float('nan')):.2f}")
+            lines.append(f"| {r['labels']:.0%} | {r['arm']} | {' | '.join(cells)} |")
     lines += [
         "\nTargets at the lowest label fraction:\n",
         "```",

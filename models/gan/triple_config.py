@@ -38,6 +38,14 @@ class TripleConfig(BaseModel):
     )
     rp_start: int = Field(1000, ge=0, description="R_P warm-up: off before this step")
     rp_ramp: int = Field(1000, ge=0, description="steps of R_P's sigmoid ramp-up")
+    guide_weight: float = Field(
+        0.0,
+        ge=0,
+        description="G's loss: weight of the EMA teacher's hierarchical cross-entropy on G's "
+        "pairs (G draws what C calls y; not in Triple-GAN, where only D conditions G); 0: off",
+    )
+    guide_start: int = Field(500, ge=0, description="step the guide term ramps from")
+    guide_ramp: int = Field(1000, ge=0, description="steps of its sigmoid ramp-up")
     unlabelled: Literal["pseudo-label", "mean-teacher", "entropy", "none"] = Field(
         "pseudo-label",
         description="C's unlabelled-data term, a consistency with the EMA teacher: its confident "

@@ -6,7 +6,8 @@ Each step (C's optimiser step; D and G step with it once the game is on):
    teacher's), teacher-labelled ``x_p`` for D's real side, and G's ``(G(z, y_g), y_g)``;
 2. D: labelled and teacher-labelled pairs are real; G's pairs and C's pairs (every leaf,
    weighted by C's merged leaf probabilities) are fake, weighted ``1 - alpha`` and ``alpha``;
-3. G: wants its pairs called real by the updated D;
+3. G: wants its pairs called real by the updated D (and, with ``guide_weight``, called ``y`` by
+   C's EMA teacher);
 4. C: hierarchical cross-entropy on labels + ``adversarial_weight x alpha x`` its adversarial
    term + ``rp_weight x`` R_P (cross-entropy on G's pairs, after ``rp_start``) +
    ``unlabelled_weight x`` the unlabelled-data term, each ramped in; then the EMA teacher moves.
@@ -44,13 +45,12 @@ from models.tree.hierarchy import Hierarchy
 from models.tree.merge import TreeTensors, merged_log_probs
 from models.triple import losses, rounds
 from models.triple.augment import strong_view
-from models.triple.inputs import labelled_subset
+from models.triple.inputs import labelled_subset, level_weights
 from models.triple.players import (
     GameResult,
     batch_stats_frozen,
     build_players,
     game_run_key,
-    update_teacher,
 )
 
 logger = logging.getLogger(__name__)
@@ -94,12 +94,7 @@ class TripleGame:
             tree, labels, classifier_config.label_fraction, classifier_config.seed, labelled_indices
         )
         self.config, self.cconfig, self.tree = config, classifier_config, tree
-        self.weights = classifier_config.level_weights or [1.0] * tree.depth
-        if len(self.weights) != tree.depth:
-            raise ValueError(
-                f"classifier.level_weights has {len(self.weights)} entries for a tree of depth "
-                f"{tree.depth}"
-            )
+        self.weights = level_weights(classifier_config.level_weights, tree)
         self.callbacks = list(callbacks)
         self.device = prepare_device(config.device, config.num_threads)
         on_cuda = self.device.type == "cuda"
@@ -114,9 +109,7 @@ class TripleGame:
         self.y_l = torch.from_numpy(labels[self.labelled].astype(np.int64)).to(self.device)
         self.players = build_players(config, classifier_config, tree, self.device, trunk_state)
         if self.channels_last:
-            for net in self.players.modules().values():
-                if isinstance(net, torch.nn.Module):
-                    net.to(memory_format=torch.channels_last)
+            self.players.to_channels_last()
         self.base_lrs = [g["lr"] for g in self.players.opt_c.param_groups]
         self.rng = torch.Generator(device=self.device).manual_seed(config.seed)
         torch.manual_seed(config.seed)  # C's dropout draws from torch's global generator
@@ -246,7 +239,7 @@ class TripleGame:
         terms: dict[str, Tensor],
     ) -> Tensor:
         """D's update(s) then G's; D's scores of every leaf on ``x_u`` for C's term."""
-        pl = self.players
+        pl, g = self.players, self.game
         assert pl.discriminator is not None and pl.opt_d is not None and pl.opt_g is not None
         real = (x_l, y_l, torch.ones(len(x_l), device=self.device))
         if pseudo is not None:  # teacher-labelled pairs count where the teacher is confident
@@ -264,8 +257,17 @@ class TripleGame:
             self.game.d_steps,
             self._autocast,
         )
-        g_loss = rounds.generator_round(pl.discriminator, pl.opt_g, pair, fake, y_g, self._autocast)
-        terms.update(d_terms | {"g_loss": g_loss})
+        g_terms = rounds.generator_round(
+            pl.discriminator,
+            pl.opt_g,
+            pair,
+            fake,
+            y_g,
+            self._autocast,
+            guide=lambda images: self._nll_of(pl.teacher, images, y_g),  # frozen judge
+            guide_weight=self.game.guide_weight * self._ramp(g.guide_start, g.guide_ramp),
+        )
+        terms.update(d_terms | g_terms)
         return s_all_u
 
     def _unlabelled_terms(
@@ -279,12 +281,9 @@ class TripleGame:
         out: dict[str, Tensor] = {}
         kind = self.game.unlabelled
         if kind == "pseudo-label" and teacher_u is not None and strong_logits:
-            conf, leaf = teacher_u.max(dim=1)
-            mask = (conf.exp() >= self.game.confidence).float()
-            out["c_unlabelled"] = losses.masked_path_nll(
-                strong_logits, self.tt.leaf_paths[leaf], mask, self.tt, self.weights
+            out["c_unlabelled"], out["c_confident_share"] = losses.pseudo_label(
+                strong_logits, teacher_u, self.game.confidence, self.tt, self.weights
             )
-            out["c_confident_share"] = mask.mean()
         elif kind == "mean-teacher" and teacher_u is not None and log_p_u is not None:
             out["c_unlabelled"] = losses.consistency(log_p_u.exp(), teacher_u.exp())
         elif kind == "entropy" and log_p_u is not None:
@@ -298,22 +297,29 @@ class TripleGame:
         """R_P: C's hierarchical cross-entropy on G's pairs (G gets no gradient)."""
         if self._ramp(self.game.rp_start, self.game.rp_ramp) == 0.0:
             return torch.zeros((), device=self.device)
-        c = self.players.classifier
-        with batch_stats_frozen(c), self._autocast():
-            logits = c(fake.detach())
+        with batch_stats_frozen(self.players.classifier):
+            return self._nll_of(self.players.classifier, fake.detach(), y_g)
+
+    def _nll_of(self, model: torch.nn.Module, images: Tensor, leaves: Tensor) -> Tensor:
+        """``model``'s hierarchical cross-entropy of ``images`` towards ``leaves``.
+
+        R_P (C on G's pairs) and G's guide (the EMA teacher, frozen: only the images get a
+        gradient, so G learns to draw what C calls ``y`` and C learns nothing from it).
+        """
+        with self._autocast():
+            logits = model(images)
         return conditional_nll(
-            [z.float() for z in logits], self.tt.leaf_paths[y_g], self.tt, self.weights
+            [z.float() for z in logits], self.tt.leaf_paths[leaves], self.tt, self.weights
         )
 
     def _classifier_update(self, terms: dict[str, Tensor]) -> Tensor:
         """Weighted, ramped sum of C's terms; one optimiser step; the teacher follows."""
         g, pl = self.game, self.players
+        adversarial = self._ramp(g.adversarial_start, g.adversarial_ramp)
         scale = {
             "c_labelled": 1.0,
             "c_unlabelled": g.unlabelled_weight * self._ramp(0, g.unlabelled_ramp),
-            "c_adversarial": g.adversarial_weight
-            * g.alpha
-            * self._ramp(g.adversarial_start, g.adversarial_ramp),
+            "c_adversarial": g.adversarial_weight * g.alpha * adversarial,
             "c_rp": g.rp_weight * self._ramp(g.rp_start, g.rp_ramp),
         }
         loss = sum(scale[k] * v for k, v in terms.items() if k in scale)  # others are logged only
@@ -321,14 +327,11 @@ class TripleGame:
         total, t = self.config.steps, self.step
         warm = min(1.0, (t + 1) / g.lr_warmup) if g.lr_warmup else 1.0
         lr_scale = warm * 0.5 * (1 + math.cos(math.pi * t / total))
-        for group, lr in zip(pl.opt_c.param_groups, self.base_lrs, strict=True):
-            group["lr"] = lr * lr_scale
-        pl.opt_c.zero_grad(set_to_none=True)
-        loss.backward()
-        pl.opt_c.step()
         decay = g.ema_decay_warmup if t < g.ema_warmup else g.ema_decay
         # early on the teacher follows closely: an average over the steps so far (TF's num_updates)
-        update_teacher(pl.teacher, pl.classifier, min(decay, (1 + t) / (10 + t)))
+        pl.step_classifier(
+            loss, [lr * lr_scale for lr in self.base_lrs], min(decay, (1 + t) / (10 + t))
+        )
         return loss.detach()
 
     # ------------------------------------------------------------------ state

@@ -72,3 +72,13 @@ def labelled_subset(
 def _leaf(tree: Hierarchy, leaf: int) -> str:
     """``'Sandal' (Goods/Shoes/Sandal)``."""
     return f"{tree.leaves[leaf]!r} ({'/'.join(tree.path_names(int(leaf)))})"
+
+
+def level_weights(weights: list[float] | None, tree: Hierarchy) -> list[float]:
+    """``classifier.level_weights`` (None: 1 per level), checked against the tree's depth."""
+    out = weights or [1.0] * tree.depth
+    if len(out) != tree.depth:
+        raise TripleInputError(
+            f"classifier.level_weights has {len(out)} entries for a tree of depth {tree.depth}"
+        )
+    return out

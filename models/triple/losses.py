@@ -100,6 +100,22 @@ def masked_path_nll(
     return (mask * nll).mean()
 
 
+def pseudo_label(
+    strong_logits: list[Tensor],
+    teacher_log_p: Tensor,
+    confidence: float,
+    tt: TreeTensors,
+    weights: list[float],
+) -> tuple[Tensor, Tensor]:
+    """FixMatch's term: the teacher's confident leaf (weak view) as the target on a strong view.
+
+    Returns the term and the share of rows confident enough to count.
+    """
+    conf, leaf = teacher_log_p.max(dim=1)
+    mask = (conf.exp() >= confidence).float()
+    return masked_path_nll(strong_logits, tt.leaf_paths[leaf], mask, tt, weights), mask.mean()
+
+
 def consistency(p_student: Tensor, p_teacher: Tensor) -> Tensor:
     """Mean-teacher consistency: squared distance of leaf distributions, summed over leaves."""
     return ((p_student - p_teacher.detach()) ** 2).sum(dim=1).mean()

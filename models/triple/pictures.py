@@ -75,15 +75,42 @@ def conditional_fidelity(
     judge: LeafProbs,
     per_leaf: int = 100,
     seed: int = 0,
+    real: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """Per level, the share of ``G(z, y)`` whose judged node at that level is ``y``'s.
 
     ``per_leaf`` samples of every leaf; the judge's leaf decision is mapped up the tree, so a
     Sneaker judged a Sandal still counts as a faithful Shoe. Keys: ``fidelity_<level>`` and
-    ``fidelity_fine`` (the leaf level).
+    ``fidelity_fine`` (the leaf level); with ``real`` (``(images, leaves)`` of the train split)
+    also ``diversity`` (:func:`sample_diversity`).
     """
     leaves = np.repeat(np.arange(tree.num_leaves), per_leaf)
-    return fidelity_of(tree, leaves, judge(generate(generator, leaves, seed)).argmax(axis=1))
+    images = generate(generator, leaves, seed)
+    out = fidelity_of(tree, leaves, judge(images).argmax(axis=1))
+    if real is not None:
+        out["diversity"] = sample_diversity(images, leaves, *real)
+    return out
+
+
+def sample_diversity(
+    images: np.ndarray, leaves: np.ndarray, real_images: np.ndarray, real_leaves: np.ndarray
+) -> float:
+    """How varied G's samples of a leaf are, relative to the leaf's real images (1: as varied).
+
+    Per leaf, the standard deviation of every pixel across the leaf's samples, averaged over
+    pixels, divided by the same for the leaf's real images; then the mean over leaves. A
+    generator that ignores its noise (mode collapse) scores near 0 however faithful its samples
+    look, which fidelity alone cannot show.
+    """
+    ratios = []
+    for leaf in np.unique(leaves):
+        fake = images[leaves == leaf].astype(np.float32)
+        data = real_images[real_leaves == leaf].astype(np.float32)
+        if len(fake) > 1 and len(data) > 1:
+            ratios.append(
+                float(fake.std(axis=0).mean() / max(float(data.std(axis=0).mean()), 1e-6))
+            )
+    return float(np.mean(ratios)) if ratios else float("nan")
 
 
 def fidelity_of(tree: Hierarchy, leaves: np.ndarray, judged: np.ndarray) -> dict[str, float]:

@@ -137,7 +137,12 @@ def _generator_facts(
     assert players.generator is not None and players.discriminator is not None
     judge, judged_by = _judge(data, config, classifier, players.teacher)
     facts: dict[str, Any] = conditional_fidelity(
-        players.generator, data.hierarchy, judge, game_cfg.samples_per_leaf, config.seed
+        players.generator,
+        data.hierarchy,
+        judge,
+        game_cfg.samples_per_leaf,
+        config.seed,
+        real=data.split("train"),
     )
     facts["fidelity_judged_by"] = judged_by
     if game_cfg.merge_discriminator:

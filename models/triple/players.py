@@ -59,6 +59,21 @@ class Players:
         }
         return {k: v for k, v in named.items() if v is not None}
 
+    def to_channels_last(self) -> None:
+        """Every network's weights in channels-last memory format."""
+        for net in self.modules().values():
+            if isinstance(net, nn.Module):
+                net.to(memory_format=torch.channels_last)
+
+    def step_classifier(self, loss: Tensor, lrs: list[float], teacher_decay: float) -> None:
+        """One optimiser step of C on ``loss`` at ``lrs`` (per group); the teacher follows."""
+        for group, lr in zip(self.opt_c.param_groups, lrs, strict=True):
+            group["lr"] = lr
+        self.opt_c.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_c.step()
+        update_teacher(self.teacher, self.classifier, teacher_decay)
+
     def state_dict(self) -> dict[str, Any]:
         """State of every network and optimiser."""
         return {k: v.state_dict() for k, v in self.modules().items()}

@@ -73,16 +73,28 @@ def generator_round(
     fake: Tensor,
     y_g: Tensor,
     autocast: Callable[[], Any] = lambda: torch.autocast("cpu", enabled=False),
-) -> Tensor:
-    """One update of G: its pairs should be called real by D (D's weights get no gradient)."""
+    guide: Callable[[Tensor], Tensor] | None = None,
+    guide_weight: float = 0.0,
+) -> dict[str, Tensor]:
+    """One update of G: its pairs should be called real by D (D's weights get no gradient).
+
+    ``guide`` (with ``guide_weight > 0``) adds a second wish: ``guide(fake)``, a loss of G's
+    images under a frozen judge (the game passes the EMA teacher's cross-entropy towards
+    ``y_g``), so G draws what C calls ``y`` as well as what D calls real.
+    """
     d.requires_grad_(False)
     try:
         with autocast():
             scores = d(fake, y_g).float()
-        loss = pair.gen(scores).mean()
+        adversarial = pair.gen(scores).mean()
+        loss, terms = adversarial, {"g_loss": adversarial.detach()}
+        if guide is not None and guide_weight > 0:
+            guided = guide(fake)
+            loss = loss + guide_weight * guided
+            terms["g_guide"] = guided.detach()
         opt_g.zero_grad(set_to_none=True)
         loss.backward()
         opt_g.step()
     finally:
         d.requires_grad_(True)
-    return loss.detach()
+    return terms

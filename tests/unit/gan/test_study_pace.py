@@ -21,6 +21,23 @@ def test_no_budget_means_the_configured_steps(tmp_path: Path) -> None:
     assert not (tmp_path / "scale.json").exists()
 
 
+def test_a_scale_fixed_in_advance_is_used_by_every_job_without_measuring(tmp_path: Path) -> None:
+    from bench.label_efficiency import fix_scale
+
+    def never() -> float:
+        raise AssertionError("a fixed scale is never measured")
+
+    fix_scale(tmp_path, 0.75)
+    assert Pace(tmp_path).scale(never, 1.0, leads=True) == 0.75  # no budget
+    budgeted = Pace(tmp_path, deadline=time.time() + 60)
+    assert budgeted.scale(never, 0.27, leads=False) == 0.75
+    fix_scale(tmp_path, 0.75)  # resuming with the same scale is fine
+    with pytest.raises(SystemExit, match="another scale"):
+        fix_scale(tmp_path, 0.5)
+    with pytest.raises(SystemExit, match=r"\(0, 1\]"):
+        fix_scale(tmp_path / "x", 1.5)
+
+
 def test_the_first_measurement_fixes_the_scale_for_everyone(tmp_path: Path) -> None:
     # 100 triple steps/s per process, 4 processes, 60 s left, a plan of 96,000 triple steps:
     # 4 * 100 * 60 / 96,000 = 0.25 of the plan fits; with the safety margin, 0.2

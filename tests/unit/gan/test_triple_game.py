@@ -209,3 +209,22 @@ def test_pretrain_gan_points_triple_mode_to_the_game(tmp_path: Path) -> None:
     config = PretrainGanConfig(mode="triple", checkpoint_root=str(tmp_path))
     with pytest.raises(ValueError, match="play_triple_game"):
         pretrain_gan(_dataset(), config)
+
+
+def test_the_guide_moves_g_towards_the_teachers_label_and_leaves_the_teacher_alone(
+    tmp_path: Path,
+) -> None:
+    game = make_game(tmp_path, guide_weight=1.0, guide_start=0, guide_ramp=0)
+    result = game.fit()
+    assert np.isfinite(result.history[-1]["g_guide"])
+    unguided = make_game(tmp_path / "plain").fit()
+    assert "g_guide" not in unguided.history[-1]
+
+    pl = game.players
+    assert pl.generator is not None
+    z = torch.randn(6, ARCH.latent_dim)
+    leaves = torch.arange(6) % TREE.num_leaves
+    pl.generator.zero_grad()
+    game._nll_of(pl.teacher, pl.generator(z, leaves), leaves).backward()
+    assert all(p.grad is None for p in pl.teacher.parameters())  # a frozen judge
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in pl.generator.parameters())
