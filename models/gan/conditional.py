@@ -6,9 +6,10 @@ Shirt``), so siblings share what their parent has in common and a rarely seen le
 its parent's embedding; with ``hierarchical=False`` it is one free vector per leaf (the usual
 cGAN, kept for the ablation).
 
-- :class:`ConditionalGenerator` is the DCGAN generator of :mod:`.networks` with the label
-  embedding concatenated to ``z`` and conditional batch norm in every block (gain and bias are
-  linear in the embedding, as BigGAN's shared embedding).
+- :class:`ConditionalGenerator` is the DCGAN generator of :mod:`.networks` with conditional
+  batch norm in every block (gain and bias are linear in the embedding, as BigGAN's shared
+  embedding); ``z`` alone is its input. With the embedding concatenated to ``z`` as well
+  (``embed_input=True``, the earlier design) it learnt to ignore ``z``: one image per leaf.
 - :class:`ProjectionDiscriminator` (Miyato & Koyama 2018) is the DCGAN discriminator's trunk with
   ``D(x, y) = psi(phi(x)) + <e(y), phi(x)>``; ``phi`` is the last trunk map summed over space.
   :meth:`~ProjectionDiscriminator.all_leaves` scores every leaf at once (one matrix product),
@@ -83,17 +84,21 @@ class ConditionalGenerator(nn.Module):
     """``(z [B, latent_dim], leaf [B]) -> image [B, C, H, W]`` in [-1, 1]."""
 
     def __init__(
-        self, arch: GanArchitecture, tree: Hierarchy, embed_dim: int, hierarchical: bool = True
+        self,
+        arch: GanArchitecture,
+        tree: Hierarchy,
+        embed_dim: int,
+        hierarchical: bool = True,
+        embed_input: bool = False,
     ) -> None:
         super().__init__()
-        self.arch = arch
+        self.arch, self.embed_input = arch, embed_input
         self.embedding = TreeEmbedding(tree, embed_dim, hierarchical)
         n, base = arch.num_upsamplings, BASE_SIZE[arch.image_size]
         width = arch.g_width * 2 ** (n - 1)
-        # [B, nz + E, 1, 1] -> [B, width, base, base]
-        self.convs = nn.ModuleList(
-            [nn.ConvTranspose2d(arch.latent_dim + embed_dim, width, base, 1, 0, bias=False)]
-        )
+        # [B, nz (+ E), 1, 1] -> [B, width, base, base]
+        n_in = arch.latent_dim + (embed_dim if embed_input else 0)
+        self.convs = nn.ModuleList([nn.ConvTranspose2d(n_in, width, base, 1, 0, bias=False)])
         self.norms = nn.ModuleList([ConditionalBatchNorm(width, embed_dim)])
         for _ in range(n - 1):
             # [B, w, s, s] -> [B, w/2, 2s, 2s]
@@ -108,7 +113,7 @@ class ConditionalGenerator(nn.Module):
     def forward(self, z: Tensor, leaves: Tensor) -> Tensor:
         """Images for latent codes ``z`` conditioned on ``leaves``."""
         e = self.embedding(leaves).to(z.dtype)
-        h = torch.cat([z, e], dim=1)[:, :, None, None]
+        h = (torch.cat([z, e], dim=1) if self.embed_input else z)[:, :, None, None]
         for conv, norm in zip(self.convs, self.norms, strict=True):
             h = torch.relu(norm(conv(h), e))
         return torch.tanh(self.to_image(h))
@@ -157,12 +162,17 @@ class ProjectionDiscriminator(nn.Module):
 
 
 def build_conditional_gan(
-    arch: GanArchitecture, tree: Hierarchy, embed_dim: int, hierarchical: bool, seed: int
+    arch: GanArchitecture,
+    tree: Hierarchy,
+    embed_dim: int,
+    hierarchical: bool,
+    seed: int,
+    embed_input: bool = False,
 ) -> tuple[ConditionalGenerator, ProjectionDiscriminator]:
     """Both conditional networks, initialised from ``seed`` alone."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return (
-            ConditionalGenerator(arch, tree, embed_dim, hierarchical),
+            ConditionalGenerator(arch, tree, embed_dim, hierarchical, embed_input),
             ProjectionDiscriminator(arch, tree, hierarchical),
         )

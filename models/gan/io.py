@@ -78,6 +78,7 @@ class TrainedGan:
                 "tree": tree.to_dict(),
                 "hierarchical": generator.embedding.hierarchical,
                 "embed_dim": int(generator.embedding.weight.shape[1]),
+                "embed_input": generator.embed_input,
             },
         )
 
@@ -87,7 +88,11 @@ class TrainedGan:
             raise ValueError("this GAN is unconditional (mode unsupervised/semi-supervised)")
         c = self.conditioning
         tree = Hierarchy.from_dict(c["tree"])
-        net = ConditionalGenerator(self.architecture, tree, c["embed_dim"], c["hierarchical"])
+        # artifacts saved before ``embed_input`` existed fed the embedding to the first layer
+        embed_input = bool(c.get("embed_input", True))
+        net = ConditionalGenerator(
+            self.architecture, tree, c["embed_dim"], c["hierarchical"], embed_input
+        )
         net.load_state_dict(self.generator_state)
         return net.eval()
 

@@ -22,6 +22,12 @@ class TripleConfig(BaseModel):
         "hierarchical", description="label embedding of G and D: sum over the path, or per leaf"
     )
     embed_dim: int = Field(128, ge=4, description="width of G's label embedding")
+    g_embed_input: bool = Field(
+        False,
+        description="also feed the label embedding to G's first layer beside z (the design "
+        "before 2026-11-27); measured: G then ignores z, one image per leaf. False: G sees a "
+        "leaf only through its conditional batch norms",
+    )
     generative: bool = Field(
         True, description="False: C alone, no G or D (the study's scratch / scratch-ssl arms)"
     )

@@ -125,7 +125,12 @@ def build_players(
     players = Players(classifier, teacher, opt_c)
     if game.generative:
         g, d = build_conditional_gan(
-            config.architecture, tree, game.embed_dim, game.embedding == "hierarchical", config.seed
+            config.architecture,
+            tree,
+            game.embed_dim,
+            game.embedding == "hierarchical",
+            config.seed,
+            game.g_embed_input,
         )
         players.generator, players.discriminator = g.to(device), d.to(device)
         players.opt_g = torch.optim.Adam(g.parameters(), config.lr_g, config.betas, fused=fused)

@@ -85,6 +85,26 @@ def test_conditional_gan_round_trips_through_its_artifact(tmp_path) -> None:
         loaded.generator()
 
 
+def test_artifacts_from_before_embed_input_load_with_the_embedding_at_the_input(tmp_path) -> None:
+    g, d = build_conditional_gan(
+        ARCH, TREE, embed_dim=6, hierarchical=True, seed=2, embed_input=True
+    )
+    TrainedGan.from_conditional(g, d, TREE, {"mode": "triple"}).save(tmp_path)
+    loaded = TrainedGan.load(tmp_path)
+    assert loaded.conditioning is not None
+    del loaded.conditioning["embed_input"]  # as an artifact saved before the key existed
+    z, y = torch.randn(3, 8), torch.tensor([0, 2, 7])
+    torch.testing.assert_close(loaded.conditional_generator()(z, y), g.eval()(z, y))
+
+
+def test_g_draws_from_z_not_only_from_the_leaf() -> None:
+    g, _ = build_conditional_gan(ARCH, TREE, embed_dim=6, hierarchical=True, seed=0)
+    assert not g.embed_input and g.convs[0].in_channels == ARCH.latent_dim
+    g.eval()
+    x = g(torch.randn(2, 8), torch.tensor([3, 3]))  # one leaf, two codes: two images
+    assert not torch.allclose(x[0], x[1])
+
+
 def test_pair_losses() -> None:
     for kind in ("hinge", "bce"):
         pair = losses.PairLoss(kind)
