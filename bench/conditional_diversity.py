@@ -35,7 +35,7 @@ from models.data.dataset import LabelledImages  # noqa: E402
 from models.data.ingest import build_dataset  # noqa: E402
 from models.gan.conditional import build_conditional_gan  # noqa: E402
 from models.triple import losses  # noqa: E402
-from models.triple.pictures import generate, sample_diversity  # noqa: E402
+from models.triple.pictures import generate, leaf_spread, sample_diversity  # noqa: E402
 
 
 def train(
@@ -55,6 +55,7 @@ def train(
     labels = torch.from_numpy(train_y.astype(np.int64))
     pair, n_leaves = losses.PairLoss("hinge"), data.hierarchy.num_leaves
     probe = np.repeat(np.arange(n_leaves), 50)
+    real_spread = leaf_spread(train_x, train_y, n_leaves)
     history = []
     for step in range(1, steps + 1):
         i = torch.randint(len(images), (game.batch_size,))
@@ -71,7 +72,7 @@ def train(
         opt_g.step()
         if step % every == 0 or step == steps:
             samples = generate(g, probe, seed + 7)
-            history.append([step, round(sample_diversity(samples, probe, train_x, train_y), 3)])
+            history.append([step, round(sample_diversity(samples, probe, real_spread), 3)])
     return history
 
 

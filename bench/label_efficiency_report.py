@@ -22,7 +22,7 @@ from bench import label_efficiency_arms as arms
 from bench.machine import machine
 from models.data.ingest import build_dataset
 from models.tree.merge import TreeTensors
-from models.triple.pictures import fidelity_of, sample_diversity
+from models.triple.pictures import fidelity_of, leaf_spread, sample_diversity
 
 
 def _mean(values: list[float]) -> float | None:
@@ -70,13 +70,13 @@ def fidelity(
     data = build_dataset(params.dataset)
     judge = arms.reference_model(params, data, ref_path) if ref_path.exists() else None
     tt = TreeTensors(data.hierarchy)
-    train_x, train_y = data.split("train")
+    real_spread = leaf_spread(*data.split("train"), data.hierarchy.num_leaves)
     out = {}
     for path in samples:
         name = path.name.removesuffix(".samples.npz")
         with np.load(path, allow_pickle=False) as npz:
             images, leaves = npz["images"], npz["leaves"]
-        out[name] = {"diversity": sample_diversity(images, leaves, train_x, train_y)}
+        out[name] = {"diversity": sample_diversity(images, leaves, real_spread)}
         if judge is not None:
             judged = arms.leaf_log_probs(judge, tt, images).argmax(1).numpy()
             out[name] |= fidelity_of(data.hierarchy, leaves, judged)

@@ -253,8 +253,8 @@ class TripleGame:
             (fake, y_g),
             x_u,
             log_p_u.exp(),
-            self.game.alpha,
-            self.game.d_steps,
+            g.alpha,
+            g.d_steps,
             self._autocast,
         )
         g_terms = rounds.generator_round(
@@ -265,7 +265,7 @@ class TripleGame:
             y_g,
             self._autocast,
             guide=lambda images: self._nll_of(pl.teacher, images, y_g),  # frozen judge
-            guide_weight=self.game.guide_weight * self._ramp(g.guide_start, g.guide_ramp),
+            guide_weight=g.guide_weight * self._ramp(g.guide_start, g.guide_ramp),
         )
         terms.update(d_terms | g_terms)
         return s_all_u

@@ -75,42 +75,49 @@ def conditional_fidelity(
     judge: LeafProbs,
     per_leaf: int = 100,
     seed: int = 0,
-    real: tuple[np.ndarray, np.ndarray] | None = None,
+    real_spread: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Per level, the share of ``G(z, y)`` whose judged node at that level is ``y``'s.
 
     ``per_leaf`` samples of every leaf; the judge's leaf decision is mapped up the tree, so a
     Sneaker judged a Sandal still counts as a faithful Shoe. Keys: ``fidelity_<level>`` and
-    ``fidelity_fine`` (the leaf level); with ``real`` (``(images, leaves)`` of the train split)
-    also ``diversity`` (:func:`sample_diversity`).
+    ``fidelity_fine`` (the leaf level); with ``real_spread`` (:func:`leaf_spread` of the train
+    split) also ``diversity`` (:func:`sample_diversity`).
     """
     leaves = np.repeat(np.arange(tree.num_leaves), per_leaf)
     images = generate(generator, leaves, seed)
     out = fidelity_of(tree, leaves, judge(images).argmax(axis=1))
-    if real is not None:
-        out["diversity"] = sample_diversity(images, leaves, *real)
+    if real_spread is not None:
+        out["diversity"] = sample_diversity(images, leaves, real_spread)
     return out
 
 
-def sample_diversity(
-    images: np.ndarray, leaves: np.ndarray, real_images: np.ndarray, real_leaves: np.ndarray
-) -> float:
+def leaf_spread(images: np.ndarray, leaves: np.ndarray, num_leaves: int) -> np.ndarray:
+    """``[num_leaves]``: how spread out each leaf's images are.
+
+    Per leaf, the standard deviation of every pixel across the leaf's images, averaged over
+    pixels; NaN for a leaf with fewer than two images.
+    """
+    spread = np.full(num_leaves, np.nan)
+    for leaf in range(num_leaves):
+        own = images[leaves == leaf]
+        if len(own) > 1:
+            spread[leaf] = float(own.astype(np.float32).std(axis=0).mean())
+    return spread
+
+
+def sample_diversity(images: np.ndarray, leaves: np.ndarray, real_spread: np.ndarray) -> float:
     """How varied G's samples of a leaf are, relative to the leaf's real images (1: as varied).
 
-    Per leaf, the standard deviation of every pixel across the leaf's samples, averaged over
-    pixels, divided by the same for the leaf's real images; then the mean over leaves. A
-    generator that ignores its noise (mode collapse) scores near 0 however faithful its samples
-    look, which fidelity alone cannot show.
+    Per leaf, :func:`leaf_spread` of G's samples divided by that of the leaf's real images
+    (``real_spread``, computed once per dataset); then the mean over leaves. A generator that
+    ignores its noise (mode collapse) scores near 0 however faithful its samples look, which
+    fidelity alone cannot show.
     """
-    ratios = []
-    for leaf in np.unique(leaves):
-        fake = images[leaves == leaf].astype(np.float32)
-        data = real_images[real_leaves == leaf].astype(np.float32)
-        if len(fake) > 1 and len(data) > 1:
-            ratios.append(
-                float(fake.std(axis=0).mean() / max(float(data.std(axis=0).mean()), 1e-6))
-            )
-    return float(np.mean(ratios)) if ratios else float("nan")
+    fake = leaf_spread(images, leaves, len(real_spread))
+    ratios = fake / np.maximum(real_spread, 1e-6)
+    kept = ratios[np.isfinite(ratios)]
+    return float(kept.mean()) if len(kept) else float("nan")
 
 
 def fidelity_of(tree: Hierarchy, leaves: np.ndarray, judged: np.ndarray) -> dict[str, float]:

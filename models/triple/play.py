@@ -30,7 +30,7 @@ from models.runtime.tensors import map_image_batches
 from models.tree.merge import TreeTensors, merged_log_probs
 from models.triple.game import TripleGame
 from models.triple.merge import fit_merge_weight
-from models.triple.pictures import conditional_fidelity, level_grids
+from models.triple.pictures import conditional_fidelity, leaf_spread, level_grids
 from models.triple.players import Players
 
 logger = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ def _generator_facts(
         judge,
         game_cfg.samples_per_leaf,
         config.seed,
-        real=data.split("train"),
+        real_spread=leaf_spread(*data.split("train"), data.hierarchy.num_leaves),
     )
     facts["fidelity_judged_by"] = judged_by
     if game_cfg.merge_discriminator:

@@ -245,12 +245,13 @@ def test_real_pairs_with_weight_zero_do_not_count() -> None:
 
 
 def test_diversity_is_zero_for_one_image_per_leaf_and_about_one_for_the_data() -> None:
-    from models.triple.pictures import sample_diversity
+    from models.triple.pictures import leaf_spread, sample_diversity
 
     rng = np.random.default_rng(0)
     real = rng.integers(0, 256, (400, 6, 6, 1), dtype=np.uint8)
     real_leaves = np.repeat(np.arange(4), 100)
+    spread = leaf_spread(real, real_leaves, 4)
     collapsed = np.repeat(real[::100], 100, axis=0)  # one image per leaf, 100 times
-    assert sample_diversity(collapsed, real_leaves, real, real_leaves) == 0.0
-    varied = sample_diversity(real[::2], real_leaves[::2], real, real_leaves)
+    assert sample_diversity(collapsed, real_leaves, spread) == 0.0
+    varied = sample_diversity(real[::2], real_leaves[::2], spread)
     assert 0.9 < varied < 1.1
