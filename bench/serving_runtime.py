@@ -2,7 +2,7 @@
 
 ``serving/service.yaml``'s ``quantization`` picks how the service runs the classifier
 (``dynamic-int8``: int8 weights in the linear layers, and the guard's kNN search in two stages,
-bfloat16 then float32; ``static-int8``: the trunk's convolutions in int8 as well, with the
+int8 then float32; ``static-int8``: the trunk's convolutions in int8 as well, with the
 activation ranges the artifact carries, fitted here on the val split when it has none). A
 low-precision runtime is kept only if it changes nothing a client or
 the monitor reads beyond noise: this

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from models.classifier.io import TrainedClassifier
 from models.gan.networks import Discriminator, GanArchitecture
@@ -22,6 +22,7 @@ from models.ood.scores import (
     LAYERS,
     GuardedOutputs,
     energy_score,
+    int8_similarities,
     knn_distance,
     min_mahalanobis,
 )
@@ -75,9 +76,9 @@ class OodGuard:
         neighbours: ``[N, D]`` L2-normalised neck features of training images (the ``knn``
             component), or ``None``.
         knn_k: which nearest neighbour ``knn`` measures the distance to.
-        coarse_neighbours: ``neighbours`` in bfloat16 for a two-stage search (see
+        coarse_search: an int8 first stage for a two-stage kNN search (see
             :func:`~models.ood.scores.knn_distance`), or ``None`` (one float32 pass). Not saved:
-            :meth:`use_coarse_search` makes it at load, for a low-precision serving runtime.
+            :meth:`use_coarse_search` makes it at load, for the int8 serving runtime (CPU).
         pixel_gaussian: ``(mean [D], precision [D, D], log det covariance)`` of the training
             images' pixels (the ``complexity`` component), or ``None``.
     """
@@ -92,12 +93,15 @@ class OodGuard:
     neighbours: Tensor | None = None
     knn_k: int = 10
     pixel_gaussian: tuple[Tensor, Tensor, float] | None = None
-    coarse_neighbours: Tensor | None = None
+    coarse_search: nn.Module | None = None
 
     def use_coarse_search(self) -> OodGuard:
-        """Search the kNN bank in two stages (bfloat16, then float32 re-ranking); return self."""
+        """Search the kNN bank in two stages (int8, then float32 re-ranking); return self.
+
+        CPU only (x86 int8 kernels): call it after :meth:`to` on the CPU.
+        """
         if self.neighbours is not None:
-            self.coarse_neighbours = self.neighbours.to(torch.bfloat16).contiguous()
+            self.coarse_search = int8_similarities(self.neighbours)
         return self
 
     def to(self, device: torch.device | str) -> OodGuard:
@@ -105,8 +109,6 @@ class OodGuard:
         self.gaussians = {k: (m.to(device), p.to(device)) for k, (m, p) in self.gaussians.items()}
         if self.neighbours is not None:
             self.neighbours = self.neighbours.to(device)
-        if self.coarse_neighbours is not None:
-            self.coarse_neighbours = self.coarse_neighbours.to(device)
         if self.pixel_gaussian is not None:
             mean, precision, logdet = self.pixel_gaussian
             self.pixel_gaussian = (mean.to(device), precision.to(device), logdet)
@@ -143,7 +145,7 @@ class OodGuard:
             comps["realness"] = -out.realness
         if self.neighbours is not None and (names is None or "knn" in names):
             comps["knn"] = knn_distance(
-                out.layers[KNN_LAYER], self.neighbours, self.knn_k, self.coarse_neighbours
+                out.layers[KNN_LAYER], self.neighbours, self.knn_k, self.coarse_search
             )
         if self.pixel_gaussian is not None and (names is None or "complexity" in names):
             comps["complexity"] = complexity_score(out.pixels, *self.pixel_gaussian)

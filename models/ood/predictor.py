@@ -26,7 +26,7 @@ class GuardedPredictor(Predictor):
         classifier: the trained, calibrated classifier (with its guard, if fitted).
         device: where the networks run.
         quantization: the classifier's runtime (see :class:`Predictor`); with int8 the
-            guard's kNN search also runs its first stage in bfloat16
+            guard's kNN search also runs its first stage in int8
             (:meth:`OodGuard.use_coarse_search`); its statistics stay float32.
     """
 

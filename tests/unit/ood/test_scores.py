@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from models.ood.scores import energy_score, guarded_forward, knn_distance, min_mahalanobis
+from models.ood.scores import (
+    energy_score,
+    guarded_forward,
+    int8_similarities,
+    knn_distance,
+    min_mahalanobis,
+)
 from models.runtime.tensors import to_model_range
 from models.tree.merge import TreeTensors
 from tests.toy_models import TREE, square_classifier, square_images
@@ -104,14 +110,18 @@ def test_auroc_matches_a_pairwise_count_with_ties() -> None:
 
 
 def test_two_stage_knn_search_returns_the_float32_answer() -> None:
-    """bfloat16 candidates, float32 re-ranking: the exact k-th distance on clustered features."""
+    """int8 candidates, float32 re-ranking: the exact k-th distance on clustered features."""
     g = torch.Generator().manual_seed(3)
     centres = torch.randn(10, 64, generator=g)
     bank = torch.nn.functional.normalize(
         centres.repeat_interleave(300, 0) + 0.3 * torch.randn(3000, 64, generator=g), dim=1
     )
     features = centres[torch.arange(40) % 10] + 0.3 * torch.randn(40, 64, generator=g)
-    coarse = bank.to(torch.bfloat16)
+    coarse = int8_similarities(bank)
+    rough, exact = coarse(features), features @ bank.T
+    # approximate (int8), within ~1 % of the features' norm: the candidates are 4k + 16 deep
+    error = (rough - exact).abs().amax(1) / features.norm(dim=1)
+    assert not torch.equal(rough, exact) and float(error.max()) < 0.02
     for k in (1, 10):
         torch.testing.assert_close(
             knn_distance(features, bank, k, coarse), knn_distance(features, bank, k)
@@ -119,5 +129,5 @@ def test_two_stage_knn_search_returns_the_float32_answer() -> None:
     # a bank too small for a first stage: one float32 pass
     small = bank[:30]
     torch.testing.assert_close(
-        knn_distance(features, small, 5, small.to(torch.bfloat16)), knn_distance(features, small, 5)
+        knn_distance(features, small, 5, int8_similarities(small)), knn_distance(features, small, 5)
     )
