@@ -65,6 +65,7 @@ TRACKED_STEPS = [
     "ingest_dataset",
     "validate_dataset",
     "pretrain_gan",
+    "pretrain_trunk_gan",
     "play_triple_game",
     "fit_hierarchical_classifier",
     "calibrate_classifier",
@@ -85,6 +86,11 @@ class TrainParams(BaseModel):
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     gan: PretrainGanConfig = Field(default_factory=PretrainGanConfig)
+    trunk_gan: PretrainGanConfig | None = Field(
+        None,
+        description="gan.mode=triple with classifier.init=gan: the unsupervised GAN pretrained "
+        "first, whose discriminator starts the game's classifier C",
+    )
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     robustness: RobustnessConfig = Field(default_factory=RobustnessConfig)
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
@@ -111,6 +117,38 @@ class TrainParams(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _trunk_gan_starts_the_game_classifier(self) -> TrainParams:
+        triple, from_gan = self.gan.mode == "triple", self.classifier.init == "gan"
+        if self.trunk_gan is None:
+            if triple and from_gan:
+                raise ValueError(
+                    "trunk_gan: classifier.init=gan with gan.mode=triple starts C from a "
+                    "pretrained GAN's discriminator; add a trunk_gan section (the GAN to "
+                    "pretrain, e.g. mode: unsupervised) or set classifier.init: scratch"
+                )
+            return self
+        if not (triple and from_gan):
+            raise ValueError(
+                "trunk_gan: only read with gan.mode=triple and classifier.init=gan (other "
+                "modes pretrain the gan section itself); remove it"
+            )
+        if self.trunk_gan.mode == "triple":
+            raise ValueError("trunk_gan.mode: the trunk's GAN cannot itself be a triple game")
+        ours, theirs = self.gan.architecture, self.trunk_gan.architecture
+        if theirs.spectral_norm:
+            raise ValueError(
+                "trunk_gan.architecture.spectral_norm: C's trunk has batch norm where a "
+                "spectrally normalised D has none, so its weights would not fit; set it false"
+            )
+        for key in ("d_width", "d_extra_layers"):
+            if getattr(ours, key) != getattr(theirs, key):
+                raise ValueError(
+                    f"trunk_gan.architecture.{key}: {getattr(theirs, key)} does not fit C, whose "
+                    f"trunk has gan.architecture.{key} = {getattr(ours, key)}"
+                )
+        return self
+
 
 # Heartbeats: every running step reports to the ZenML server, so the run guard can tell a live
 # run from one that was killed and stayed `running`.
@@ -125,6 +163,7 @@ def train_pipeline(
     gan: PretrainGanConfig,
     classifier: ClassifierConfig,
     robustness: RobustnessConfig,
+    trunk_gan: PretrainGanConfig | None = None,
     calibration: CalibrationConfig | None = None,
     ood: OodConfig | None = None,
     distributed: DistributedConfig | None = None,
@@ -134,7 +173,8 @@ def train_pipeline(
     """From raw images to a registered ``challenger``: data, GAN, classifier, checks, bento.
 
     Ingest and validate the data, pretrain the GAN, fit, calibrate and evaluate the classifier
-    (with ``gan.mode: triple``, the Triple-GAN game's classifier C instead), measure its
+    (with ``gan.mode: triple``, the Triple-GAN game's classifier C instead, its trunk from
+    ``trunk_gan``'s discriminator when ``classifier.init`` is gan), measure its
     robustness, then package it as a bento and register it. The validation gate
     runs before any training; the test split is read by evaluation only; a model that fails
     the robustness gate is neither packaged nor registered. The run first claims the pipeline's
@@ -150,9 +190,19 @@ def train_pipeline(
     enforce_data_validation(checks)
     pods = distributed.world_size > 1 and distributed.launcher == "kubernetes"
     if gan.mode == "triple":
-        # Triple-GAN: the game's label generator C is the classifier that goes on
+        # Triple-GAN: the game's label generator C is the classifier that goes on; with
+        # classifier.init=gan, C starts from trunk_gan's discriminator (pretrained first)
+        trunk = None
+        if trunk_gan is not None:
+            trunk = pretrain_gan(
+                data,
+                config=trunk_gan,
+                prefix="trunk_gan",
+                id="pretrain_trunk_gan",
+                after="enforce_data_validation",
+            )
         trained_gan, model, _ = play_triple_game(
-            data, config=gan, classifier=classifier, after="enforce_data_validation"
+            data, trunk, config=gan, classifier=classifier, after="enforce_data_validation"
         )
     else:
         if pods:
@@ -239,6 +289,7 @@ def main(
             dataset=params.dataset,
             validation=params.validation,
             gan=params.gan,
+            trunk_gan=params.trunk_gan,
             classifier=params.classifier,
             robustness=params.robustness,
             calibration=params.calibration,

@@ -66,11 +66,21 @@ def play_triple_game(
     config: PretrainGanConfig,
     classifier: ClassifierConfig,
     callbacks: Sequence[TrainerCallback] = (),
+    trunk_state: dict[str, torch.Tensor] | None = None,
 ) -> TripleOutcome:
     """Play the game on the train split; C (its EMA) comes out as a finished classifier.
 
     Watches the val split only (accuracy, the merge weight); the test split is not read. A
     checkpoint of the same run under ``config.checkpoint_root`` is resumed.
+
+    Args:
+        data: the dataset (train, val splits; ``test`` is not read).
+        config: the game's settings (``mode: triple``).
+        classifier: C's settings (its labels: ``label_fraction``).
+        callbacks: told of logs and samples as the game goes (MLflow in the pipeline).
+        trunk_state: a pretrained GAN discriminator's weights for C's trunk (what
+            ``classifier.init: gan`` means in this mode; ``bench/results/label_efficiency.md``:
+            +1 point at 1 % labels over a random trunk), or ``None`` (a random trunk).
     """
     config = config.for_data(data.image_shape, data.hierarchy.num_leaves)
     game_cfg = config.triple or TripleConfig()
@@ -86,6 +96,7 @@ def play_triple_game(
         config.checkpoint_root,
         data.content_hash,
         callbacks=callbacks,
+        trunk_state=trunk_state,
     )
     result = game.fit(resume=config.resume)
     pl = result.players
@@ -102,6 +113,7 @@ def play_triple_game(
         "dataset_hash": data.content_hash,
         "labelled_images": int(len(result.labelled_indices)),
         "label_fraction": classifier.label_fraction,
+        "trunk": "gan" if trunk_state is not None else "scratch",
         "val_fine_accuracy_ema": _accuracy(val_c, val_y),
         "val_fine_accuracy_student": _accuracy(
             merged_log_probs(predict_logits(pl.classifier, val_x), tt), val_y
@@ -116,7 +128,7 @@ def play_triple_game(
     logger.info("Triple game: %s", info)
     c_info = info | {"init": "triple", "gan_run_key": game.run_key}
     c_info["val_fine_accuracy_uncalibrated"] = info["val_fine_accuracy_ema"]
-    c_config = classifier.model_copy(update={"init": "scratch"})  # C's trunk started random
+    c_config = classifier.model_copy(update={"init": info["trunk"]})  # where C's trunk started
     outcome = TripleOutcome(
         gan, TrainedClassifier.from_model(pl.teacher, c_config, tree, c_info), grids, info
     )

@@ -27,7 +27,10 @@ logger = logging.getLogger(__name__)
     }
 )
 def play_triple_game(
-    dataset: LabelledImages, config: PretrainGanConfig, classifier: ClassifierConfig
+    dataset: LabelledImages,
+    trunk: TrainedGan | None,
+    config: PretrainGanConfig,
+    classifier: ClassifierConfig,
 ) -> tuple[
     Annotated[TrainedGan, ArtifactConfig(name=artifacts.GAN, artifact_type=ArtifactType.MODEL)],
     Annotated[
@@ -38,6 +41,8 @@ def play_triple_game(
 ]:
     """C, G and D play on the train split (C's labels: ``classifier.label_fraction``).
 
+    C's trunk starts from ``trunk``'s discriminator (a GAN pretrained by ``pretrain_gan``), or
+    random when it is ``None``.
     Returns G and D, C's EMA as the classifier that calibration, evaluation, packaging and
     registration take next, and G's samples per tree node (one grid per level). The test split
     is not touched here.
@@ -48,8 +53,15 @@ def play_triple_game(
         | {f"gan.arch.{k}": v for k, v in resolved.architecture.model_dump().items()}
         | {f"gan.triple.{k}": v for k, v in (resolved.triple.model_dump().items())}
         | {f"classifier.{k}": v for k, v in classifier.model_dump().items()}
+        | {"triple.trunk": "gan" if trunk is not None else "scratch"}
     )
-    outcome = play(dataset, config, classifier, callbacks=[MlflowCallback()])
+    outcome = play(
+        dataset,
+        config,
+        classifier,
+        callbacks=[MlflowCallback()],
+        trunk_state=trunk.discriminator_state if trunk is not None else None,
+    )
     info = outcome.info
     tracking.log_metrics({k: v for k, v in info.items() if isinstance(v, float | int)})
     for level, png in outcome.grids.items():

@@ -54,7 +54,8 @@ def test_triple_profile_trains_evaluates_and_registers_the_game_classifier(
     facts = inspect_train_run(env, tmp_path, INSPECT)
     assert facts["status"] == "completed"
     steps = facts["steps"]
-    assert "play_triple_game" in steps and "pretrain_gan" not in steps
+    # classifier.init: gan -> trunk_gan is pretrained first and C starts from its D
+    assert "play_triple_game" in steps and "pretrain_trunk_gan" in steps
     assert "fit_hierarchical_classifier" not in steps
     assert set(steps.values()) == {"completed"}
     assert "image" in facts["samples_viz"]
@@ -63,6 +64,7 @@ def test_triple_profile_trains_evaluates_and_registers_the_game_classifier(
     assert "reference classifier" in gan["fidelity_judged_by"]
     assert 0.0 <= gan["fidelity_fine"] <= 1.0
     assert facts["classifier_info"]["init"] == "triple"
+    assert facts["classifier_info"]["trunk"] == "gan" and gan["trunk"] == "gan"
     assert facts["report_has_grids"] and facts["report_has_fidelity"]
     assert facts["registered"]
 

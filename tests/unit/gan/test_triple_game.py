@@ -205,6 +205,33 @@ def test_the_pipeline_run_hands_over_a_finished_classifier(tmp_path: Path) -> No
     assert (tmp_path / "c" / "classifier.safetensors").exists()
 
 
+def test_c_starts_from_the_pretrained_trunk_it_is_given(tmp_path: Path) -> None:
+    from models.gan.networks import Discriminator
+    from models.triple.players import classifier_architecture
+
+    torch.manual_seed(123)
+    pretrained = Discriminator(classifier_architecture(ARCH)).state_dict()
+    config = PretrainGanConfig(
+        **game_config(steps=4).model_dump(exclude={"triple"}),
+        triple=GAME,
+        checkpoint_root=str(tmp_path),
+    )
+    # a trunk learning rate of ~0: whatever C's trunk holds after the game is where it started
+    slow_trunk = classifier_config(trunk_lr_scale=1e-12)
+    outcome = play_triple_game(_dataset(), config, slow_trunk, trunk_state=pretrained)
+    assert outcome.info["trunk"] == "gan" and outcome.classifier.config.init == "gan"
+    trunk = outcome.classifier.build().backbone.state_dict()
+    convs = [k for k, v in pretrained.items() if k.startswith("trunk.") and v.ndim == 4]
+    assert convs
+    for key in convs:
+        torch.testing.assert_close(trunk[key], pretrained[key], atol=1e-6, rtol=0)
+    scratch = play_triple_game(_dataset(), config, slow_trunk)
+    assert scratch.info["trunk"] == "scratch" and scratch.info["run_key"] != outcome.info["run_key"]
+    assert not torch.allclose(
+        scratch.classifier.build().backbone.state_dict()[convs[0]], pretrained[convs[0]]
+    )
+
+
 def test_pretrain_gan_points_triple_mode_to_the_game(tmp_path: Path) -> None:
     config = PretrainGanConfig(mode="triple", checkpoint_root=str(tmp_path))
     with pytest.raises(ValueError, match="play_triple_game"):

@@ -49,3 +49,55 @@ def test_adversarial_profiles_train_from_the_start_with_the_torch_loop() -> None
         adv = params.classifier.adversarial
         assert adv is not None and adv.from_start and adv.backend == "torch"
         assert params.robustness.autoattack_eps == [0.1]
+
+
+def _triple_params(**changes: object) -> dict:
+    import yaml
+
+    raw = yaml.safe_load(Path("pipelines/configs/train_triple.yaml").read_text())["parameters"]
+    for dotted, value in changes.items():
+        *parents, key = dotted.split("__")
+        node = raw
+        for name in parents:
+            node = node[name]
+        if value is None:
+            node.pop(key, None)
+        else:
+            node[key] = value
+    return raw
+
+
+def test_triple_profiles_start_c_from_their_pretrained_trunk_gan() -> None:
+    from pipelines.train_pipeline import TrainParams
+
+    for name in ("train_triple.yaml", "train_triple_scarce.yaml", "train_triple_smoke.yaml"):
+        params, _ = load_run_config(Path("pipelines/configs") / name, TrainParams)
+        assert params.gan.mode == "triple" and params.classifier.init == "gan"
+        assert params.trunk_gan is not None and params.trunk_gan.mode == "unsupervised"
+        assert params.trunk_gan.architecture.d_width == params.gan.architecture.d_width
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"trunk_gan": None}, "add a trunk_gan section"),
+        ({"classifier__init": "scratch"}, "only read with gan.mode=triple"),
+        ({"trunk_gan__mode": "triple"}, "cannot itself be a triple game"),
+        ({"trunk_gan__architecture__d_width": 32}, "trunk_gan.architecture.d_width: 32"),
+        ({"trunk_gan__architecture__spectral_norm": True}, "trunk_gan.architecture.spectral_norm"),
+    ],
+)
+def test_a_trunk_gan_that_cannot_start_c_fails_naming_the_key(changes: dict, named: str) -> None:
+    from pydantic import ValidationError
+
+    from pipelines.train_pipeline import TrainParams
+
+    with pytest.raises(ValidationError, match=named.replace(".", r"\.")):
+        TrainParams(**_triple_params(**changes))
+
+
+def test_scratch_c_in_triple_mode_needs_no_trunk_gan() -> None:
+    from pipelines.train_pipeline import TrainParams
+
+    params = TrainParams(**_triple_params(trunk_gan=None, classifier__init="scratch"))
+    assert params.trunk_gan is None
