@@ -26,19 +26,20 @@ PROBE_FROM, PROBE_TO = 20, 80  # the pace-setter times the steps between these
 SAFETY = 0.8  # of the time left that the scaled plan may fill
 SCALE_WAIT_S = 90.0  # how long a job waits for the pace-setter's scale before measuring itself
 
-# Work per step relative to a triple step: top-level torch ops per step counted on CPU (a
-# launch-bound GPU step costs about its op count): triple 1395, triple-no-rp 1211, scratch-ssl
-# 589, C alone 370, an unconditional or K+1 GAN step 242-301.
+# Work per step relative to a triple step: top-level torch calls per step (a TorchFunctionMode
+# count on CPU, every warm-up passed; a launch-bound GPU step costs about its call count), with
+# the study's config (G's guide on: its teacher pass is 74 of the triple step's calls): triple
+# 1448, triple-no-rp 1371, scratch-ssl 627, C alone 412, an unconditional GAN step 335.
 COST = {
     "triple": 1.0,
     "triple-flat": 1.0,
-    "triple-no-rp": 0.87,
-    "scratch-ssl": 0.42,
-    "scratch": 0.27,
-    "gan": 0.27,
-    "gan-semi": 0.27,
-    "reference": 0.27,
-    "gan-step": 0.22,
+    "triple-no-rp": 0.95,
+    "scratch-ssl": 0.43,
+    "scratch": 0.28,
+    "gan": 0.28,
+    "gan-semi": 0.28,
+    "reference": 0.28,
+    "gan-step": 0.23,
 }
 
 
