@@ -46,6 +46,7 @@ def test_triple_profile_trains_evaluates_and_registers_the_game_classifier(
 ) -> None:
     config = yaml.safe_load((REPO / "pipelines/configs/train_triple_smoke.yaml").read_text())
     config["parameters"]["gan"]["checkpoint_root"] = str(tmp_path / "checkpoints")
+    config["parameters"]["trunk_gan"]["checkpoint_root"] = str(tmp_path / "checkpoints")
     path = tmp_path / "triple.yaml"
     path.write_text(yaml.safe_dump(config))
     env = _env(tmp_path)
