@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Any
 
 import click
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -190,20 +191,7 @@ def train_pipeline(
     enforce_data_validation(checks)
     pods = distributed.world_size > 1 and distributed.launcher == "kubernetes"
     if gan.mode == "triple":
-        # Triple-GAN: the game's label generator C is the classifier that goes on; with
-        # classifier.init=gan, C starts from trunk_gan's discriminator (pretrained first)
-        trunk = None
-        if trunk_gan is not None:
-            trunk = pretrain_gan(
-                data,
-                config=trunk_gan,
-                prefix="trunk_gan",
-                id="pretrain_trunk_gan",
-                after="enforce_data_validation",
-            )
-        trained_gan, model, _ = play_triple_game(
-            data, trunk, config=gan, classifier=classifier, after="enforce_data_validation"
-        )
+        trained_gan, model = _play_triple_game(data, gan, trunk_gan, classifier)
     else:
         if pods:
             pod_step("gan")(after="enforce_data_validation")
@@ -242,6 +230,33 @@ def train_pipeline(
         robustness=robustness_scores,
         ood=ood_scores,
     )
+
+
+def _play_triple_game(
+    data: Any,
+    gan: PretrainGanConfig,
+    trunk_gan: PretrainGanConfig | None,
+    classifier: ClassifierConfig,
+) -> tuple[Any, Any]:
+    """The Triple-GAN steps: the game's label generator C is the classifier that goes on.
+
+    With ``classifier.init: gan`` the ``trunk_gan`` GAN is pretrained first (step id
+    ``pretrain_trunk_gan``) and C starts from its discriminator. ``data`` and the returned G
+    and D, and C, are the steps' outputs as the pipeline sees them while it is composed.
+    """
+    trunk = None
+    if trunk_gan is not None:
+        trunk = pretrain_gan(
+            data,
+            config=trunk_gan,
+            prefix="trunk_gan",
+            id="pretrain_trunk_gan",
+            after="enforce_data_validation",
+        )
+    trained_gan, model, _ = play_triple_game(
+        data, trunk, config=gan, classifier=classifier, after="enforce_data_validation"
+    )
+    return trained_gan, model
 
 
 @click.command()
