@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from models.classifier.network import HierarchicalClassifier
 from models.gan.networks import Discriminator
 from models.ood.complexity import pixel_view
+from models.runtime.quantize import quantize_linears
 from models.tree.merge import TreeTensors
 
 LAYERS = ("trunk", "neck")  # feature layers with class-conditional Gaussians
@@ -115,15 +116,15 @@ def knn_distance(
     """``[B]`` 1 - cosine similarity of ``[B, D]`` features to their k-th nearest neighbour.
 
     Args:
-        features: raw features (normalised here).
+        features: raw features (their norm divides the k-th product: a cosine).
         neighbours: ``[N, D]`` L2-normalised training features.
         k: which neighbour (1 = the nearest); at most ``N``.
-        coarse: approximate similarities ``[B, N]`` of normalised features to every neighbour
+        coarse: approximate products ``[B, N]`` of the raw features with every neighbour
             (:func:`int8_similarities`), or ``None``. When given, the search runs in two stages:
-            the approximate similarities pick ``4k + 16`` candidates, whose float32 similarities
-            are then computed exactly. The answer is the float32 one unless a true k-nearest
-            neighbour ranks below the candidates in the first stage (int8 similarity error
-            ~2e-3; candidates 4k + 16 deep).
+            the approximate products pick ``4k + 16`` candidates, whose float32 products are
+            then computed exactly. The answer is the float32 one unless a true k-nearest
+            neighbour ranks below the candidates in the first stage (int8 error within ~1 % of
+            the feature's norm; candidates 4k + 16 deep).
     """
     # the ranking does not depend on the feature's norm: divide the k-th product by it at the
     # end, not all N of them (served one image at a time, every tensor op counts)
@@ -150,8 +151,6 @@ def int8_similarities(neighbours: Tensor) -> nn.Module:
     1,200 requests each): p50 4.55 -> 4.40 ms (the rounds: -0.14 to -0.31 ms). On 13,200 test
     and OOD images it returned the float32 answer for every one.
     """
-    from models.runtime.quantize import quantize_linears
-
     layer = nn.Linear(neighbours.shape[1], len(neighbours), bias=False)
     layer.weight.data.copy_(neighbours.float().cpu())
     return quantize_linears(nn.Sequential(layer).eval(), "dynamic-int8")

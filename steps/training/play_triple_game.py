@@ -43,6 +43,7 @@ def play_triple_game(
 
     C's trunk starts from ``trunk``'s discriminator (a GAN pretrained by ``pretrain_gan``), or
     random when it is ``None``.
+
     Returns G and D, C's EMA as the classifier that calibration, evaluation, packaging and
     registration take next, and G's samples per tree node (one grid per level). The test split
     is not touched here.

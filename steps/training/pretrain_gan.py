@@ -64,8 +64,8 @@ def pretrain_gan(
         dataset, config, distributed or DistributedConfig(), callbacks=[MlflowCallback(prefix)]
     )
     info = gan.info
-    named = (lambda k: k) if prefix == "gan" else (lambda k: f"{prefix}.{k}")
-    tracking.log_metrics({named(k): v for k, v in info.items() if isinstance(v, float | int)})
+    key = "" if prefix == "gan" else f"{prefix}."  # the default GAN's facts keep their names
+    tracking.log_metrics({key + k: v for k, v in info.items() if isinstance(v, float | int)})
     tracking.log_text(probe_table(info, dataset.hierarchy.level_names), f"{prefix}/linear_probe.md")
     log_metadata(metadata={"gan": info})
     return gan
