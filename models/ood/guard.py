@@ -8,8 +8,9 @@ and JSON (``ood.json``): :meth:`to_artifact` / :meth:`from_classifier`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -21,8 +22,8 @@ from models.ood.complexity import complexity_score
 from models.ood.scores import (
     LAYERS,
     GuardedOutputs,
+    ProjectedProducts,
     energy_score,
-    int8_similarities,
     knn_distance,
     min_mahalanobis,
 )
@@ -33,6 +34,7 @@ D_PREFIX = "discriminator."
 NEIGHBOURS = "neighbours"  # the kNN scorer's training features (layer: KNN_LAYER)
 KNN_LAYER = "neck"
 PIXELS = "pixels."  # the complexity scorer's pixel Gaussian: mean, precision
+ScoreT = TypeVar("ScoreT", Tensor, np.ndarray)
 
 
 def scorer_parts(scorer: str, levels: list[str], has_discriminator: bool) -> list[str]:
@@ -76,9 +78,9 @@ class OodGuard:
         neighbours: ``[N, D]`` L2-normalised neck features of training images (the ``knn``
             component), or ``None``.
         knn_k: which nearest neighbour ``knn`` measures the distance to.
-        coarse_search: an int8 first stage for a two-stage kNN search (see
+        coarse_search: a first stage for a two-stage kNN search (see
             :func:`~models.ood.scores.knn_distance`), or ``None`` (one float32 pass). Not saved:
-            :meth:`use_coarse_search` makes it at load, for the int8 serving runtime (CPU).
+            :meth:`use_coarse_search` makes it from the bank at load, for serving.
         pixel_gaussian: ``(mean [D], precision [D, D], log det covariance)`` of the training
             images' pixels (the ``complexity`` component), or ``None``.
     """
@@ -96,12 +98,12 @@ class OodGuard:
     coarse_search: nn.Module | None = None
 
     def use_coarse_search(self) -> OodGuard:
-        """Search the kNN bank in two stages (int8, then float32 re-ranking); return self.
+        """Search the kNN bank in two stages (projected products, then float32); return self.
 
-        CPU only (x86 int8 kernels): call it after :meth:`to` on the CPU.
+        Call it after :meth:`to`: the first stage is made on the bank's device.
         """
         if self.neighbours is not None:
-            self.coarse_search = int8_similarities(self.neighbours)
+            self.coarse_search = ProjectedProducts(self.neighbours)
         return self
 
     def to(self, device: torch.device | str) -> OodGuard:
@@ -109,6 +111,8 @@ class OodGuard:
         self.gaussians = {k: (m.to(device), p.to(device)) for k, (m, p) in self.gaussians.items()}
         if self.neighbours is not None:
             self.neighbours = self.neighbours.to(device)
+        if self.coarse_search is not None:
+            self.coarse_search.to(device)
         if self.pixel_gaussian is not None:
             mean, precision, logdet = self.pixel_gaussian
             self.pixel_gaussian = (mean.to(device), precision.to(device), logdet)
@@ -148,6 +152,8 @@ class OodGuard:
                 out.layers[KNN_LAYER], self.neighbours, self.knn_k, self.coarse_search
             )
         if self.pixel_gaussian is not None and (names is None or "complexity" in names):
+            if out.pixels is None:
+                raise ValueError("the complexity component needs the pass's pixel view")
             comps["complexity"] = complexity_score(out.pixels, *self.pixel_gaussian)
         return comps
 
@@ -156,15 +162,18 @@ class OodGuard:
         """Whether the served score reads the discriminator."""
         return "realness" in self.parts
 
-    def combine(self, comps: dict[str, Tensor]) -> Tensor:
-        """The served score ``[B]``: the one component, or the sum of standardised components."""
+    def combine(self, comps: Mapping[str, ScoreT]) -> ScoreT:
+        """The served score ``[B]``: the one component, or the sum of standardised components.
+
+        ``comps`` are tensors or NumPy arrays (the serving path's), all of one kind.
+        """
         if len(self.parts) == 1:
             return comps[self.parts[0]]
-        total = torch.zeros_like(comps[self.parts[0]])
-        for name in self.parts:
-            loc, scale = self.standardization[name]
-            total = total + (comps[name] - loc) / scale
-        return total
+        standardized = [
+            (comps[name] - self.standardization[name][0]) / self.standardization[name][1]
+            for name in self.parts
+        ]
+        return sum(standardized[1:], standardized[0])
 
     def to_artifact(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         """``(tensors, JSON)`` for ``TrainedClassifier.ood_state`` / ``ood_info``."""

@@ -10,7 +10,7 @@ import torch
 from models.classifier.io import TrainedClassifier
 from models.classifier.prediction import Predictor
 from models.ood.complexity import MAX_SIZE as PIXEL_VIEW_MAX
-from models.ood.complexity import complexity_score, png_sizes
+from models.ood.complexity import served_complexity
 from models.ood.guard import OodGuard
 from models.ood.scores import guarded_forward
 from models.runtime.quantize import Quantization
@@ -25,9 +25,9 @@ class GuardedPredictor(Predictor):
     Args:
         classifier: the trained, calibrated classifier (with its guard, if fitted).
         device: where the networks run.
-        quantization: the classifier's runtime (see :class:`Predictor`); with int8 the
-            guard's kNN search also runs its first stage in int8
-            (:meth:`OodGuard.use_coarse_search`); its statistics stay float32.
+        quantization: the classifier's runtime (see :class:`Predictor`). The guard's
+            statistics stay float32; on the CPU its kNN search runs in two stages
+            (:meth:`OodGuard.use_coarse_search`).
     """
 
     def __init__(
@@ -40,16 +40,21 @@ class GuardedPredictor(Predictor):
         self.guard = OodGuard.from_classifier(classifier)
         parts = self.guard.parts if self.guard is not None else []
         self._need_trunk = any(p.startswith("maha_trunk") for p in parts)
-        # the complexity component's PNG sizes are those of the uint8 input itself (no float
-        # round trip) when the pixel view keeps the input's size
-        self._png_of_input = "complexity" in parts and self.image_shape[0] <= PIXEL_VIEW_MAX
-        self._network_parts = [p for p in parts if not (p == "complexity" and self._png_of_input)]
+        # the complexity component is scored from the uint8 input itself (served_complexity, on
+        # the CPU) when the pixel view keeps the input's size
+        self._pixels_of_input = "complexity" in parts and self.image_shape[0] <= PIXEL_VIEW_MAX
+        self._network_parts = [
+            p for p in parts if not (p == "complexity" and self._pixels_of_input)
+        ]
         self._discriminator = None
         if self.guard is not None:
+            if self._pixels_of_input:
+                mean, precision, logdet = self.guard.pixel_gaussian
+                self._pixel_gaussian = (mean.cpu().numpy(), precision.cpu(), logdet)
             self.guard.to(device)
             if self.guard.needs_discriminator:
                 self._discriminator = self.guard.discriminator
-            if self.quantization != "none":
+            if torch.device(device).type == "cpu":
                 self.guard.use_coarse_search()
             if self.guard.discriminator is not None:
                 self.guard.discriminator.to(memory_format=torch.channels_last)
@@ -65,21 +70,29 @@ class GuardedPredictor(Predictor):
 
         The serving path: checked uint8 ``[N, H, W, C]`` in one pass, no re-batching, only the
         served score's components; the same numbers as :func:`~models.ood.fit.score_images`
-        (fitting and evaluation), which a unit test holds it to. Why not a thread for the pixel
-        component beside the forward pass (an earlier version): served sequentially on 2 cores,
-        /classify p50 2.26 ms inline vs 2.42 ms with the thread (8 interleaved rounds; the
-        threads contend for the interpreter lock the small ops need).
+        (fitting and evaluation) up to float32 rounding, which a unit test holds it to. The
+        components that read the input's pixels, and the sum, are computed in NumPy: served one
+        image at a time, a small torch operation costs several times a NumPy one. Why not a
+        thread for the pixel component beside the forward pass (an earlier version): served
+        sequentially on 2 cores, /classify p50 2.26 ms inline vs 2.42 ms with the thread (8
+        interleaved rounds; the threads contend for the interpreter lock the small ops need).
         """
         guard = self.guard
         assert guard is not None
         x = self.model_input(images)
-        out = guarded_forward(self.model, self._discriminator, x, need_trunk=self._need_trunk)
+        out = guarded_forward(
+            self.model,
+            self._discriminator,
+            x,
+            need_trunk=self._need_trunk,
+            need_pixels="complexity" in self._network_parts,
+        )
         probs = self.calibrated_probs(out.logits)
         comps = guard.components(out, self.tree_tensors, probs, self._network_parts)
-        if self._png_of_input:
-            bits = torch.from_numpy(png_sizes(images)).to(x.device)
-            comps["complexity"] = complexity_score(out.pixels, *guard.pixel_gaussian, bits=bits)
-        return probs.cpu().numpy(), guard.combine(comps).cpu().numpy()
+        served = {name: score.cpu().numpy() for name, score in comps.items()}
+        if self._pixels_of_input:
+            served["complexity"] = served_complexity(images, *self._pixel_gaussian)
+        return probs.cpu().numpy(), guard.combine(served)
 
     def classify(self, images: np.ndarray) -> tuple[np.ndarray, list[dict[str, Any] | None]]:
         """Calibrated leaf probabilities ``[N, n_leaves]`` and one OOD verdict per image.

@@ -32,7 +32,6 @@ from torch import Tensor, nn
 from models.classifier.network import HierarchicalClassifier
 from models.gan.networks import Discriminator
 from models.ood.complexity import pixel_view
-from models.runtime.quantize import quantize_linears
 from models.tree.merge import TreeTensors
 
 LAYERS = ("trunk", "neck")  # feature layers with class-conditional Gaussians
@@ -46,7 +45,7 @@ class GuardedOutputs:
     layers: dict[str, Tensor]
     realness: Tensor | None
     pooled: Tensor  # [B, feature_dim]: what the neck reads (the drift monitor's embeddings)
-    pixels: Tensor  # [B, C, s, s] grey levels 0..255 (complexity.pixel_view)
+    pixels: Tensor | None  # [B, C, s, s] grey levels 0..255 (complexity.pixel_view)
 
 
 def guarded_forward(
@@ -54,12 +53,15 @@ def guarded_forward(
     discriminator: Discriminator | None,
     x: Tensor,
     need_trunk: bool = True,
+    need_pixels: bool = True,
 ) -> GuardedOutputs:
     """The classifier's forward pass on model-range ``[B, C, H, W]``, with the scorers' inputs.
 
     ``logits`` equal ``model(x)`` (a unit test holds them to it). ``need_trunk=False`` skips the
     trunk blocks' channel statistics (``layers["trunk"]`` is then absent): a served score that
-    reads no trunk Gaussian does not pay for them on every request.
+    reads no trunk Gaussian does not pay for them on every request; ``need_pixels=False``
+    likewise skips the pixel view (``pixels`` is then ``None``, ``layers["pixels"]`` absent),
+    for a server that scores the pixels from its uint8 input.
     """
     n = len(x)
     tta = model.tta_flip and not model.training
@@ -80,8 +82,11 @@ def guarded_forward(
     realness = None
     if discriminator is not None:
         realness = realness_logit(discriminator, x)
-    pixels = pixel_view(x)
-    layers = {"neck": neck.float(), "pixels": pixels.flatten(1)}
+    layers = {"neck": neck.float()}
+    pixels = None
+    if need_pixels:
+        pixels = pixel_view(x)
+        layers["pixels"] = pixels.flatten(1)
     if need_trunk:  # each trunk block's channels summarised by their spatial mean and spread
         layers["trunk"] = torch.cat(
             [h.float().mean(dim=(2, 3)) for h in outs] + [h.float().std(dim=(2, 3)) for h in outs],
@@ -120,11 +125,10 @@ def knn_distance(
         neighbours: ``[N, D]`` L2-normalised training features.
         k: which neighbour (1 = the nearest); at most ``N``.
         coarse: approximate products ``[B, N]`` of the raw features with every neighbour
-            (:func:`int8_similarities`), or ``None``. When given, the search runs in two stages:
-            the approximate products pick ``4k + 16`` candidates, whose float32 products are
-            then computed exactly. The answer is the float32 one unless a true k-nearest
-            neighbour ranks below the candidates in the first stage (int8 error within ~1 % of
-            the feature's norm; candidates 4k + 16 deep).
+            (:class:`ProjectedProducts`), or ``None``. When given, the search runs in two
+            stages: the approximate products pick ``4k + 16`` candidates, whose float32
+            products are then computed exactly. The answer is the float32 one unless a true
+            k-nearest neighbour ranks below the candidates in the first stage.
     """
     # the ranking does not depend on the feature's norm: divide the k-th product by it at the
     # end, not all N of them (served one image at a time, every tensor op counts)
@@ -138,22 +142,36 @@ def knn_distance(
     return 1.0 - products.topk(k, dim=1).values[:, -1] / norm
 
 
-def int8_similarities(neighbours: Tensor) -> nn.Module:
-    """A first stage for :func:`knn_distance`: ``z -> z @ neighbours.T`` with int8 weights.
+class ProjectedProducts(nn.Module):
+    """A first stage for :func:`knn_distance`: ``z -> (z @ basis) @ (neighbours @ basis).T``.
 
-    One dynamically quantized linear layer (a scale per neighbour; the features are quantized
-    per batch): the bank is read at a quarter of its float32 bytes, by the same x86 int8 kernels
-    as the served network's linear layers. Why not bfloat16 (the first version): on a CPU
-    without native bfloat16 (this project's AMD EPYC: AVX-512 VNNI, no AVX512-BF16) its matrix
-    product is emulated; one image against 5,000 x 256 neighbours took 316 us in bfloat16,
-    133 us in float32 and 72 us in int8 (warm caches, one thread). Served (``/classify``, one
-    PNG at a time, the same guarded model behind two servers in alternating blocks, 5 rounds of
-    1,200 requests each): p50 4.55 -> 4.40 ms (the rounds: -0.14 to -0.31 ms). On 13,200 test
-    and OOD images it returned the float32 answer for every one.
+    ``basis`` holds the top ``dim`` right singular vectors of the (L2-normalised) bank: the
+    products are those of the features' and neighbours' projections on the subspace where the
+    bank varies most, a quarter of the bytes and multiply-adds of the full products at
+    ``dim = 64`` of 256. Made at load from the bank itself (an eigendecomposition of
+    ``neighbours.T @ neighbours``): nothing more is saved with the guard.
+
+    Why not the int8 first stage it replaces (one dynamically quantized linear layer): served one
+    image at a time, after the network's forward pass has filled the caches with its own
+    weights, the int8 layer took 187 us and these two float32 products 74 us (this project's
+    AMD EPYC, one thread, interleaved with forward passes); and they run on any device. The
+    int8 stage had replaced a bfloat16 one, which this CPU emulates (316 us warm). Exactness:
+    on the default-architecture model, 3,000 test images and every offline OOD set (11,200
+    images in all), the two-stage search returned the float32 answer for every image at
+    ``dim`` 32 and 64 (at 16: 221 differed).
     """
-    layer = nn.Linear(neighbours.shape[1], len(neighbours), bias=False)
-    layer.weight.data.copy_(neighbours.float().cpu())
-    return quantize_linears(nn.Sequential(layer).eval(), "dynamic-int8")
+
+    def __init__(self, neighbours: Tensor, dim: int = 64) -> None:
+        super().__init__()
+        bank = neighbours.float()
+        gram = bank.double().T @ bank.double()  # [D, D]
+        basis = torch.linalg.eigh(gram).eigenvectors[:, -dim:].to(bank.dtype)  # [D, dim]
+        self.register_buffer("basis", basis.contiguous())
+        self.register_buffer("projected_t", (bank @ basis).T.contiguous())  # [dim, N]
+
+    def forward(self, z: Tensor) -> Tensor:
+        """``[B, D]`` features -> ``[B, N]`` approximate products with every neighbour."""
+        return (z @ self.basis) @ self.projected_t
 
 
 def min_mahalanobis(features: Tensor, means: Tensor, precision: Tensor) -> Tensor:

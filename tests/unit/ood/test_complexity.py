@@ -15,7 +15,16 @@ from models.ood.complexity import (
     gaussian_nll,
     pixel_view,
     png_bits,
+    png_sizes,
+    served_complexity,
 )
+
+
+def saved_png_bits(img: np.ndarray) -> int:
+    """What ``Image.save(format="PNG")`` writes for uint8 ``[H, W, C]``, in bits."""
+    buf = io.BytesIO()
+    Image.fromarray(img[..., 0] if img.shape[2] == 1 else img).save(buf, format="PNG")
+    return 8 * len(buf.getvalue())
 
 
 def test_png_bits_are_the_encoded_size_and_grow_with_complexity() -> None:
@@ -23,9 +32,7 @@ def test_png_bits_are_the_encoded_size_and_grow_with_complexity() -> None:
     noise = rng.integers(0, 256, (1, 1, 28, 28)).astype(np.float32)
     blank = np.zeros((1, 1, 28, 28), np.float32)
     bits = png_bits(torch.from_numpy(np.concatenate([noise, blank])))
-    buf = io.BytesIO()
-    Image.fromarray(noise[0, 0].astype(np.uint8)).save(buf, format="PNG")
-    assert float(bits[0]) == 8 * len(buf.getvalue())
+    assert float(bits[0]) == saved_png_bits(noise[0].transpose(1, 2, 0).astype(np.uint8))
     assert bits[0] > 5 * bits[1]
 
 
@@ -76,3 +83,33 @@ def test_pixel_view_pools_large_images_to_32() -> None:
     assert pixel_view(x).shape == (2, 3, 32, 32)
     assert float(pixel_view(torch.full((1, 1, 28, 28), -1.0)).max()) == 0.0
     assert float(pixel_view(torch.full((1, 1, 28, 28), 1.0)).min()) == 255.0
+
+
+def test_png_sizes_are_those_pillow_saves() -> None:
+    """Pillow's encoder without the file around it: the same bytes, grey or colour, any content."""
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[:28, :28]
+    smooth = (127 + 100 * np.sin(yy / 4.0) * np.cos(xx / 5.0)).astype(np.uint8)[..., None]
+    batches = [
+        rng.integers(0, 256, (3, 28, 28, 1), dtype=np.uint8),  # noise: filters rarely help
+        np.stack([smooth, 255 - smooth, np.zeros_like(smooth), np.full_like(smooth, 200)]),
+        rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8),  # colour, the largest served
+        np.concatenate([smooth, 255 - smooth, smooth // 2], axis=2)[None],  # smooth colour
+        rng.integers(0, 4, (2, 5, 5, 1), dtype=np.uint8),
+        rng.integers(0, 256, (1, 40, 40, 3), dtype=np.uint8),  # over MAX_SIZE: saved in full
+    ]
+    for images in batches:
+        assert png_sizes(images).tolist() == [saved_png_bits(img) for img in images]
+
+
+def test_served_complexity_is_the_pixel_view_score() -> None:
+    """Scored from uint8 directly (grey and colour: channels first, as the pixel view)."""
+    rng = np.random.default_rng(5)
+    for channels in (1, 3):
+        images = rng.integers(0, 256, (4, 16, 16, channels), dtype=np.uint8)
+        train = torch.from_numpy(rng.normal(128, 40, (500, channels * 256))).float()
+        mean, precision, logdet = fit_pixel_gaussian(train, variance_floor=4.0)
+        view = pixel_view(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0)
+        expected = complexity_score(view, mean, precision, logdet)
+        got = served_complexity(images, mean.numpy(), precision, logdet)
+        np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5)
