@@ -81,8 +81,7 @@ def served_complexity(
     to the worker's threads). The same numbers as :func:`complexity_score` of their
     :func:`pixel_view` up to float32 rounding.
     """
-    n = len(images)
-    d = images.transpose(0, 3, 1, 2).reshape(n, -1).astype(np.float32) - mean  # [B, D]
+    d = images.transpose(0, 3, 1, 2).reshape(len(images), mean.size).astype(np.float32) - mean
     quad = np.einsum("bi,bi->b", (torch.from_numpy(d) @ precision).numpy(), d)
     nll = 0.5 * (quad + logdet + d.shape[1] * LOG_2PI)
     return nll - png_sizes(images) * LN2

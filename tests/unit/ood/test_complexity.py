@@ -113,3 +113,4 @@ def test_served_complexity_is_the_pixel_view_score() -> None:
         expected = complexity_score(view, mean, precision, logdet)
         got = served_complexity(images, mean.numpy(), precision, logdet)
         np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5)
+        assert served_complexity(images[:0], mean.numpy(), precision, logdet).shape == (0,)
