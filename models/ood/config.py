@@ -7,7 +7,15 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Scorer = Literal[
-    "msp", "energy", "mahalanobis", "realness", "knn", "complexity", "knn_complexity", "combined"
+    "msp",
+    "energy",
+    "mahalanobis",
+    "realness",
+    "knn",
+    "complexity",
+    "knn_complexity",
+    "rmd_complexity",
+    "combined",
 ]
 SCORERS: tuple[str, ...] = (
     "msp",
@@ -17,6 +25,7 @@ SCORERS: tuple[str, ...] = (
     "knn",
     "complexity",
     "knn_complexity",
+    "rmd_complexity",
     "combined",
 )
 

@@ -15,6 +15,7 @@ from models.gan.networks import Discriminator, GanArchitecture
 from models.ood.complexity import fit_pixel_gaussian
 from models.ood.config import OodConfig
 from models.ood.guard import (
+    BACKGROUND,
     KNN_LAYER,
     OodGuard,
     fit_gaussians,
@@ -127,6 +128,8 @@ def fit_guard(
     device = resolve_device(config.device)
     model = classifier.build(device)
     tree = classifier.tree
+    if BACKGROUND in tree.level_names:
+        raise ValueError(f"a tree level named {BACKGROUND!r}: the OOD guard reserves that name")
     parts = scorer_parts(config.scorer, list(tree.level_names), discriminator is not None)
     idx = stratified_subset(train_labels, config.fit_images, config.seed)
     probe = OodGuard({}, None, "msp", ["msp"])
@@ -140,6 +143,10 @@ def fit_guard(
         features = torch.from_numpy(fitted.layers[layer])
         per_level = fit_gaussians(features, level_labels, list(tree.level_names), config.shrinkage)
         gaussians.update({f"{layer}.{level}": stats for level, stats in per_level.items()})
+        # one Gaussian over all of them: the relative Mahalanobis distance's background
+        everything = torch.zeros(len(features), 1, dtype=torch.long)
+        background = fit_gaussians(features, everything, [BACKGROUND], config.shrinkage)
+        gaussians[f"{layer}.{BACKGROUND}"] = background[BACKGROUND]
     # the kNN scorer's neighbours: the same training images, their neck features normalised
     bank = stratified_subset(train_labels[idx], config.knn_images, config.seed + 1)
     neighbours = torch.nn.functional.normalize(
@@ -194,8 +201,9 @@ def with_scorer(
     guard: OodGuard, scorer: str, val_components: dict[str, np.ndarray], tpr: float
 ) -> OodGuard:
     """The same statistics serving another scorer, its threshold set on the same val scores."""
-    levels = list(dict.fromkeys(k.split(".", 1)[1] for k in guard.gaussians))  # top first
-    parts = scorer_parts(scorer, levels, guard.discriminator is not None)
+    parts = scorer_parts(scorer, guard.levels, guard.discriminator is not None)
+    if missing := [p for p in parts if p not in val_components]:
+        raise ValueError(f"this guard cannot serve {scorer!r}: it has no {', '.join(missing)}")
     other = replace(guard, scorer=scorer, parts=parts, info=dict(guard.info))
     val_score = other.combine({k: torch.from_numpy(v) for k, v in val_components.items()})
     other.threshold = float(np.quantile(val_score.numpy(), tpr))

@@ -34,6 +34,8 @@ D_PREFIX = "discriminator."
 NEIGHBOURS = "neighbours"  # the kNN scorer's training features (layer: KNN_LAYER)
 KNN_LAYER = "neck"
 PIXELS = "pixels."  # the complexity scorer's pixel Gaussian: mean, precision
+# the pseudo-level of one Gaussian over all training features of a layer (relative Mahalanobis)
+BACKGROUND = "background"
 ScoreT = TypeVar("ScoreT", Tensor, np.ndarray)
 
 
@@ -43,9 +45,11 @@ def scorer_parts(scorer: str, levels: list[str], has_discriminator: bool) -> lis
     ``mahalanobis`` sums both layers at the leaf level; ``knn_complexity`` (the default) sums
     the neck's nearest-neighbour distance and the complexity-corrected pixel likelihood: what the
     network's features have never seen, and what the pixels' density explains worse than a
-    generic compressor; ``combined`` (the first guard's default) sums ``mahalanobis``, the
-    tree's energy and the discriminator's realness (when there is one). Several components are
-    each standardised on the validation split before they are summed.
+    generic compressor; ``rmd_complexity`` puts the neck's relative Mahalanobis distance (Ren et
+    al. 2021: the leaf Gaussians' distance minus that of one Gaussian over all training
+    features) in the kNN distance's place; ``combined`` (the first guard's default) sums
+    ``mahalanobis``, the tree's energy and the discriminator's realness (when there is one).
+    Several components are each standardised on the validation split before they are summed.
     """
     leaf = levels[-1]
     maha = [f"maha_{layer}_{leaf}" for layer in LAYERS]
@@ -57,6 +61,7 @@ def scorer_parts(scorer: str, levels: list[str], has_discriminator: bool) -> lis
         "knn": ["knn"],
         "complexity": ["complexity"],
         "knn_complexity": ["knn", "complexity"],
+        "rmd_complexity": [f"rmd_neck_{leaf}", "complexity"],
         "combined": [*maha, "energy", *(["realness"] if has_discriminator else [])],
     }[scorer]
     if "realness" in parts and not has_discriminator:
@@ -140,11 +145,21 @@ class OodGuard:
             comps["msp"] = 1.0 - leaf_probs.max(dim=1).values
         if names is None or "energy" in names:
             comps["energy"] = energy_score(out.logits, tt)
+
+        def wanted(*candidates: str) -> bool:
+            return names is None or any(c in names for c in candidates)
+
         for key, (means, precision) in self.gaussians.items():
             layer, level = key.split(".", 1)
+            levels = self.levels if level == BACKGROUND else [level]
             name = f"maha_{layer}_{level}"
-            if names is None or name in names:
+            if wanted(name, *(f"rmd_{layer}_{lv}" for lv in levels)):
                 comps[name] = min_mahalanobis(out.layers[layer], means, precision)
+        for key in self.gaussians:  # relative: minus the distance to all training features
+            layer, level = key.split(".", 1)
+            name, background = f"rmd_{layer}_{level}", f"maha_{layer}_{BACKGROUND}"
+            if level != BACKGROUND and background in comps and wanted(name):
+                comps[name] = comps[f"maha_{layer}_{level}"] - comps[background]
         if out.realness is not None and (names is None or "realness" in names):
             comps["realness"] = -out.realness
         if self.neighbours is not None and (names is None or "knn" in names):
@@ -156,6 +171,12 @@ class OodGuard:
                 raise ValueError("the complexity component needs the pass's pixel view")
             comps["complexity"] = complexity_score(out.pixels, *self.pixel_gaussian)
         return comps
+
+    @property
+    def levels(self) -> list[str]:
+        """The tree levels the Gaussians are fitted per, top first (without the background)."""
+        levels = (k.split(".", 1)[1] for k in self.gaussians)
+        return [lv for lv in dict.fromkeys(levels) if lv != BACKGROUND]
 
     @property
     def needs_discriminator(self) -> bool:

@@ -139,3 +139,40 @@ def test_realness_needs_a_discriminator() -> None:
     with pytest.raises(ValueError, match="discriminator"):
         scorer_parts("realness", ["a", "b"], False)
     assert "realness" not in scorer_parts("combined", ["a", "b"], False)
+
+
+def test_relative_mahalanobis_subtracts_the_background_gaussian(toy_guarded, noise_images) -> None:
+    """rmd = the leaf Gaussians' distance minus that of one Gaussian over all fitted features."""
+    from models.ood.fit import with_scorer
+    from models.ood.guard import BACKGROUND
+
+    classifier, guard, val = toy_guarded
+    assert f"neck.{BACKGROUND}" in guard.gaussians and guard.levels == ["category", "group", "item"]
+    means, _ = guard.gaussians[f"neck.{BACKGROUND}"]
+    assert means.shape[0] == 1  # one mean: every training image in one class
+    comps = score_images(classifier, guard, noise_images[:16]).components
+    for level in guard.levels:
+        np.testing.assert_allclose(
+            comps[f"rmd_neck_{level}"],
+            comps[f"maha_neck_{level}"] - comps[f"maha_neck_{BACKGROUND}"],
+            rtol=1e-6,
+        )
+    # served alone, the scorer computes what it reads and nothing more
+    rmd = with_scorer(guard, "rmd_complexity", val.components, 0.95)
+    assert rmd.parts == ["rmd_neck_item", "complexity"]
+    served = score_images(classifier, rmd, noise_images[:16], every_component=False)
+    assert set(served.components) == {
+        "rmd_neck_item",
+        "maha_neck_item",
+        f"maha_neck_{BACKGROUND}",
+        "complexity",
+    }
+    np.testing.assert_allclose(
+        served.components["rmd_neck_item"], comps["rmd_neck_item"], rtol=1e-6
+    )
+    # a guard fitted before the background Gaussian cannot serve it, and says why
+    gaussians = {k: v for k, v in guard.gaussians.items() if not k.endswith(BACKGROUND)}
+    older = OodGuard(gaussians, None, "knn_complexity", ["knn", "complexity"])
+    older_val = {k: v for k, v in val.components.items() if not k.startswith("rmd_")}
+    with pytest.raises(ValueError, match="cannot serve 'rmd_complexity'.*rmd_neck_item"):
+        with_scorer(older, "rmd_complexity", older_val, 0.95)
