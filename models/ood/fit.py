@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from models.classifier.io import TrainedClassifier
 from models.classifier.network import HierarchicalClassifier
@@ -138,15 +139,9 @@ def fit_guard(
     )
     assert fitted.layers is not None
     level_labels = torch.from_numpy(tree.all_level_labels(train_labels[idx])).long()
-    gaussians = {}
-    for layer in LAYERS:
-        features = torch.from_numpy(fitted.layers[layer])
-        per_level = fit_gaussians(features, level_labels, list(tree.level_names), config.shrinkage)
-        gaussians.update({f"{layer}.{level}": stats for level, stats in per_level.items()})
-        # one Gaussian over all of them: the relative Mahalanobis distance's background
-        everything = torch.zeros(len(features), 1, dtype=torch.long)
-        background = fit_gaussians(features, everything, [BACKGROUND], config.shrinkage)
-        gaussians[f"{layer}.{BACKGROUND}"] = background[BACKGROUND]
+    gaussians = layer_gaussians(
+        fitted.layers, level_labels, list(tree.level_names), config.shrinkage
+    )
     # the kNN scorer's neighbours: the same training images, their neck features normalised
     bank = stratified_subset(train_labels[idx], config.knn_images, config.seed + 1)
     neighbours = torch.nn.functional.normalize(
@@ -189,6 +184,25 @@ def fit_guard(
         len(val_images),
     )
     return guard.to("cpu"), val
+
+
+def layer_gaussians(
+    layers: dict[str, np.ndarray], level_labels: Tensor, level_names: list[str], shrinkage: float
+) -> dict[str, tuple[Tensor, Tensor]]:
+    """``{"<layer>.<level>": (means, precision)}`` per feature layer and tree level.
+
+    Each layer also gets ``"<layer>.background"``: one Gaussian over all of its features, what
+    the relative Mahalanobis distance subtracts.
+    """
+    gaussians = {}
+    for layer in LAYERS:
+        features = torch.from_numpy(layers[layer])
+        per_level = fit_gaussians(features, level_labels, level_names, shrinkage)
+        gaussians.update({f"{layer}.{level}": stats for level, stats in per_level.items()})
+        everything = torch.zeros(len(features), 1, dtype=torch.long)
+        background = fit_gaussians(features, everything, [BACKGROUND], shrinkage)
+        gaussians[f"{layer}.{BACKGROUND}"] = background[BACKGROUND]
+    return gaussians
 
 
 def with_guard(classifier: TrainedClassifier, guard: OodGuard) -> TrainedClassifier:
