@@ -25,6 +25,7 @@ from models.ood.scores import (
     ProjectedProducts,
     energy_score,
     knn_distance,
+    mean_quadratic_forms,
     min_mahalanobis,
 )
 from models.tree.merge import TreeTensors
@@ -101,6 +102,8 @@ class OodGuard:
     knn_k: int = 10
     pixel_gaussian: tuple[Tensor, Tensor, float] | None = None
     coarse_search: nn.Module | None = None
+    # each Gaussian's mean_quadratic_forms, computed once per device (not saved)
+    _mean_quads: dict[str, Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     def use_coarse_search(self) -> OodGuard:
         """Search the kNN bank in two stages (projected products, then float32); return self.
@@ -114,6 +117,7 @@ class OodGuard:
     def to(self, device: torch.device | str) -> OodGuard:
         """Move the statistics and the discriminator to ``device`` (in place); return self."""
         self.gaussians = {k: (m.to(device), p.to(device)) for k, (m, p) in self.gaussians.items()}
+        self._mean_quads = {}
         if self.neighbours is not None:
             self.neighbours = self.neighbours.to(device)
         if self.coarse_search is not None:
@@ -154,7 +158,11 @@ class OodGuard:
             levels = self.levels if level == BACKGROUND else [level]
             name = f"maha_{layer}_{level}"
             if wanted(name, *(f"rmd_{layer}_{lv}" for lv in levels)):
-                comps[name] = min_mahalanobis(out.layers[layer], means, precision)
+                if key not in self._mean_quads:
+                    self._mean_quads[key] = mean_quadratic_forms(means, precision)
+                comps[name] = min_mahalanobis(
+                    out.layers[layer], means, precision, self._mean_quads[key]
+                )
         for key in self.gaussians:  # relative: minus the distance to all training features
             layer, level = key.split(".", 1)
             name, background = f"rmd_{layer}_{level}", f"maha_{layer}_{BACKGROUND}"

@@ -174,10 +174,22 @@ class ProjectedProducts(nn.Module):
         return (z @ self.basis) @ self.projected_t
 
 
-def min_mahalanobis(features: Tensor, means: Tensor, precision: Tensor) -> Tensor:
-    """``[B]`` smallest squared Mahalanobis distance of ``[B, D]`` features to ``[K, D]`` means."""
+def min_mahalanobis(
+    features: Tensor, means: Tensor, precision: Tensor, mean_quad: Tensor | None = None
+) -> Tensor:
+    """``[B]`` smallest squared Mahalanobis distance of ``[B, D]`` features to ``[K, D]`` means.
+
+    ``mean_quad``: the means' own ``[K]`` quadratic forms (:func:`mean_quadratic_forms`) when
+    kept from an earlier call, else computed (a ``[K, D] x [D, D]`` product per call).
+    """
     fp = features @ precision
     quad = (fp * features).sum(1, keepdim=True)  # [B, 1]
     cross = fp @ means.T  # [B, K]
-    mean_quad = ((means @ precision) * means).sum(1)  # [K]
+    if mean_quad is None:
+        mean_quad = mean_quadratic_forms(means, precision)
     return (quad - 2 * cross + mean_quad).min(dim=1).values.clamp_min(0)
+
+
+def mean_quadratic_forms(means: Tensor, precision: Tensor) -> Tensor:
+    """``[K]`` ``m^T P m`` of each of ``[K, D]`` means: what every distance to them adds."""
+    return ((means @ precision) * means).sum(1)

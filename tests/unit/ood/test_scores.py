@@ -11,6 +11,7 @@ from models.ood.scores import (
     energy_score,
     guarded_forward,
     knn_distance,
+    mean_quadratic_forms,
     min_mahalanobis,
 )
 from models.runtime.tensors import to_model_range
@@ -50,6 +51,10 @@ def test_min_mahalanobis_equals_the_direct_formula() -> None:
     )
     torch.testing.assert_close(
         min_mahalanobis(features, means, precision), direct, rtol=1e-4, atol=1e-4
+    )
+    kept = mean_quadratic_forms(means, precision)  # what the guard keeps between calls
+    torch.testing.assert_close(
+        min_mahalanobis(features, means, precision, kept), direct, rtol=1e-4, atol=1e-4
     )
 
 
