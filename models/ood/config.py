@@ -15,6 +15,7 @@ Scorer = Literal[
     "complexity",
     "knn_complexity",
     "rmd_complexity",
+    "knn_rmd_complexity",
     "combined",
 ]
 SCORERS: tuple[str, ...] = (
@@ -26,6 +27,7 @@ SCORERS: tuple[str, ...] = (
     "complexity",
     "knn_complexity",
     "rmd_complexity",
+    "knn_rmd_complexity",
     "combined",
 )
 

@@ -48,8 +48,9 @@ def scorer_parts(scorer: str, levels: list[str], has_discriminator: bool) -> lis
     network's features have never seen, and what the pixels' density explains worse than a
     generic compressor; ``rmd_complexity`` puts the neck's relative Mahalanobis distance (Ren et
     al. 2021: the leaf Gaussians' distance minus that of one Gaussian over all training
-    features) in the kNN distance's place; ``combined`` (the first guard's default) sums
-    ``mahalanobis``, the tree's energy and the discriminator's realness (when there is one).
+    features) in the kNN distance's place, ``knn_rmd_complexity`` sums all three; ``combined``
+    (the first guard's default) sums ``mahalanobis``, the tree's energy and the discriminator's
+    realness (when there is one).
     Several components are each standardised on the validation split before they are summed.
     """
     leaf = levels[-1]
@@ -63,6 +64,7 @@ def scorer_parts(scorer: str, levels: list[str], has_discriminator: bool) -> lis
         "complexity": ["complexity"],
         "knn_complexity": ["knn", "complexity"],
         "rmd_complexity": [f"rmd_neck_{leaf}", "complexity"],
+        "knn_rmd_complexity": ["knn", f"rmd_neck_{leaf}", "complexity"],
         "combined": [*maha, "energy", *(["realness"] if has_discriminator else [])],
     }[scorer]
     if "realness" in parts and not has_discriminator:
