@@ -9,7 +9,7 @@ Shirt: trained by ``bench/ood_detection.py --train-heldout --heldout-class Shirt
 in-distribution side is the second half of the val split; the guard is fitted on the train split
 and its first half (the test split stays unseen here).
 
-    python bench/ood_selection.py --model-dir DIR [--heldout-dir DIR --heldout-class Shirt]
+    python bench/ood_selection.py --model-dir DIR --gan-dir DIR [--heldout-dir DIR]
 
 Writes ``ood_selection.md`` / ``.json`` under ``--out``; prints the headline JSON.
 """
@@ -32,6 +32,7 @@ from bench.machine import machine  # noqa: E402
 from bench.ood_detection import evaluate_model, heldout_data  # noqa: E402
 from models.classifier.io import TrainedClassifier  # noqa: E402
 from models.data.ingest import DatasetConfig, build_dataset  # noqa: E402
+from models.gan.io import TrainedGan  # noqa: E402
 from models.ood import SCORERS  # noqa: E402
 
 SIZE = 28
@@ -126,6 +127,7 @@ def main() -> None:
     """Fit the guard, score the drawn sets (and a held-out class), write the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--gan-dir", required=True, help="its GAN (the realness scorer's D)")
     parser.add_argument("--heldout-dir", help="a model trained without --heldout-class")
     parser.add_argument("--heldout-class", default="Shirt")
     parser.add_argument("--set-size", type=int, default=1000)
@@ -135,13 +137,14 @@ def main() -> None:
     data = build_dataset(DatasetConfig(source="fashion-mnist", data_dir="data"))
     splits = {s: data.split(s) for s in ("train", "val")}
     classifier = TrainedClassifier.load(args.model_dir)
+    discriminator = TrainedGan.load(args.gan_dir).discriminator()
     sets = drawn_sets(args.set_size, seed=101)
-    result = evaluate_model(classifier, None, selection_splits(splits), None, sets, args)
+    result = evaluate_model(classifier, discriminator, selection_splits(splits), None, sets, args)
     if args.heldout_dir:
         held_splits, _, held_images = heldout_data(data, args.heldout_class)
         held = evaluate_model(
             TrainedClassifier.load(Path(args.heldout_dir) / "classifier"),
-            None,
+            TrainedGan.load(Path(args.heldout_dir) / "gan").discriminator(),
             selection_splits(held_splits),
             None,
             {f"heldout_{args.heldout_class}": held_images},
