@@ -42,7 +42,9 @@ class OodConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    scorer: Scorer = Field("knn_complexity", description="the served score (higher = more unusual)")
+    scorer: Scorer = Field(
+        "knn_rmd_complexity", description="the served score (higher = more unusual)"
+    )
     tpr: float = Field(0.95, gt=0.5, lt=1, description="in-distribution share under threshold")
     fit_images: int = Field(
         20000, ge=20, description="train images the Gaussians (features, pixels) are fitted on"

@@ -43,14 +43,16 @@ ScoreT = TypeVar("ScoreT", Tensor, np.ndarray)
 def scorer_parts(scorer: str, levels: list[str], has_discriminator: bool) -> list[str]:
     """The components a scorer combines (one component: served as it is).
 
-    ``mahalanobis`` sums both layers at the leaf level; ``knn_complexity`` (the default) sums
-    the neck's nearest-neighbour distance and the complexity-corrected pixel likelihood: what the
-    network's features have never seen, and what the pixels' density explains worse than a
-    generic compressor; ``rmd_complexity`` puts the neck's relative Mahalanobis distance (Ren et
-    al. 2021: the leaf Gaussians' distance minus that of one Gaussian over all training
-    features) in the kNN distance's place, ``knn_rmd_complexity`` sums all three; ``combined``
-    (the first guard's default) sums ``mahalanobis``, the tree's energy and the discriminator's
-    realness (when there is one).
+    ``mahalanobis`` sums both layers at the leaf level; ``knn_complexity`` (the default before
+    the next) sums the neck's nearest-neighbour distance and the complexity-corrected pixel
+    likelihood: what the network's features have never seen, and what the pixels' density
+    explains worse than a generic compressor; ``rmd_complexity`` puts the neck's relative
+    Mahalanobis distance (Ren et al. 2021: the leaf Gaussians' distance minus that of one
+    Gaussian over all training features) in the kNN distance's place; ``knn_rmd_complexity``
+    (the default) sums all three: on images the detection bench does not contain it beat
+    ``knn_complexity`` on every set (``bench/ood_selection.py``); ``combined`` (the first
+    guard's default) sums ``mahalanobis``, the tree's energy and the discriminator's realness
+    (when there is one).
     Several components are each standardised on the validation split before they are summed.
     """
     leaf = levels[-1]
