@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,18 +18,7 @@ Scorer = Literal[
     "knn_rmd_complexity",
     "combined",
 ]
-SCORERS: tuple[str, ...] = (
-    "msp",
-    "energy",
-    "mahalanobis",
-    "realness",
-    "knn",
-    "complexity",
-    "knn_complexity",
-    "rmd_complexity",
-    "knn_rmd_complexity",
-    "combined",
-)
+SCORERS: tuple[str, ...] = get_args(Scorer)  # every scorer's name, in the order above
 
 
 class OodConfig(BaseModel):
