@@ -148,15 +148,15 @@ class OodGuard:
             leaf_probs: the calibrated leaf probabilities of the same pass.
             names: which components (default: every one the guard can compute).
         """
-        comps: dict[str, Tensor] = {}
-        if names is None or "msp" in names:
-            comps["msp"] = 1.0 - leaf_probs.max(dim=1).values
-        if names is None or "energy" in names:
-            comps["energy"] = energy_score(out.logits, tt)
 
         def wanted(*candidates: str) -> bool:
             return names is None or any(c in names for c in candidates)
 
+        comps: dict[str, Tensor] = {}
+        if wanted("msp"):
+            comps["msp"] = 1.0 - leaf_probs.max(dim=1).values
+        if wanted("energy"):
+            comps["energy"] = energy_score(out.logits, tt)
         for key, (means, precision) in self.gaussians.items():
             layer, level = key.split(".", 1)
             levels = self.levels if level == BACKGROUND else [level]
@@ -172,13 +172,13 @@ class OodGuard:
             name, background = f"rmd_{layer}_{level}", f"maha_{layer}_{BACKGROUND}"
             if level != BACKGROUND and background in comps and wanted(name):
                 comps[name] = comps[f"maha_{layer}_{level}"] - comps[background]
-        if out.realness is not None and (names is None or "realness" in names):
+        if out.realness is not None and wanted("realness"):
             comps["realness"] = -out.realness
-        if self.neighbours is not None and (names is None or "knn" in names):
+        if self.neighbours is not None and wanted("knn"):
             comps["knn"] = knn_distance(
                 out.layers[KNN_LAYER], self.neighbours, self.knn_k, self.coarse_search
             )
-        if self.pixel_gaussian is not None and (names is None or "complexity" in names):
+        if self.pixel_gaussian is not None and wanted("complexity"):
             if out.pixels is None:
                 raise ValueError("the complexity component needs the pass's pixel view")
             comps["complexity"] = complexity_score(out.pixels, *self.pixel_gaussian)
