@@ -43,6 +43,7 @@ from models.classifier.io import TrainedClassifier
 from models.data.ingest import build_dataset
 from models.monitoring.drift import DriftGateConfig, drift_decision, run_drift_report
 from models.monitoring.features import OOD_COLUMN, DriftFeatureExtractor
+from models.ood.guard import OodGuard
 from models.ood.sets import build_ood_sets
 from pipelines.monitor_pipeline import MonitorParams
 from pipelines.run_config import load_run_config
@@ -183,6 +184,7 @@ def main() -> None:  # noqa: D103 - the module docstring says it all
     started = time.perf_counter()
 
     classifier = TrainedClassifier.load(args.model_dir)
+    guard = OodGuard.from_classifier(classifier)
     data = build_dataset(params.dataset)
     if classifier.info.get("dataset_hash") != data.content_hash:
         sys.exit(f"{args.model_dir} was not trained on {params.dataset}: hashes differ")
@@ -347,6 +349,7 @@ def main() -> None:  # noqa: D103 - the module docstring says it all
 
     detected = [r for r in rows if r["shift"] != "hflip"]
     summary = {
+        "ood_scorer": guard.scorer if guard is not None else None,
         "false_alarm_rate": round(false_alarms / len(clean_rows), 4),
         "alternative_false_alarms": alternative_false,
         "small_shifts": {
@@ -393,7 +396,8 @@ def write_table(
     lines = [
         "# Drift monitor: detection, false alarms, report time (CPU)\n",
         f"Machine: {machine()}. Command: `python bench/drift_detection.py "
-        f"{' '.join(sys.argv[1:])}`. Model: `{args.model_dir}` (the default CPU classifier); "
+        f"{' '.join(sys.argv[1:])}`. Model: `{args.model_dir}` (its OOD guard's scorer: "
+        f"`{summary['ood_scorer']}`); "
         "reference: Fashion-MNIST val split (6,000 images); batches of "
         f"{args.batch_size} test images; gate: drift share >= {params.drift.drift_share}, a "
         f"drifted column matching {params.gate.trigger_columns}, or more than "
