@@ -178,10 +178,18 @@ def _gan_semi(
 
 
 def schedule(
-    jobs: list[dict[str, Any]], argv_base: list[str], runs: Path, n_jobs: int, deadline: float
+    jobs: list[dict[str, Any]],
+    argv_base: list[str],
+    runs: Path,
+    n_jobs: int,
+    deadline: float,
+    done: dict[str, str] | None = None,
 ) -> dict[str, str]:  # long because the loop reads best in one piece
-    """Run jobs as up to ``n_jobs`` processes, dependencies first; their end states."""
-    pending, running, state = list(jobs), {}, {}
+    """Run jobs as up to ``n_jobs`` processes, dependencies first; their end states.
+
+    ``done``: the states of jobs finished before (a job here may wait for one of them).
+    """
+    pending, running, state = list(jobs), {}, dict(done or {})
     logs = runs / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     while pending or running:
@@ -268,7 +276,10 @@ def main() -> None:
     costs = [job_cost(j["name"], params) for j in todo] or [1.0]
     parallel = max(1, min(args.jobs, len(todo)))
     pace = Pace(runs, sum(costs), max(costs), parallel, deadline)
-    state: dict[str, str] = {j["name"]: "done" for j in jobs if j not in todo}
+    # every finished job counts as done, also one outside --only that a job here waits for
+    state: dict[str, str] = {
+        j["name"]: "done" for j in plan(params) if (runs / f"{j['name']}.json").exists()
+    }
     if not args.summarise_only and args.jobs <= 1:
         todo.sort(key=lambda j: not j["name"].startswith("triple"))  # the pace-setter first
         for job in todo:
@@ -279,7 +290,7 @@ def main() -> None:
         base += ["--runs", str(runs), *(["--quick"] if args.quick else [])]
         base += ["--pace", json.dumps([pace.plan_cost, pace.longest, parallel, deadline])]
         os.environ["HIERGAN_JOB_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.jobs))
-        state |= schedule(todo, base, runs, args.jobs, deadline or float("inf"))
+        state |= schedule(todo, base, runs, args.jobs, deadline or float("inf"), state)
     summary = report.summarise(params, runs, out, state, args, time.time() - started)
     print(json.dumps(summary))
 

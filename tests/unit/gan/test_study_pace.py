@@ -74,3 +74,25 @@ def test_rescaling_scales_steps_and_every_warm_up() -> None:
     assert half.triple.rp_weight == config.triple.rp_weight  # weights are not steps
     assert rescaled(config, 1.0) is config
     assert rescaled(config, 0.001).steps == 81  # never below the measured steps
+
+
+def test_a_job_waiting_for_one_finished_before_starts(tmp_path: Path) -> None:
+    """A resumed study (``--only`` the triple seeds): the GAN they wait for finished earlier."""
+    import sys
+
+    from bench.label_efficiency import schedule
+
+    jobs = [{"name": "triple-0.01-s0", "after": ["gan-pretrain"]}]
+    # each "job" is a Python process that exits at once (the study's argv ends with --job NAME)
+    argv = [sys.executable, "-c", "import sys; sys.exit(0)"]
+    state = schedule(jobs, argv, tmp_path, 1, time.time() + 60, {"gan-pretrain": "done"})
+    assert state == {"gan-pretrain": "done", "triple-0.01-s0": "done"}
+    assert (tmp_path / "logs" / "triple-0.01-s0.log").exists()
+
+
+def test_a_job_whose_prerequisite_failed_is_skipped(tmp_path: Path) -> None:
+    from bench.label_efficiency import schedule
+
+    jobs = [{"name": "gan-0.01-s0", "after": ["gan-pretrain"]}]
+    state = schedule(jobs, ["false"], tmp_path, 1, time.time() + 60, {"gan-pretrain": "failed (1)"})
+    assert state["gan-0.01-s0"] == "skipped (gan-pretrain failed (1))"
