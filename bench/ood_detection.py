@@ -41,6 +41,8 @@ from models.ood.fit import with_guard, with_scorer  # noqa: E402
 
 # Rows of the table: the scorers (their served combination) and the components behind them.
 EXTRA_COMPONENTS = (
+    "rmd_neck_item",
+    "rmd_trunk_item",
     "maha_trunk_item",
     "maha_trunk_category",
     "maha_neck_item",
@@ -250,6 +252,12 @@ def summarize(result: dict[str, Any], args: argparse.Namespace) -> dict[str, Any
     return out
 
 
+def table_cell(r: dict[str, Any]) -> str:
+    """``AUROC / FPR at 95 % TPR; share flagged`` (no share for a component: no threshold)."""
+    flag = f"; {r['flagged']:.1%}" if r["flagged"] is not None else ""
+    return f"{r['auroc']:.4f} / {r['fpr95']:.3f}{flag}"
+
+
 def write_results(
     result: dict[str, Any], summary: dict[str, Any], args: argparse.Namespace
 ) -> None:
@@ -273,11 +281,7 @@ def write_results(
         "|---|" + "---|" * (len(names) + 1),
     ]
     for s in scorers:
-        cells = []
-        for n in names:
-            r = result["rows"][n][s]
-            flag = f"; {r['flagged']:.1%}" if r["flagged"] is not None else ""
-            cells.append(f"{r['auroc']:.4f} / {r['fpr95']:.3f}{flag}")
+        cells = [table_cell(result["rows"][n][s]) for n in names]
         worst = min(result["rows"][n][s]["auroc"] for n in names)
         name = f"**{s}**" if s == default else s
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {worst:.4f} |")
