@@ -1,6 +1,6 @@
 """Label-efficiency study: does a generative model make the classifier better when labels are few?
 
-Eight arms (``bench/label_efficiency_arms.py``: scratch, scratch-ssl, gan, gan-semi,
+Nine arms (``bench/label_efficiency_arms.py``: scratch, scratch-ssl, gan, gan-ssl, gan-semi,
 gan-semi-head, triple, triple-no-rp, triple-flat) train the same hierarchical classifier for the
 same number of optimiser steps at each label fraction and seed of the config, and are scored on
 the test split; the triple arms' generators are scored by a classifier trained on all labels
@@ -74,15 +74,16 @@ def plan(params: arms.StudyParams) -> list[dict[str, Any]]:
     chosen = set(params.study.arms)
     jobs: list[dict[str, Any]] = [{"name": "reference", "after": []}]  # it judges G's samples
     triple_after = ["gan-pretrain"] if params.study.triple_trunk == "gan" else []
-    if "gan" in chosen or triple_after:
+    if chosen & {"gan", "gan-ssl"} or triple_after:
         jobs.append({"name": "gan-pretrain", "after": []})
-    order = ["triple", "triple-flat", "triple-no-rp", "gan-semi", "scratch-ssl", "scratch", "gan"]
+    order = ["triple", "triple-flat", "triple-no-rp", "gan-semi", "scratch-ssl", "gan-ssl"]
+    order += ["scratch", "gan"]
     for arm in order:
         if arm not in chosen and not (arm == "gan-semi" and "gan-semi-head" in chosen):
             continue
         for fraction, seeds in sorted(params.study.seeds.items()):
             for seed in seeds:
-                after = ["gan-pretrain"] if arm == "gan" else []
+                after = ["gan-pretrain"] if arm in ("gan", "gan-ssl") else []
                 after = triple_after if arm.startswith("triple") else after
                 jobs.append({"name": job_name(arm, fraction, seed), "after": after})
     return jobs
@@ -127,7 +128,9 @@ def run_job(name: str, params: arms.StudyParams, pace: Pace) -> None:
         arms.write_json(runs / "gan-pretrain.json", info)
         return
     arm, fraction, seed = parse_job(name)
-    pretrained = arm == "gan" or (arm.startswith("triple") and params.study.triple_trunk == "gan")
+    pretrained = arm in ("gan", "gan-ssl") or (
+        arm.startswith("triple") and params.study.triple_trunk == "gan"
+    )
     if arm == "gan-semi":
         row = _gan_semi(data, params, fraction, seed, pace)
     else:

@@ -8,6 +8,8 @@ augmentation and EMA evaluation; what differs is what else C learns from:
 ``scratch``         labels only, random trunk
 ``scratch-ssl``     + the triple arms' unlabelled-data term (``triple.unlabelled``), no GAN
 ``gan``             labels only, trunk from an unsupervised GAN's discriminator (one GAN per study)
+``gan-ssl``         scratch-ssl from the gan arm's trunk: pretraining and the unlabelled term
+                    without the game, so that ``triple - gan-ssl`` is what the game itself adds
 ``gan-semi``        labels only, trunk from a semi-supervised (K+1) GAN trained on the same labels
 ``gan-semi-head``   that semi-supervised discriminator's own K-way head (no fine-tuning)
 ``triple``          the Triple-GAN game over the tree (hierarchical embedding, R_P, G's guide;
@@ -55,6 +57,7 @@ ARMS = (
     "scratch",
     "scratch-ssl",
     "gan",
+    "gan-ssl",
     "gan-semi",
     "gan-semi-head",
     "triple",
@@ -104,7 +107,7 @@ def arm_game(params: StudyParams, arm: str, steps: int, device: str) -> GanTrain
     update: dict[str, Any] = {}
     if arm in ("scratch", "gan", "gan-semi", "reference"):
         update = {"generative": False, "unlabelled": "none"}
-    elif arm == "scratch-ssl":
+    elif arm in ("scratch-ssl", "gan-ssl"):
         update = {"generative": False}
     elif arm == "triple-no-rp":
         update = {"rp_weight": 0.0}

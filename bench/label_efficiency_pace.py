@@ -35,6 +35,7 @@ COST = {
     "triple-flat": 1.0,
     "triple-no-rp": 0.95,
     "scratch-ssl": 0.43,
+    "gan-ssl": 0.43,
     "scratch": 0.28,
     "gan": 0.28,
     "gan-semi": 0.28,

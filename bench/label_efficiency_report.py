@@ -144,6 +144,9 @@ def targets(table: list[dict[str, Any]]) -> dict[str, Any]:
         gain = at["triple"]["fine_mean"] - at["scratch-ssl"]["fine_mean"]
         out["triple_minus_scratch_ssl_points"] = round(100 * gain, 2)
         out["triple_ge_scratch_ssl_plus_1"] = gain >= 0.01
+    if "triple" in at and "gan-ssl" in at:  # what the game adds to pretraining + the same term
+        gain = at["triple"]["fine_mean"] - at["gan-ssl"]["fine_mean"]
+        out["triple_minus_gan_ssl_points"] = round(100 * gain, 2)
     fid = at.get("triple", {}).get("fidelity", {})
     if "fidelity_fine" in fid:
         out["fidelity_fine"] = fid["fidelity_fine"]

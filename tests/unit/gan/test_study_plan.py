@@ -1,0 +1,40 @@
+"""The label-efficiency study's plan: which jobs run, what each waits for, what each arm plays."""
+
+from __future__ import annotations
+
+from bench.label_efficiency import job_cost, plan
+from bench.label_efficiency_arms import ARMS, StudyConfig, StudyParams, arm_game
+
+
+def _params(**study: object) -> StudyParams:
+    return StudyParams(study=StudyConfig(seeds={0.01: [0, 1]}, **study))
+
+
+def test_every_arm_that_starts_from_the_gan_waits_for_its_pretraining() -> None:
+    jobs = {j["name"]: j["after"] for j in plan(_params(triple_trunk="gan"))}
+    assert jobs["gan-pretrain"] == [] and jobs["reference"] == []
+    for arm in ("gan", "gan-ssl", "triple", "triple-no-rp", "triple-flat"):
+        assert jobs[f"{arm}-0.01-s1"] == ["gan-pretrain"], arm
+    for arm in ("scratch", "scratch-ssl", "gan-semi"):
+        assert jobs[f"{arm}-0.01-s0"] == [], arm
+    assert len(jobs) == 2 + 2 * (len(ARMS) - 1)  # gan-semi-head comes out of the gan-semi jobs
+
+
+def test_the_pretraining_runs_only_when_an_arm_needs_it() -> None:
+    names = {j["name"] for j in plan(_params(arms=["scratch", "gan-ssl"]))}
+    assert names == {"reference", "gan-pretrain", "scratch-0.01-s0", "scratch-0.01-s1"} | {
+        "gan-ssl-0.01-s0",
+        "gan-ssl-0.01-s1",
+    }
+    assert "gan-pretrain" not in {j["name"] for j in plan(_params(arms=["scratch-ssl"]))}
+
+
+def test_gan_ssl_plays_scratch_ssl_without_a_generative_model() -> None:
+    params = _params()
+    gan_ssl = arm_game(params, "gan-ssl", 100, "cpu").triple
+    ssl = arm_game(params, "scratch-ssl", 100, "cpu").triple
+    triple = arm_game(params, "triple", 100, "cpu").triple
+    assert gan_ssl is not None and ssl is not None and triple is not None
+    assert gan_ssl == ssl and not gan_ssl.generative and gan_ssl.unlabelled != "none"
+    assert triple.generative and triple.unlabelled == gan_ssl.unlabelled
+    assert job_cost("gan-ssl-0.01-s0", params) == job_cost("scratch-ssl-0.01-s0", params)
