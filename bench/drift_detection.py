@@ -43,7 +43,6 @@ from models.classifier.io import TrainedClassifier
 from models.data.ingest import build_dataset
 from models.monitoring.drift import DriftGateConfig, drift_decision, run_drift_report
 from models.monitoring.features import OOD_COLUMN, DriftFeatureExtractor
-from models.ood.guard import OodGuard
 from models.ood.sets import build_ood_sets
 from pipelines.monitor_pipeline import MonitorParams
 from pipelines.run_config import load_run_config
@@ -184,7 +183,6 @@ def main() -> None:  # noqa: D103 - the module docstring says it all
     started = time.perf_counter()
 
     classifier = TrainedClassifier.load(args.model_dir)
-    guard = OodGuard.from_classifier(classifier)
     data = build_dataset(params.dataset)
     if classifier.info.get("dataset_hash") != data.content_hash:
         sys.exit(f"{args.model_dir} was not trained on {params.dataset}: hashes differ")
@@ -349,7 +347,7 @@ def main() -> None:  # noqa: D103 - the module docstring says it all
 
     detected = [r for r in rows if r["shift"] != "hflip"]
     summary = {
-        "ood_scorer": guard.scorer if guard is not None else None,
+        "ood_scorer": (classifier.ood_info or {}).get("scorer"),  # None: saved without a guard
         "false_alarm_rate": round(false_alarms / len(clean_rows), 4),
         "alternative_false_alarms": alternative_false,
         "small_shifts": {

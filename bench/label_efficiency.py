@@ -73,8 +73,9 @@ def plan(params: arms.StudyParams) -> list[dict[str, Any]]:
     """Every job, heaviest first (the order they start in), with what each waits for."""
     chosen = set(params.study.arms)
     jobs: list[dict[str, Any]] = [{"name": "reference", "after": []}]  # it judges G's samples
-    triple_after = ["gan-pretrain"] if params.study.triple_trunk == "gan" else []
-    if chosen & {"gan", "gan-ssl"} or triple_after:
+    if params.study.triple_trunk == "gan" or any(
+        arms.reads_pretrained_gan(a, params.study) for a in chosen
+    ):
         jobs.append({"name": "gan-pretrain", "after": []})
     order = ["triple", "triple-flat", "triple-no-rp", "gan-semi", "scratch-ssl", "gan-ssl"]
     order += ["scratch", "gan"]
@@ -83,8 +84,7 @@ def plan(params: arms.StudyParams) -> list[dict[str, Any]]:
             continue
         for fraction, seeds in sorted(params.study.seeds.items()):
             for seed in seeds:
-                after = ["gan-pretrain"] if arm in ("gan", "gan-ssl") else []
-                after = triple_after if arm.startswith("triple") else after
+                after = ["gan-pretrain"] if arms.reads_pretrained_gan(arm, params.study) else []
                 jobs.append({"name": job_name(arm, fraction, seed), "after": after})
     return jobs
 
@@ -128,9 +128,7 @@ def run_job(name: str, params: arms.StudyParams, pace: Pace) -> None:
         arms.write_json(runs / "gan-pretrain.json", info)
         return
     arm, fraction, seed = parse_job(name)
-    pretrained = arm in ("gan", "gan-ssl") or (
-        arm.startswith("triple") and params.study.triple_trunk == "gan"
-    )
+    pretrained = arms.reads_pretrained_gan(arm, params.study)
     if arm == "gan-semi":
         row = _gan_semi(data, params, fraction, seed, pace)
     else:

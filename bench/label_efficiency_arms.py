@@ -101,6 +101,11 @@ class StudyParams(BaseModel):
     study: StudyConfig = Field(default_factory=StudyConfig)
 
 
+def reads_pretrained_gan(arm: str, study: StudyConfig) -> bool:
+    """Whether the arm's C starts from the unsupervised GAN's discriminator (``gan-pretrain``)."""
+    return arm in ("gan", "gan-ssl") or (arm.startswith("triple") and study.triple_trunk == "gan")
+
+
 def arm_game(params: StudyParams, arm: str, steps: int, device: str) -> GanTrainConfig:
     """The game config an arm plays (C alone for the non-triple arms)."""
     base = params.triple.triple or TripleConfig()

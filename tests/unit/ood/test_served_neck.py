@@ -11,13 +11,14 @@ import torch
 from models.ood.guard import OodGuard
 from models.ood.scores import guarded_forward
 from models.ood.served_neck import ServedNeckScores
+from models.runtime.tensors import to_model_range
 from models.tree.merge import TreeTensors
 from tests.toy_models import square_images
 
 
 def _neck_and_components(classifier, guard: OodGuard, images: np.ndarray, parts: list[str]):
     model = classifier.build()
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    x = to_model_range(torch.from_numpy(images).permute(0, 3, 1, 2))
     with torch.inference_mode():
         out = guarded_forward(model, None, x, need_trunk=False)
         probs = torch.softmax(torch.zeros(len(images), classifier.tree.num_leaves), 1)
