@@ -93,12 +93,18 @@ class HierganService:
 
     def __init__(self) -> None:
         import torch
+        from threadpoolctl import threadpool_limits
 
         from models.classifier.io import TrainedClassifier
         from models.ood import GuardedPredictor
         from models.runtime.device import resolve_device
 
-        torch.set_num_threads(CONFIG.threads_per_worker())
+        threads = CONFIG.threads_per_worker()
+        torch.set_num_threads(threads)
+        # NumPy's BLAS too (the guard's products): OpenBLAS keeps a thread per core in every
+        # worker, whose spinning beside the other workers' threads cut 32 single-image clients
+        # from 990 to 300 img/s and doubled the sequential p99 (bench/serve_load.py, 2 cores)
+        threadpool_limits(limits=threads, user_api="blas")
         self.device = resolve_device("auto")
         directory, self.model_source = self._model_location()
         classifier = TrainedClassifier.load(directory)

@@ -53,7 +53,7 @@ class GuardedPredictor(Predictor):
         if self.guard is not None:
             if self._pixels_of_input:
                 mean, precision, logdet = self.guard.pixel_gaussian
-                self._pixel_gaussian = (mean.cpu().numpy(), precision.cpu(), logdet)
+                self._pixel_gaussian = (mean.cpu().numpy(), precision.cpu().numpy(), logdet)
             self.guard.to(device)
             if self.guard.needs_discriminator:
                 self._discriminator = self.guard.discriminator
@@ -88,6 +88,8 @@ class GuardedPredictor(Predictor):
         thread for the pixel component beside the forward pass (an earlier version): served
         sequentially on 2 cores, /classify p50 2.26 ms inline vs 2.42 ms with the thread (8
         interleaved rounds; the threads contend for the interpreter lock the small ops need).
+        Measured again with the NumPy components, in process, one image, ``static-int8``, two
+        BLAS threads: the guard adds 0.38 ms inline, 0.45 ms with the pixel component in a thread.
         """
         guard = self.guard
         assert guard is not None

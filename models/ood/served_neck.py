@@ -6,7 +6,9 @@ costs 10-20 us, and the default score's two neck components are about twenty of 
 are the same products and reductions in NumPy, whose operations on small arrays cost a few.
 Measured (the quality model, one thread, one image, interleaved with the torch version): what
 the default guard adds to a prediction went from 0.63-0.67 ms to 0.45-0.48 ms (25-27 % to
-18-19 % of it). The numbers are the torch path's up to float32 rounding (the same centred
+18-19 % of it); then, each step's NumPy made cheaper (below, with the pixel component's
+matrix-vector product), 0.51 -> 0.47 ms with the network in ``static-int8`` and one BLAS
+thread, as served. The numbers are the torch path's up to float32 rounding (the same centred
 expansion ``z'Pz - 2 m'Pz + m'Pm``, the same two-stage kNN search), which a unit test holds it
 to; :class:`~models.ood.predictor.GuardedPredictor` uses it on the CPU when every network
 component of the served score is one of these.
@@ -118,7 +120,12 @@ class ServedNeckScores:
         else:
             basis, projected_t = self._coarse
             coarse = (z @ basis) @ projected_t  # [B, N] approximate
-            candidates = np.argpartition(-coarse, self._m - 1, axis=1)[:, : self._m]  # [B, M]
-            products = np.einsum("bmd,bd->bm", self._bank[candidates], z)  # [B, M] float32
-        kth = -np.partition(-products, self._k - 1, axis=1)[:, self._k - 1]
-        return 1.0 - kth / np.maximum(np.linalg.norm(z, axis=1), 1e-12)
+            n = coarse.shape[1]  # the M largest, without negating N products first (19 vs 33 us)
+            candidates = np.argpartition(coarse, n - self._m, axis=1)[:, n - self._m :]  # [B, M]
+            # a batched matrix product, not einsum's loop (13 vs 27 us, one image)
+            products = np.matmul(self._bank[candidates], z[:, :, None])[:, :, 0]  # [B, M]
+        m = products.shape[1]
+        kth = np.partition(products, m - self._k, axis=1)[:, m - self._k]  # the k-th largest
+        # not np.linalg.norm, whose checks cost more than the sum (19 vs 4 us, one image)
+        norm = np.sqrt(np.einsum("bd,bd->b", z, z))
+        return 1.0 - kth / np.maximum(norm, 1e-12)

@@ -111,6 +111,10 @@ def test_served_complexity_is_the_pixel_view_score() -> None:
         mean, precision, logdet = fit_pixel_gaussian(train, variance_floor=4.0)
         view = pixel_view(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0)
         expected = complexity_score(view, mean, precision, logdet)
-        got = served_complexity(images, mean.numpy(), precision, logdet)
+        got = served_complexity(images, mean.numpy(), precision.numpy(), logdet)
         np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5)
-        assert served_complexity(images[:0], mean.numpy(), precision, logdet).shape == (0,)
+        one_by_one = [
+            served_complexity(img[None], mean.numpy(), precision.numpy(), logdet) for img in images
+        ]
+        np.testing.assert_allclose(np.concatenate(one_by_one), expected.numpy(), rtol=1e-5)
+        assert served_complexity(images[:0], mean.numpy(), precision.numpy(), logdet).shape == (0,)

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from PIL import Image
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from models.tree.hierarchy import load_builtin_tree
 from tests.toy_models import train_tiny_classifier
@@ -35,8 +36,18 @@ def service(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch):
     from serving.service import HierganService
 
     thresholds = gc.get_threshold()
-    yield HierganService()
+    with threadpool_limits(limits=None):  # restores the BLAS threads the service caps
+        yield HierganService()
     gc.set_threshold(*thresholds)  # the worker's collector setting, not the test session's
+
+
+def test_service_caps_blas_threads_as_torch_threads(service) -> None:
+    """A worker's NumPy products (the guard's) may not start a BLAS thread per core."""
+    import torch
+
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert blas, "NumPy's BLAS is not visible to threadpoolctl"
+    assert {pool["num_threads"] for pool in blas} == {torch.get_num_threads()}
 
 
 def test_service_answers_path_leaf_and_top_k(service, tmp_path: Path) -> None:
