@@ -86,17 +86,14 @@ def served_complexity(
     """``[B]`` :func:`complexity_score` of uint8 ``[B, H, W, C]`` images of at most ``MAX_SIZE`` px.
 
     The serving path: their pixel view is the image itself, so the score is computed from the
-    uint8 pixels directly, in NumPy but for a batch's matrix product (torch's, so that it keeps
-    to the worker's threads). One image is NumPy's matrix-vector product with the (symmetric)
-    precision: 65 us (one BLAS thread, as served) against torch's 77 us for the 784 x 784 of
+    uint8 pixels directly, in NumPy (the service caps NumPy's BLAS threads at the worker's
+    torch threads). One image's product with the (symmetric) precision is a matrix-vector
+    product: 65 us with one BLAS thread against torch's 77 us for the 784 x 784 of
     Fashion-MNIST, each after a forward pass of the served int8 network. The same numbers as
     :func:`complexity_score` of their :func:`pixel_view` up to float32 rounding.
     """
     d = images.transpose(0, 3, 1, 2).reshape(len(images), mean.size).astype(np.float32) - mean
-    if len(d) == 1:
-        quad = (precision @ d[0]) @ d[0]
-    else:
-        quad = ((torch.from_numpy(d) @ torch.from_numpy(precision)).numpy() * d).sum(1)
+    quad = ((precision @ d.T).T * d).sum(1)  # precision is symmetric: d P d' per row
     nll = 0.5 * (quad + logdet + d.shape[1] * LOG_2PI)
     return nll - png_sizes(images) * LN2
 
