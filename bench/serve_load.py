@@ -331,17 +331,18 @@ NO_GUARD_ROW = "ours /classify (PNG), sequential, model without its OOD guard"
 
 
 def with_activation_ranges_dir(model_dir: str, directory: Path) -> str:
-    """``model_dir`` when it carries int8 activation ranges, else a copy with them fitted.
+    """``model_dir`` when it carries every int8 activation range, else a copy with them fitted.
 
-    Artifacts from before the calibration step fitted them would otherwise be served
-    ``dynamic-int8``; they are fitted here on the val split, as that step does.
+    Artifacts from before the calibration step fitted them (or the neck's) would otherwise be
+    served ``dynamic-int8`` (in part); they are fitted here on the val split, as that step does.
     """
     from bench.serving_runtime import with_ranges
     from models.classifier.io import TrainedClassifier
     from models.data.ingest import DatasetConfig, build_dataset
+    from models.runtime.static_int8 import missing_ranges
 
     classifier = TrainedClassifier.load(model_dir)
-    if classifier.activation_ranges is not None:
+    if not missing_ranges(classifier.build("cpu"), classifier.activation_ranges):
         return model_dir
     data = build_dataset(DatasetConfig(source="fashion-mnist", data_dir="data"))
     with_ranges(classifier, data.split("val")[0]).save(directory)

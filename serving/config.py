@@ -61,8 +61,9 @@ class ServiceConfig(BaseModel):
     )
     quantization: Quantization = Field(
         "none",
-        description="dynamic-int8: the linear layers' weights in int8; static-int8: the trunk's "
-        "convolutions too, with the artifact's activation ranges (CPU only)",
+        description="dynamic-int8: the linear layers' weights in int8 (activations per batch); "
+        "static-int8: the trunk's convolutions and the neck in int8 with the artifact's "
+        "activation ranges, answers independent of the batch (CPU only)",
     )
     fast_path: bool = Field(True, description="serving/fast_path.py for well-formed requests")
     access_log: bool = Field(True, description="BentoML's per-request access log lines")

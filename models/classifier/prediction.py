@@ -31,9 +31,10 @@ class Predictor:
         classifier: the trained, calibrated classifier.
         device: where the network runs.
         quantization: ``"dynamic-int8"`` serves the linear layers with int8 weights (CPU only,
-            :mod:`models.runtime.quantize`); ``"static-int8"`` also the trunk's convolutions,
-            with the activation ranges the artifact carries (without them: ``dynamic-int8``,
-            with a warning); ``"none"`` keeps float32. ``self.quantization`` says what runs.
+            :mod:`models.runtime.quantize`); ``"static-int8"`` the trunk's convolutions and the
+            neck, with the activation ranges the artifact carries, each image's answer
+            independent of its batch (without ranges: ``dynamic-int8``, with a warning);
+            ``"none"`` keeps float32. ``self.quantization`` says what runs.
     """
 
     def __init__(

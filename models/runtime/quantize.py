@@ -1,9 +1,10 @@
 """Int8 at inference on CPU: the linear layers' weights (dynamic), and the convolutions (static).
 
-``dynamic-int8`` quantizes the linear layers (below); ``static-int8`` also runs the trunk's
-convolutions in int8 with activation ranges fitted once on images
-(:mod:`models.runtime.static_int8`, whose docstring says why and what it measured).
-:func:`quantize_model` picks.
+``dynamic-int8`` quantizes the linear layers (below); ``static-int8`` runs the trunk's
+convolutions and the neck's linear layer in int8 with activation ranges fitted once on images
+(:mod:`models.runtime.static_int8`, whose docstring says why and what it measured): its answers
+do not depend on the other images of a batch, ``dynamic-int8``'s do. :func:`quantize_model`
+picks.
 
 Why: served one image at a time, the classifier's forward pass on CPU is memory-bound, not
 arithmetic-bound. The neck's ``Linear(9408, 256)`` of the default profile holds 9.2 MB of
@@ -24,13 +25,16 @@ a future torch drops it.
 from __future__ import annotations
 
 import copy
+import logging
 import warnings
 from typing import Literal, get_args
 
 import torch
 from torch import nn
 
-from models.runtime.static_int8 import ActivationRanges, quantize_convs
+from models.runtime.static_int8 import ActivationRanges, Int8Linear, quantize_with_ranges
+
+logger = logging.getLogger(__name__)
 
 Quantization = Literal["none", "dynamic-int8", "static-int8"]
 QUANTIZATIONS: tuple[str, ...] = get_args(Quantization)
@@ -45,7 +49,10 @@ def quantize_model(
     quantization: Quantization,
     activation_ranges: ActivationRanges | None = None,
 ) -> nn.Module:
-    """``model`` (eval, CPU) as ``quantization`` says: itself, int8 linears, or int8 convs too.
+    """``model`` (eval, CPU) as ``quantization`` says: itself, int8 linears, or ranged int8 layers.
+
+    ``static-int8`` with ranges from before the neck had its own (convolutions only) runs the
+    linear layers ``dynamic-int8`` and warns: its answers then depend on the batch.
 
     Raises:
         ValueError: an unknown ``quantization``, or ranges that do not fit the model.
@@ -60,7 +67,18 @@ def quantize_model(
             "calibration step saves them with the classifier): this model has none"
         )
     _check_runtime(model, quantization)
-    return quantize_linears(quantize_convs(model, activation_ranges), "dynamic-int8")
+    try:
+        ranged = quantize_with_ranges(model, activation_ranges)
+    except RuntimeError as err:  # a torch without the int8 linear op
+        raise QuantizationError(str(err)) from err
+    if any(isinstance(m, Int8Linear) for m in ranged.modules()):
+        return ranged  # the heads stay float32 (static_int8's docstring says why)
+    logger.warning(
+        "this model's activation ranges cover its convolutions only (fitted before the neck had "
+        "its own): its linear layers run dynamic-int8, so an answer can depend on the other "
+        "images of its batch; re-run the calibration step to fit them"
+    )
+    return quantize_linears(ranged, "dynamic-int8")
 
 
 def _check_runtime(model: nn.Module, quantization: str) -> None:
