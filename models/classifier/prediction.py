@@ -15,7 +15,8 @@ import torch
 from models.classifier.io import TrainedClassifier
 from models.runtime.quantize import Quantization, quantize_model
 from models.runtime.tensors import to_model_range
-from models.tree.merge import TreeTensors, merged_log_probs
+from models.tree.merge import TreeTensors
+from models.tree.numpy_merge import NumpyMerge
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class Predictor:
         )
         self._level_nodes = self.tree.level_nodes
         self._leaf_paths = self.tree.leaf_paths  # [n_leaves, depth] node index per level
-        self._calibration = list(classifier.calibration)  # one map per level
+        self._merge = NumpyMerge(self.tree, list(classifier.calibration))  # one map per level
         # [n_leaves, n_nodes of all levels]: leaf probabilities @ this = every node's marginal
         self._node_of_leaf = np.concatenate(
             [tt.cpu().numpy() for tt in self.tree_tensors.leaf_onehot], axis=1
@@ -117,17 +118,19 @@ class Predictor:
         One forward pass of the eval-mode model on the whole batch (the serving path: no
         re-batching, no mode switches, the tree's tensors built once).
         """
-        return self.calibrated_probs(self.model(self.model_input(images))).cpu().numpy()
+        return self.calibrated_probs(self.model(self.model_input(images)))
 
     def model_input(self, images: np.ndarray) -> torch.Tensor:
         """Checked uint8 ``[N, H, W, C]`` as the network's ``[N, C, H, W]`` in [-1, 1]."""
         x = torch.from_numpy(images).to(self.tree_tensors.leaf_paths.device).permute(0, 3, 1, 2)
         return to_model_range(x)
 
-    def calibrated_probs(self, logits: Sequence[torch.Tensor]) -> torch.Tensor:
-        """``[N, n_leaves]`` leaf probabilities of per-level logits, through the calibration."""
-        merged = merged_log_probs([z.float() for z in logits], self.tree_tensors, self._calibration)
-        return merged.exp()
+    def calibrated_probs(self, logits: Sequence[torch.Tensor]) -> np.ndarray:
+        """``[N, n_leaves]`` float32 leaf probabilities of per-level logits, calibrated.
+
+        Merged in NumPy (:mod:`models.tree.numpy_merge` says why).
+        """
+        return self._merge.leaf_probs([z.detach().float().cpu().numpy() for z in logits])
 
     def describe(
         self,

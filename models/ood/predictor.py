@@ -105,11 +105,12 @@ class GuardedPredictor(Predictor):
         if self._neck is not None:
             served = self._neck(out.layers[NECK].float().numpy())
         else:
-            comps = guard.components(out, self.tree_tensors, probs, self._network_parts)
+            probs_t = torch.from_numpy(probs).to(x.device)
+            comps = guard.components(out, self.tree_tensors, probs_t, self._network_parts)
             served = {name: score.cpu().numpy() for name, score in comps.items()}
         if self._pixels_of_input:
             served["complexity"] = served_complexity(images, *self._pixel_gaussian)
-        return probs.cpu().numpy(), served
+        return probs, served
 
     def classify(self, images: np.ndarray) -> tuple[np.ndarray, list[dict[str, Any] | None]]:
         """Calibrated leaf probabilities ``[N, n_leaves]`` and one OOD verdict per image.
