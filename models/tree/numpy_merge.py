@@ -4,8 +4,9 @@ The same numbers as :func:`models.tree.merge.merged_log_probs` (``exp`` of it) u
 rounding, which a unit test holds it to for every calibration method. Why a second version:
 served one image at a time, the torch merge is some twenty small operations of 5-20 us each,
 and the calibration maps' weights were made tensors again on every call; in NumPy, with the
-maps' arrays built once, the same work is a few microseconds per operation. Measured in
-``serving_runtime.md``'s setting (one image, one thread): see :class:`NumpyMerge`.
+maps' arrays built once, the same work is a few microseconds per operation. Measured on the
+default model (one image after its ``static-int8`` forward pass, one thread, 2,000 calls):
+379 -> 125 us; served, ``/classify`` p50 3.49 -> 3.16 ms (5 interleaved rounds).
 """
 
 from __future__ import annotations
