@@ -1,4 +1,4 @@
-"""Int8 at inference on CPU: the linear layers' weights (dynamic), and the convolutions (static).
+"""Int8 at inference on CPU: linear layers' weights (dynamic), or convolutions and neck (static).
 
 ``dynamic-int8`` quantizes the linear layers (below); ``static-int8`` runs the trunk's
 convolutions and the neck's linear layer in int8 with activation ranges fitted once on images
