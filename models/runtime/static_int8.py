@@ -210,13 +210,21 @@ def quantizable_linears(model: nn.Module) -> list[str]:
     return [f"neck.{n}" for n, m in model.neck.named_children() if isinstance(m, nn.Linear)]
 
 
+def ranged_layers(model: nn.Module) -> dict[str, tuple[str, ...]]:
+    """Every layer ``static-int8`` runs in int8 -> the sides it has ranges for, in model order.
+
+    A convolution's input and output (it is requantized), a neck linear's input only.
+    """
+    sides = {n: ("input", "output") for n in quantizable_convs(model)}
+    return sides | {n: ("input",) for n in quantizable_linears(model)}
+
+
 def missing_ranges(model: nn.Module, ranges: ActivationRanges | None) -> list[str]:
     """The layers ``static-int8`` runs in int8 that ``ranges`` lacks (all of them for ``None``).
 
     Non-empty for artifacts from before a layer had ranges: refit them to serve it in int8.
     """
-    wanted = quantizable_convs(model) + quantizable_linears(model)
-    return [name for name in wanted if name not in (ranges or {})]
+    return [name for name in ranged_layers(model) if name not in (ranges or {})]
 
 
 def fit_activation_ranges(
@@ -232,8 +240,7 @@ def fit_activation_ranges(
     from torch.ao.quantization.observer import HistogramObserver
 
     folded = fold_batch_norms(model).cpu()
-    sides = {n: ("input", "output") for n in quantizable_convs(folded)}
-    sides |= {n: ("input",) for n in quantizable_linears(folded)}
+    sides = ranged_layers(folded)
     with _quiet_eager_api():
         observers = {
             n: {
@@ -298,21 +305,23 @@ def quantize_with_ranges(model: nn.Module, ranges: ActivationRanges) -> nn.Modul
         RuntimeError: this torch lacks the int8 linear op.
     """
     folded = fold_batch_norms(model)
-    convs, linears = quantizable_convs(folded), quantizable_linears(folded)
-    expected = set(convs) | (set(linears) if set(linears) & set(ranges) else set())
+    sides = ranged_layers(folded)
+    linears = set(quantizable_linears(folded))
+    expected = {n for n in sides if n not in linears or linears & set(ranges)}
     if set(ranges) != expected:
         missing = sorted(expected - set(ranges))
-        extra = sorted(set(ranges) - set(convs) - set(linears))
+        extra = sorted(set(ranges) - set(sides))
         raise ValueError(
             f"activation ranges do not fit this model: missing {missing}, unknown {extra}"
         )
     for name, r in ranges.items():
-        is_conv = name in convs
-        _check_range(name, r, ("input", "output") if is_conv else ("input",))
+        _check_range(name, r, sides[name])
         parent, _, child = name.rpartition(".")
         layer = folded.get_submodule(name)
         int8 = (
-            Int8Conv2d(layer, r["input"], r["output"]) if is_conv else Int8Linear(layer, r["input"])
+            Int8Linear(layer, r["input"])
+            if name in linears
+            else Int8Conv2d(layer, r["input"], r["output"])
         )
         setattr(folded.get_submodule(parent), child, int8)
     return folded
