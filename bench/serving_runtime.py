@@ -41,6 +41,7 @@ from models.classifier.io import TrainedClassifier  # noqa: E402
 from models.data.ingest import DatasetConfig, build_dataset  # noqa: E402
 from models.ood import GuardedPredictor, build_ood_sets, fit_guard, with_guard  # noqa: E402
 from models.ood.evaluate import auroc  # noqa: E402
+from models.ood.fit import with_runtime_thresholds  # noqa: E402
 from models.runtime.quantize import QUANTIZATIONS  # noqa: E402
 from models.runtime.static_int8 import missing_ranges  # noqa: E402
 
@@ -114,7 +115,7 @@ def evaluate(
         "leaf": leaf,
         "test_scores": test_scores,
         "set_scores": {name: classify_all(predictor, x)[1] for name, x in sets.items()},
-        "threshold": predictor.guard.threshold,
+        "threshold": predictor.threshold,
         "latency_ms": {str(b): round(latency_ms(predictor, test_x, b, calls), 3) for b in (1, 32)},
         "batch_dependence": batch_dependence(predictor, test_x[:BATCH_DEPENDENCE_IMAGES]),
     }
@@ -156,23 +157,31 @@ def heldout_sets(data: Any, args: argparse.Namespace) -> tuple[TrainedClassifier
 
     splits, _, held = heldout_data(data, args.heldout_class)
     classifier = TrainedClassifier.load(Path(args.heldout_dir) / "classifier")
+    # the pipeline's order: activation ranges (calibration), then the guard and its thresholds
+    classifier = with_ranges(classifier, splits["val"][0])
     guard, _ = fit_guard(classifier, None, *splits["train"], splits["val"][0], served_config(args))
-    classifier = with_ranges(with_guard(classifier, guard), splits["val"][0])
-    return classifier, splits["test"], {f"heldout {args.heldout_class}": held}
+    return with_guard(classifier, guard), splits["test"], {f"heldout {args.heldout_class}": held}
 
 
 def with_ranges(classifier: TrainedClassifier, val_images: np.ndarray) -> TrainedClassifier:
     """The classifier with every int8 activation range: its own, else fitted as the pipeline does.
 
-    Artifacts from before the neck had ranges would otherwise serve it dynamic-int8.
+    Artifacts from before the neck had ranges would otherwise serve it dynamic-int8. A guard's
+    int8 thresholds are set on the val split when the ranges were fitted here or the artifact
+    predates them (the pipeline sets them after calibration).
     """
     missing = missing_ranges(classifier.build("cpu"), classifier.activation_ranges)
-    if not missing:
-        return classifier
-    print(f"no activation ranges for {missing} in the artifact: fitted on the val split")
-    return with_activation_ranges(
-        classifier, val_images, CalibrationConfig().activation_range_images
-    )
+    if missing:
+        print(f"no activation ranges for {missing} in the artifact: fitted on the val split")
+        classifier = with_activation_ranges(
+            classifier, val_images, CalibrationConfig().activation_range_images
+        )
+    if classifier.ood_info is not None and (
+        missing or not classifier.ood_info.get("runtime_thresholds")
+    ):
+        print("the guard's int8 thresholds set on the val split")
+        classifier = with_runtime_thresholds(classifier, val_images)
+    return classifier
 
 
 def report(result: dict[str, Any]) -> str:

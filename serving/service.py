@@ -251,7 +251,12 @@ class HierganService:
         guard = self.predictor.guard
         if guard is None:
             return None
-        return {"action": self.ood.action, "scorer": guard.scorer, "threshold": guard.threshold}
+        return {
+            "action": self.ood.action,
+            "scorer": guard.scorer,
+            "threshold": self.predictor.threshold,  # the served runtime's
+            "float32_threshold": guard.threshold,
+        }
 
     @bentoml.api(route="/model_info")
     def model_info(self) -> dict[str, Any]:

@@ -19,6 +19,8 @@ Scorer = Literal[
     "combined",
 ]
 SCORERS: tuple[str, ...] = get_args(Scorer)  # every scorer's name, in the order above
+# the CPU runtimes of models.runtime.quantize that change the network's numbers
+Int8Runtime = Literal["dynamic-int8", "static-int8"]
 
 
 class OodConfig(BaseModel):
@@ -26,7 +28,9 @@ class OodConfig(BaseModel):
 
     Every scorer is computed from the same forward pass (:func:`models.ood.scores.guarded_forward`);
     ``scorer`` picks the one whose threshold is served. The threshold is the ``tpr`` quantile of
-    the validation split's scores: that share of in-distribution images passes.
+    the validation split's scores: that share of in-distribution images passes; each of
+    ``runtime_thresholds`` gets its own, on the same images scored by that int8 runtime, which
+    the service answers with when it serves that runtime.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -35,6 +39,10 @@ class OodConfig(BaseModel):
         "knn_rmd_complexity", description="the served score (higher = more unusual)"
     )
     tpr: float = Field(0.95, gt=0.5, lt=1, description="in-distribution share under threshold")
+    runtime_thresholds: list[Int8Runtime] = Field(
+        ["dynamic-int8", "static-int8"],
+        description="int8 runtimes whose own threshold is set on val (one CPU pass over val each)",
+    )
     fit_images: int = Field(
         20000, ge=20, description="train images the Gaussians (features, pixels) are fitted on"
     )

@@ -23,8 +23,10 @@ from models.ood.guard import (
     robust_standardization,
     scorer_parts,
 )
+from models.ood.predictor import GuardedPredictor
 from models.ood.scores import LAYERS, guarded_forward
 from models.runtime.device import resolve_device
+from models.runtime.quantize import QuantizationError
 from models.runtime.tensors import map_image_batches
 from models.tree.merge import TreeTensors, merged_log_probs
 
@@ -167,6 +169,9 @@ def fit_guard(
         score=guard.combine({k: torch.from_numpy(v) for k, v in val.components.items()}).numpy(),
     )
     guard.threshold = float(np.quantile(val.score, config.tpr))
+    guard.runtime_thresholds = runtime_thresholds(
+        with_guard(classifier, guard.to("cpu")), val_images, config.tpr, config.runtime_thresholds
+    )
     guard.info = {
         "tpr": config.tpr,
         "fit_images": int(len(idx)),
@@ -184,6 +189,57 @@ def fit_guard(
         len(val_images),
     )
     return guard.to("cpu"), val
+
+
+def runtime_thresholds(
+    classifier: TrainedClassifier, val_images: np.ndarray, tpr: float, runtimes: list[str]
+) -> dict[str, float]:
+    """``{quantization: threshold}``: the ``tpr`` quantile of val scored as each runtime serves.
+
+    ``classifier`` carries its guard (float32 statistics and standardisation). An int8 network
+    moves every component a little, so float32's threshold passes another share of val: the
+    default model's guard flagged 5.2 % of val served ``static-int8``, 5.0 % at its own
+    threshold. Each runtime is what :class:`GuardedPredictor` runs on the CPU. Skipped: one
+    whose kernels this torch lacks (with a warning), and ``static-int8`` for a classifier without
+    activation ranges (it would run ``dynamic-int8``). Set them after the ranges, as the train
+    pipeline does (calibration, then the guard): ranges fitted later leave ``static-int8``'s
+    threshold that of the old ranges.
+    """
+    thresholds = {}
+    for runtime in runtimes:
+        if runtime == "static-int8" and classifier.activation_ranges is None:
+            logger.info("no OOD threshold for static-int8: the classifier has no activation ranges")
+            continue
+        try:
+            predictor = GuardedPredictor(classifier, "cpu", runtime)  # type: ignore[arg-type]
+        except QuantizationError as err:
+            logger.warning("no OOD threshold for %s: %s", runtime, err)
+            continue
+        scores = [
+            predictor.scores(val_images[i : i + 512])[1] for i in range(0, len(val_images), 512)
+        ]
+        thresholds[runtime] = float(np.quantile(np.concatenate(scores), tpr))
+    return thresholds
+
+
+def with_runtime_thresholds(
+    classifier: TrainedClassifier, val_images: np.ndarray, runtimes: list[str] | None = None
+) -> TrainedClassifier:
+    """The classifier with its guard's int8 thresholds set (again) on ``val_images``.
+
+    For a guard fitted before the thresholds existed, or after its activation ranges changed;
+    the true-positive rate is the one its threshold was fitted at.
+
+    Raises:
+        ValueError: the classifier carries no guard.
+    """
+    guard = OodGuard.from_classifier(classifier)
+    if guard is None:
+        raise ValueError("the classifier carries no OOD guard")
+    runtimes = list(OodConfig().runtime_thresholds) if runtimes is None else runtimes
+    tpr = float(guard.info.get("tpr", OodConfig().tpr))
+    guard.runtime_thresholds = runtime_thresholds(classifier, val_images, tpr, runtimes)
+    return with_guard(classifier, guard)
 
 
 def layer_gaussians(
@@ -214,11 +270,14 @@ def with_guard(classifier: TrainedClassifier, guard: OodGuard) -> TrainedClassif
 def with_scorer(
     guard: OodGuard, scorer: str, val_components: dict[str, np.ndarray], tpr: float
 ) -> OodGuard:
-    """The same statistics serving another scorer, its threshold set on the same val scores."""
+    """The same statistics serving another scorer, its threshold set on the same val scores.
+
+    Float32's only: the int8 runtimes' thresholds (``runtime_thresholds``) are not carried over.
+    """
     parts = scorer_parts(scorer, guard.levels, guard.discriminator is not None)
     if missing := [p for p in parts if p not in val_components]:
         raise ValueError(f"this guard cannot serve {scorer!r}: it has no {', '.join(missing)}")
-    other = replace(guard, scorer=scorer, parts=parts, info=dict(guard.info))
+    other = replace(guard, scorer=scorer, parts=parts, info=dict(guard.info), runtime_thresholds={})
     val_score = other.combine({k: torch.from_numpy(v) for k, v in val_components.items()})
     other.threshold = float(np.quantile(val_score.numpy(), tpr))
     return other

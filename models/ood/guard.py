@@ -83,7 +83,13 @@ class OodGuard:
         discriminator: the pretrained GAN discriminator (eval mode), or ``None``.
         scorer: the served scorer's name; ``parts`` its components.
         standardization: ``{component: (location, scale)}`` on the validation split.
-        threshold: scores above it are out of distribution.
+        threshold: scores above it are out of distribution (the float32 network's scores).
+        runtime_thresholds: ``{quantization: threshold}`` at the same true-positive rate on the
+            validation split scored by that int8 runtime
+            (:func:`~models.ood.fit.runtime_thresholds`): an int8 network moves the scores a
+            little, and the service answers with the threshold of the runtime it serves
+            (:meth:`threshold_for`). Empty for artifacts from before it and for a guard
+            switched to another scorer.
         info: JSON facts (tpr, images fitted on, validation share flagged ...).
         neighbours: ``[N, D]`` L2-normalised neck features of training images (the ``knn``
             component), or ``None``.
@@ -101,6 +107,7 @@ class OodGuard:
     parts: list[str]
     standardization: dict[str, tuple[float, float]] = field(default_factory=dict)
     threshold: float = float("inf")
+    runtime_thresholds: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     neighbours: Tensor | None = None
     knn_k: int = 10
@@ -108,6 +115,10 @@ class OodGuard:
     coarse_search: nn.Module | None = None
     # each Gaussian's mean_quadratic_forms, computed once per device (not saved)
     _mean_quads: dict[str, Tensor] = field(default_factory=dict, repr=False, compare=False)
+
+    def threshold_for(self, quantization: str) -> float:
+        """The threshold of the scores ``quantization`` gives (float32's when it has none)."""
+        return self.runtime_thresholds.get(quantization, self.threshold)
 
     def use_coarse_search(self) -> OodGuard:
         """Search the kNN bank in two stages (projected products, then float32); return self.
@@ -220,6 +231,7 @@ class OodGuard:
             "parts": list(self.parts),
             "standardization": {k: list(v) for k, v in self.standardization.items()},
             "threshold": float(self.threshold),
+            "runtime_thresholds": {k: float(v) for k, v in self.runtime_thresholds.items()},
             "gaussians": list(self.gaussians),  # layer.level, levels top first
             "discriminator": None,
             "neighbours": None,
@@ -292,6 +304,7 @@ class OodGuard:
                 k: (float(v[0]), float(v[1])) for k, v in meta["standardization"].items()
             },
             threshold=float(meta["threshold"]),
+            runtime_thresholds={k: float(v) for k, v in meta.get("runtime_thresholds", {}).items()},
             info=dict(meta.get("info", {})),
         )
 

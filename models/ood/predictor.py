@@ -22,7 +22,8 @@ class GuardedPredictor(Predictor):
     """A :class:`Predictor` whose answers carry ``"ood": {"score", "threshold", "is_ood"}``.
 
     A classifier saved without a guard (older artifacts) answers ``"ood": None``; ``has_guard``
-    says which.
+    says which. ``threshold`` is the one fitted for the runtime that runs
+    (:meth:`OodGuard.threshold_for`).
 
     Args:
         classifier: the trained, calibrated classifier (with its guard, if fitted).
@@ -40,6 +41,9 @@ class GuardedPredictor(Predictor):
     ) -> None:
         super().__init__(classifier, device, quantization)
         self.guard = OodGuard.from_classifier(classifier)
+        self.threshold: float | None = None
+        if self.guard is not None:
+            self.threshold = self.guard.threshold_for(self.quantization)
         parts = self.guard.parts if self.guard is not None else []
         self._need_trunk = any(p.startswith("maha_trunk") for p in parts)
         # the complexity component is scored from the uint8 input itself (served_complexity, on
@@ -120,9 +124,10 @@ class GuardedPredictor(Predictor):
         if self.guard is None:
             return self.leaf_probs(images), [None] * len(images)
         probs, scores = self.scores(images)
-        threshold = round(self.guard.threshold, 4)
+        assert self.threshold is not None
+        threshold, shown = self.threshold, round(self.threshold, 4)
         verdicts: list[dict[str, Any] | None] = [
-            {"score": round(s, 4), "threshold": threshold, "is_ood": s > self.guard.threshold}
+            {"score": round(s, 4), "threshold": shown, "is_ood": s > threshold}
             for s in scores.tolist()
         ]
         return probs, verdicts

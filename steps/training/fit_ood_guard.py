@@ -44,6 +44,7 @@ def fit_ood_guard(
     discriminator = gan.discriminator() if gan.conditioning is None else None
     guard, val = fit_guard(classifier, discriminator, *train, dataset.split("val")[0], config)
     report = {"scorer": guard.scorer, "parts": guard.parts, "threshold": guard.threshold}
+    report["runtime_thresholds"] = guard.runtime_thresholds
     report |= guard.info
     logger.info("OOD guard: %s", report)
     png = score_histogram_png(val.score, {}, guard.threshold, f"OOD score ({guard.scorer}), val")

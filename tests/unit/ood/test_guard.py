@@ -184,3 +184,41 @@ def test_relative_mahalanobis_subtracts_the_background_gaussian(toy_guarded, noi
     older_val = {k: v for k, v in val.components.items() if not k.startswith("rmd_")}
     with pytest.raises(ValueError, match="cannot serve 'rmd_complexity'.*rmd_neck_item"):
         with_scorer(older, "rmd_complexity", older_val, 0.95)
+
+
+def test_each_int8_runtime_gets_its_own_threshold_at_the_same_rate(toy_guarded) -> None:
+    from models.calibration.activation_ranges import with_activation_ranges
+    from models.ood.fit import with_runtime_thresholds
+
+    classifier, guard, _ = toy_guarded
+    # fitted without activation ranges: static-int8 would run dynamic-int8, so it has none
+    assert set(guard.runtime_thresholds) == {"dynamic-int8"}
+    assert guard.threshold_for("static-int8") == guard.threshold
+    val_x, _ = square_images(200, seed=2)  # the fixture's val split
+    ranged = with_activation_ranges(classifier, square_images(300, seed=1)[0])
+    ranged = with_runtime_thresholds(ranged, val_x)
+    again = OodGuard.from_classifier(ranged)
+    assert again is not None and set(again.runtime_thresholds) == {"dynamic-int8", "static-int8"}
+    for runtime in ("none", "dynamic-int8", "static-int8"):
+        predictor = GuardedPredictor(ranged, quantization=runtime)
+        assert predictor.threshold == again.threshold_for(runtime)
+        _, scores = predictor.scores(val_x)
+        # the share of val the served runtime passes at its own threshold
+        assert np.mean(scores <= predictor.threshold) == pytest.approx(0.95, abs=0.01), runtime
+        verdicts = predictor.classify(val_x[:20])[1]
+        assert {v["threshold"] for v in verdicts} == {round(predictor.threshold, 4)}
+
+
+def test_a_guard_saved_before_runtime_thresholds_serves_float32s(toy_guarded) -> None:
+    from models.ood.fit import with_runtime_thresholds
+
+    classifier, guard, _ = toy_guarded
+    meta = {k: v for k, v in classifier.ood_info.items() if k != "runtime_thresholds"}
+    old = OodGuard.from_artifact(classifier.ood_state, meta)
+    assert old.runtime_thresholds == {}
+    assert old.threshold_for("dynamic-int8") == old.threshold == guard.threshold
+    plain = TrainedClassifier(
+        classifier.architecture, classifier.config, classifier.tree, classifier.state
+    )
+    with pytest.raises(ValueError, match="no OOD guard"):
+        with_runtime_thresholds(plain, square_images(10)[0])

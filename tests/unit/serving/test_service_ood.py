@@ -67,6 +67,8 @@ def test_flag_marks_unusual_images_and_answers_all(guarded_dir, tmp_path, monkey
     assert predictions[1]["ood"]["score"] > predictions[1]["ood"]["threshold"]
     info = service.model_info()["ood"]
     assert info["action"] == "flag" and info["scorer"] == "knn_complexity"
+    assert info["threshold"] == service.predictor.threshold  # the served runtime's
+    assert info["float32_threshold"] == service.predictor.guard.threshold
 
 
 def test_reject_answers_422_naming_the_image_and_keeps_the_others(
