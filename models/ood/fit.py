@@ -183,12 +183,10 @@ def fit_guard(
         "variance_floor": config.variance_floor,
     }
     logger.info(
-        "OOD guard (%s): threshold %.4g on %d val images",
-        config.scorer,
-        guard.threshold,
-        len(val_images),
+        "OOD guard (%s): threshold %.4g on %d val images (int8 runtimes: %s)",
+        *(config.scorer, guard.threshold, len(val_images), guard.runtime_thresholds),
     )
-    return guard.to("cpu"), val
+    return guard, val
 
 
 def runtime_thresholds(

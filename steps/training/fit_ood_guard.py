@@ -50,6 +50,7 @@ def fit_ood_guard(
     png = score_histogram_png(val.score, {}, guard.threshold, f"OOD score ({guard.scorer}), val")
     tracking.log_metrics(
         {"ood_threshold": guard.threshold, "ood_val_flagged": report["val_flagged_share"]}
+        | {f"ood_threshold_{k.replace('-', '_')}": v for k, v in guard.runtime_thresholds.items()}
     )
     tracking.log_json(report, "ood/guard.json")
     tracking.log_png(png, "ood/val_histogram.png")

@@ -42,6 +42,7 @@ print(json.dumps({
     "hash": data.content_hash, "meta_hash": dataset.run_metadata.get("content_hash"),
     "splits": {k: len(v) for k, v in data.splits.items()}, "viz": viz,
     "mlflow_dataset_hash": params[0]["dataset_hash"] if params else None,
+    "mlflow_ood_metrics": sorted({k for r in runs for k in r.data.metrics if "ood_thr" in k}),
     "docs_html": "<html" in run.steps["validate_dataset"].outputs["data_docs"][0].load(),
     "gan_type": run.steps["pretrain_gan"].outputs["gan"][0].type.value,
     "gan_info": run.steps["pretrain_gan"].outputs["gan"][0].load().info,

@@ -87,6 +87,11 @@ def test_smoke_pipeline_completes_and_stores_artifacts(smoke_run: SmokeRun) -> N
     assert guard["neighbours"]["count"] == 600 and guard["pixels"]["dim"] == 784
     # fitted after calibration's activation ranges: a threshold for each int8 runtime too
     assert set(guard["runtime_thresholds"]) == {"dynamic-int8", "static-int8"}
+    assert facts["mlflow_ood_metrics"] == [
+        "ood_threshold",
+        "ood_threshold_dynamic_int8",
+        "ood_threshold_static_int8",
+    ]
     ood = facts["ood"]
     assert ood["test_images"] == 200 and ood["ood_scorer"] == "knn_rmd_complexity"
     assert 0.0 <= ood["ood_auroc"] <= 1.0 and "ood_auroc_noise" in ood
