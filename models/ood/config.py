@@ -16,6 +16,7 @@ Scorer = Literal[
     "knn_complexity",
     "rmd_complexity",
     "knn_rmd_complexity",
+    "knn_rmd",
     "combined",
 ]
 SCORERS: tuple[str, ...] = get_args(Scorer)  # every scorer's name, in the order above

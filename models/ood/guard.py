@@ -50,7 +50,9 @@ def scorer_parts(scorer: str, levels: list[str], has_discriminator: bool) -> lis
     Mahalanobis distance (Ren et al. 2021: the leaf Gaussians' distance minus that of one
     Gaussian over all training features) in the kNN distance's place; ``knn_rmd_complexity``
     (the default) sums all three: on images the detection bench does not contain it beat
-    ``knn_complexity`` on every set (``bench/ood_selection.py``); ``combined`` (the first
+    ``knn_complexity`` on every set (``bench/ood_selection.py``); ``knn_rmd`` leaves the
+    complexity term out, the part of the default that costs the most to serve (the PNG length
+    and a 784 x 784 product per image); ``combined`` (the first
     guard's default) sums ``mahalanobis``, the tree's energy and the discriminator's realness
     (when there is one).
     Several components are each standardised on the validation split before they are summed.
@@ -67,6 +69,7 @@ def scorer_parts(scorer: str, levels: list[str], has_discriminator: bool) -> lis
         "knn_complexity": ["knn", "complexity"],
         "rmd_complexity": [f"rmd_neck_{leaf}", "complexity"],
         "knn_rmd_complexity": ["knn", f"rmd_neck_{leaf}", "complexity"],
+        "knn_rmd": ["knn", f"rmd_neck_{leaf}"],
         "combined": [*maha, "energy", *(["realness"] if has_discriminator else [])],
     }[scorer]
     if "realness" in parts and not has_discriminator:
