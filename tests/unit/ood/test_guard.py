@@ -222,3 +222,17 @@ def test_a_guard_saved_before_runtime_thresholds_serves_float32s(toy_guarded) ->
     )
     with pytest.raises(ValueError, match="no OOD guard"):
         with_runtime_thresholds(plain, square_images(10)[0])
+
+
+def test_the_scorer_without_complexity_serves_from_the_neck_alone(noise_images) -> None:
+    from tests.toy_models import guarded_square_classifier
+
+    classifier, guard, val = guarded_square_classifier("knn_rmd")
+    assert guard.parts == ["knn", "rmd_neck_item"]
+    assert np.mean(val.score <= guard.threshold) == pytest.approx(0.95, abs=0.01)
+    predictor = GuardedPredictor(classifier)
+    images = np.concatenate([square_images(4, seed=8)[0], noise_images[:4]])
+    # served from the neck's NumPy components alone (test_served_neck.py holds their numbers)
+    _, served = predictor.served_components(images)
+    assert set(served) == {"knn", "rmd_neck_item"}  # no PNG length, no pixel product
+    assert [a["ood"]["is_ood"] for a in predictor.predict(images)[4:]] == [True] * 4
