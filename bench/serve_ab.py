@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import os
 import statistics
@@ -30,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -38,6 +36,7 @@ from bench.serve_clients import Target, paired_latencies, wait_ready  # noqa: E4
 from bench.serve_load import (  # noqa: E402
     REPO,
     free_port,
+    png_uploads,
     start,
     test_images,
     with_activation_ranges_dir,
@@ -70,11 +69,7 @@ async def compare(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     if guard_cost(args):  # A is B without its OOD statistics
         model_a = without_guard(model_a, tmp / "no_guard")
     images = test_images()
-    pngs = []
-    for image in images:
-        buf = io.BytesIO()
-        Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image).save(buf, format="PNG")
-        pngs.append(buf.getvalue())
+    pngs = png_uploads(images)
     servers = [
         serve(model_a, str(REPO), tmp, "a"),
         serve(model_b, args.tree_b or str(REPO), tmp, "b"),

@@ -186,10 +186,20 @@ def test_images() -> np.ndarray:
         return np.random.default_rng(0).integers(0, 256, (256, 28, 28, 1), dtype=np.uint8)
 
 
-async def run(args: argparse.Namespace, tmp: Path) -> dict:
-    """The ceiling, then both servers measured in alternating rounds."""
+def png_uploads(images: np.ndarray) -> list[bytes]:
+    """Each uint8 ``[H, W, C]`` image as the PNG file a client uploads to ``/classify``."""
     from PIL import Image
 
+    pngs = []
+    for img in images:
+        buf = io.BytesIO()
+        Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img).save(buf, format="PNG")
+        pngs.append(buf.getvalue())
+    return pngs
+
+
+async def run(args: argparse.Namespace, tmp: Path) -> dict:
+    """The ceiling, then both servers measured in alternating rounds."""
     if args.model_dir:
         tracking, model_uri = register_temporary(args.model_dir, tmp)
         model_dir = args.model_dir
@@ -197,11 +207,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict:
         tracking, model_uri, model_dir = champion(tmp)
     model_dir = with_activation_ranges_dir(model_dir, tmp / "ranged")
     images = test_images()
-    pngs = []
-    for img in images:
-        buf = io.BytesIO()
-        Image.fromarray(img[:, :, 0]).save(buf, format="PNG")
-        pngs.append(buf.getvalue())
+    pngs = png_uploads(images)
     # the classifier's own forward pass in float32 (the ceiling: what a faster runtime is judged
     # against), and the served runtime's (int8 raises it; the same probe when unquantized)
     probes = {"model": Ceiling(model_dir, images, "none")}
