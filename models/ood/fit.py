@@ -234,8 +234,9 @@ def with_runtime_thresholds(
     guard = OodGuard.from_classifier(classifier)
     if guard is None:
         raise ValueError("the classifier carries no OOD guard")
-    runtimes = list(OodConfig().runtime_thresholds) if runtimes is None else runtimes
-    tpr = float(guard.info.get("tpr", OodConfig().tpr))
+    defaults = OodConfig()
+    runtimes = list(defaults.runtime_thresholds) if runtimes is None else runtimes
+    tpr = float(guard.info.get("tpr", defaults.tpr))
     guard.runtime_thresholds = runtime_thresholds(classifier, val_images, tpr, runtimes)
     return with_guard(classifier, guard)
 
