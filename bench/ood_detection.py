@@ -24,7 +24,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from models.classifier.io import TrainedClassifier  # noqa: E402
 from models.data.ingest import DatasetConfig, build_dataset  # noqa: E402
 from models.gan.io import TrainedGan  # noqa: E402
 from models.ood import SCORERS, OodConfig, build_ood_sets, fit_guard, score_images  # noqa: E402
+from models.ood.complexity import Compressor, PixelDensity  # noqa: E402
 from models.ood.evaluate import auroc, fpr_at_tpr  # noqa: E402
 from models.ood.fit import with_guard, with_scorer  # noqa: E402
 
@@ -110,14 +111,27 @@ def evaluate_model(
 
 
 def served_config(args: argparse.Namespace) -> OodConfig:
-    """The train pipeline's ``ood:`` settings (its scorer served, or ``--scorer``'s)."""
+    """The train pipeline's ``ood:`` settings; ``--scorer`` and the pixel flags where given."""
     import yaml
 
     params = yaml.safe_load(Path("pipelines/configs/train.yaml").read_text())["parameters"]
     settings = params.get("ood", {}) | {"fit_images": args.fit_images, "device": "cpu"}
-    if getattr(args, "scorer", None):
-        settings["scorer"] = args.scorer
+    for key in ("scorer", "pixel_density", "compressor"):
+        if getattr(args, key, None):
+            settings[key] = getattr(args, key)
     return OodConfig(**settings)
+
+
+def pixel_setting(args: argparse.Namespace) -> str:
+    """The complexity term's setting in words, for the tables' headers."""
+    config = served_config(args)
+    return f"{config.pixel_density} pixel Gaussian, {config.compressor} length"
+
+
+def add_pixel_flags(parser: argparse.ArgumentParser) -> None:
+    """``--pixel-density`` and ``--compressor``: the complexity term's, instead of train.yaml's."""
+    parser.add_argument("--pixel-density", choices=get_args(PixelDensity))
+    parser.add_argument("--compressor", choices=get_args(Compressor))
 
 
 def heldout_data(
@@ -199,6 +213,7 @@ def main() -> None:  # noqa: D103 - the module docstring says it all
         help="serve (and save) this scorer instead of train.yaml's ood.scorer, as that YAML "
         "would with it (e.g. knn_rmd, to measure its serving cost with bench/serve_load.py)",
     )
+    add_pixel_flags(parser)
     args = parser.parse_args()
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     started = time.perf_counter()
@@ -285,7 +300,8 @@ def write_results(
         f"{args.set_size} images per OOD set (faces: 200); Gaussians and neighbours fitted on "
         f"{args.fit_images} train images, standardisation and threshold (95 % TPR) on the val "
         f"split. Each cell: AUROC / FPR at 95 % TPR; share flagged at the served threshold. "
-        f"**{default}** is the served scorer; rows below the scorers are single components.\n",
+        f"**{default}** is the served scorer; rows below the scorers are single components. "
+        f"The complexity term: {pixel_setting(args)}.\n",
         "| scorer | " + " | ".join(names) + " | worst AUROC |",
         "|---|" + "---|" * (len(names) + 1),
     ]

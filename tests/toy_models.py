@@ -3,6 +3,8 @@ real model to attack, serve or promote."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -120,9 +122,9 @@ def merged_model(model: TrainedClassifier) -> torch.nn.Module:
     return MergedLeafModel(model.build(), TreeTensors(model.tree), model.temperatures).eval()
 
 
-def guarded_square_classifier(scorer: str = "knn_complexity"):
+def guarded_square_classifier(scorer: str = "knn_complexity", **ood: Any):
     """:func:`square_classifier` with a fitted OOD guard (random-init discriminator), and its
-    validation scores: ``(classifier, guard, val_scores)``."""
+    validation scores: ``(classifier, guard, val_scores)``; ``ood``: other ``OodConfig`` fields."""
     from models.gan.networks import Discriminator
     from models.ood import OodConfig, fit_guard, with_guard
 
@@ -132,6 +134,6 @@ def guarded_square_classifier(scorer: str = "knn_complexity"):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         discriminator = Discriminator(ARCH).eval()
-    config = OodConfig(scorer=scorer, fit_images=400, device="cpu", batch_size=64)
+    config = OodConfig(scorer=scorer, fit_images=400, device="cpu", batch_size=64, **ood)
     guard, val = fit_guard(classifier, discriminator, train_x, train_y, val_x, config)
     return with_guard(classifier, guard), guard, val

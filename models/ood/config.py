@@ -6,6 +6,8 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.ood.complexity import Compressor, PixelDensity
+
 Scorer = Literal[
     "msp",
     "energy",
@@ -56,6 +58,16 @@ class OodConfig(BaseModel):
     )
     variance_floor: float = Field(
         4.0, gt=0, description="complexity: added to each pixel's variance (grey levels squared)"
+    )
+    pixel_density: PixelDensity = Field(
+        "diagonal",
+        description="complexity: the pixel Gaussian's covariance, diagonal or full (a D x D "
+        "product per served image; no set better in the default score: bench/ood_pixel_ab.py)",
+    )
+    compressor: Compressor = Field(
+        "zlib",
+        description="complexity: the length L(x), zlib level 1 of the pixels or the PNG size "
+        "(Serra et al.'s compressor; about three times zlib's cost per served image)",
     )
     shrinkage: float = Field(
         1e-3, ge=0, lt=1, description="covariance + shrinkage * mean variance * identity"

@@ -13,7 +13,7 @@ from torch import Tensor
 from models.classifier.io import TrainedClassifier
 from models.classifier.network import HierarchicalClassifier
 from models.gan.networks import Discriminator, GanArchitecture
-from models.ood.complexity import fit_pixel_gaussian
+from models.ood.complexity import Compressor, PixelDensity, fit_pixel_gaussian
 from models.ood.config import OodConfig
 from models.ood.guard import (
     BACKGROUND,
@@ -150,9 +150,8 @@ def fit_guard(
         torch.from_numpy(fitted.layers[KNN_LAYER][bank]), dim=1
     )
     k = min(config.neighbours, len(neighbours))
-    pixel_gaussian = fit_pixel_gaussian(
-        torch.from_numpy(fitted.layers["pixels"]), config.variance_floor
-    )
+    pixels = torch.from_numpy(fitted.layers["pixels"])
+    pixel_gaussian = fit_pixel_gaussian(pixels, *_pixel_settings(config))
     guard = OodGuard(
         gaussians,
         discriminator,
@@ -181,12 +180,18 @@ def fit_guard(
         "knn_k": k,
         "knn_images": int(len(neighbours)),
         "variance_floor": config.variance_floor,
+        "pixels": f"{config.pixel_density} Gaussian, {config.compressor} length",
     }
     logger.info(
         "OOD guard (%s): threshold %.4g on %d val images (int8 runtimes: %s)",
         *(config.scorer, guard.threshold, len(val_images), guard.runtime_thresholds),
     )
     return guard, val
+
+
+def _pixel_settings(config: OodConfig) -> tuple[float, PixelDensity, Compressor]:
+    """The complexity term's ``(variance_floor, density, compressor)`` from the config."""
+    return config.variance_floor, config.pixel_density, config.compressor
 
 
 def runtime_thresholds(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from models.classifier.io import TrainedClassifier
 from models.gan.networks import Discriminator, GanArchitecture
-from models.ood.complexity import complexity_score
+from models.ood.complexity import Compressor, PixelGaussian, complexity_score
 from models.ood.scores import (
     LAYERS,
     GuardedOutputs,
@@ -51,8 +51,9 @@ def scorer_parts(scorer: str, levels: list[str], has_discriminator: bool) -> lis
     Gaussian over all training features) in the kNN distance's place; ``knn_rmd_complexity``
     (the default) sums all three: on images the detection bench does not contain it beat
     ``knn_complexity`` on every set (``bench/ood_selection.py``); ``knn_rmd`` leaves the
-    complexity term out, the part of the default that costs the most to serve (the PNG length
-    and a 784 x 784 product per image); ``combined`` (the first
+    complexity term out, the part of the default that cost the most to serve while it read a
+    PNG length and a 784 x 784 product per image (now, by default, a zlib length and a diagonal
+    Gaussian: :mod:`models.ood.complexity`); ``combined`` (the first
     guard's default) sums ``mahalanobis``, the tree's energy and the discriminator's realness
     (when there is one).
     Several components are each standardised on the validation split before they are summed.
@@ -100,8 +101,8 @@ class OodGuard:
         coarse_search: a first stage for a two-stage kNN search (see
             :func:`~models.ood.scores.knn_distance`), or ``None`` (one float32 pass). Not saved:
             :meth:`use_coarse_search` makes it from the bank at load, for serving.
-        pixel_gaussian: ``(mean [D], precision [D, D], log det covariance)`` of the training
-            images' pixels (the ``complexity`` component), or ``None``.
+        pixel_gaussian: the training images' pixel Gaussian and the compressor (the
+            ``complexity`` component), or ``None``.
     """
 
     gaussians: dict[str, tuple[Tensor, Tensor]]
@@ -114,7 +115,7 @@ class OodGuard:
     info: dict[str, Any] = field(default_factory=dict)
     neighbours: Tensor | None = None
     knn_k: int = 10
-    pixel_gaussian: tuple[Tensor, Tensor, float] | None = None
+    pixel_gaussian: PixelGaussian | None = None
     coarse_search: nn.Module | None = None
     # each Gaussian's mean_quadratic_forms, computed once per device (not saved)
     _mean_quads: dict[str, Tensor] = field(default_factory=dict, repr=False, compare=False)
@@ -141,8 +142,10 @@ class OodGuard:
         if self.coarse_search is not None:
             self.coarse_search.to(device)
         if self.pixel_gaussian is not None:
-            mean, precision, logdet = self.pixel_gaussian
-            self.pixel_gaussian = (mean.to(device), precision.to(device), logdet)
+            g = self.pixel_gaussian
+            self.pixel_gaussian = g._replace(
+                mean=g.mean.to(device), precision=g.precision.to(device)
+            )
         if self.discriminator is not None:
             self.discriminator.to(device)
         return self
@@ -195,7 +198,7 @@ class OodGuard:
         if self.pixel_gaussian is not None and wanted("complexity"):
             if out.pixels is None:
                 raise ValueError("the complexity component needs the pass's pixel view")
-            comps["complexity"] = complexity_score(out.pixels, *self.pixel_gaussian)
+            comps["complexity"] = complexity_score(out.pixels, self.pixel_gaussian)
         return comps
 
     @property
@@ -242,10 +245,15 @@ class OodGuard:
             "info": self.info,
         }
         if self.pixel_gaussian is not None:
-            mean, precision, logdet = self.pixel_gaussian
-            state[PIXELS + "mean"] = mean.detach().cpu().contiguous()
-            state[PIXELS + "precision"] = precision.detach().cpu().contiguous()
-            meta["pixels"] = {"logdet": logdet, "dim": len(mean)}
+            g = self.pixel_gaussian
+            state[PIXELS + "mean"] = g.mean.detach().cpu().contiguous()
+            state[PIXELS + "precision"] = g.precision.detach().cpu().contiguous()
+            meta["pixels"] = {
+                "logdet": g.logdet,
+                "dim": len(g.mean),
+                "density": g.density,
+                "compressor": g.compressor,
+            }
         if self.neighbours is not None:
             state[NEIGHBOURS] = self.neighbours.detach().cpu().contiguous()
             meta["neighbours"] = {
@@ -294,7 +302,11 @@ class OodGuard:
                 mean, precision = state[PIXELS + "mean"], state[PIXELS + "precision"]
             except KeyError as err:
                 raise ValueError(f"ood.safetensors lacks {err.args[0]}") from None
-            pixel_gaussian = (mean, precision, float(meta["pixels"]["logdet"]))
+            pixels = meta["pixels"]  # artifacts from before the compressor's choice: PNG
+            compressor = pixels.get("compressor", "png")
+            if compressor not in get_args(Compressor):
+                raise ValueError(f"ood.json: unknown pixels.compressor {compressor!r}")
+            pixel_gaussian = PixelGaussian(mean, precision, float(pixels["logdet"]), compressor)
         return cls(
             neighbours=neighbours,
             knn_k=knn_k,

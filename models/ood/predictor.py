@@ -56,8 +56,10 @@ class GuardedPredictor(Predictor):
         self._neck: ServedNeckScores | None = None  # the neck components in NumPy (CPU)
         if self.guard is not None:
             if self._pixels_of_input:
-                mean, precision, logdet = self.guard.pixel_gaussian
-                self._pixel_gaussian = (mean.cpu().numpy(), precision.cpu().numpy(), logdet)
+                g = self.guard.pixel_gaussian
+                self._pixel_gaussian = g._replace(
+                    mean=g.mean.cpu().numpy(), precision=g.precision.cpu().numpy()
+                )
             self.guard.to(device)
             if self.guard.needs_discriminator:
                 self._discriminator = self.guard.discriminator
@@ -113,7 +115,7 @@ class GuardedPredictor(Predictor):
             comps = guard.components(out, self.tree_tensors, probs_t, self._network_parts)
             served = {name: score.cpu().numpy() for name, score in comps.items()}
         if self._pixels_of_input:
-            served["complexity"] = served_complexity(images, *self._pixel_gaussian)
+            served["complexity"] = served_complexity(images, self._pixel_gaussian)
         return probs, served
 
     def classify(self, images: np.ndarray) -> tuple[np.ndarray, list[dict[str, Any] | None]]:

@@ -13,8 +13,8 @@ pre-activation, and (when the guard holds one) the pretrained GAN discriminator'
   Gaussians with one tied covariance (Lee et al. 2018), per feature layer and tree level;
 - ``realness``: minus the discriminator's real/fake logit: a GAN's D was trained to tell the
   training data from anything else;
-- ``complexity``: the pixel Gaussian's negative log-likelihood minus the image's PNG length
-  (:mod:`models.ood.complexity`, Serrà et al. 2020);
+- ``complexity``: the pixel Gaussian's negative log-likelihood minus the image's compressed
+  length (:mod:`models.ood.complexity`, Serrà et al. 2020);
 - ``knn``: one minus the cosine similarity of the L2-normalised neck features to their k-th
   nearest neighbour among training images' (Sun et al. 2022, "deep nearest neighbours"): no
   Gaussian assumed, and the normalisation discards the feature norm that simple inputs

@@ -42,6 +42,7 @@ def test_guard_survives_save_and_load(toy_guarded, noise_images, tmp_path) -> No
     meta = json.loads((tmp_path / "ood.json").read_text())
     assert meta["scorer"] == "knn_complexity" and meta["threshold"] == guard.threshold
     assert meta["neighbours"] == {"layer": "neck", "k": guard.knn_k, "count": 400}
+    assert meta["pixels"]["density"] == "diagonal" and meta["pixels"]["compressor"] == "zlib"
     loaded = TrainedClassifier.load(tmp_path)
     again = OodGuard.from_classifier(loaded)
     assert again is not None and again.discriminator is not None
@@ -98,6 +99,26 @@ def test_the_serving_pass_gives_the_evaluation_scores(toy_guarded, noise_images)
         atol = KNN_ROUNDING if part == "knn" else 1e-4
         np.testing.assert_allclose(served[part], evaluated.components[part], 1e-5, atol, part)
     np.testing.assert_allclose(probs, evaluated.leaf_probs, rtol=1e-5, atol=1e-6)
+
+
+def test_a_full_gaussian_with_png_lengths_serves_its_evaluation_scores(noise_images) -> None:
+    """The pixel component as guards fitted before the diagonal + zlib default computed it."""
+    from tests.toy_models import guarded_square_classifier
+
+    classifier, guard, _ = guarded_square_classifier(pixel_density="full", compressor="png")
+    assert guard.pixel_gaussian is not None and guard.pixel_gaussian.density == "full"
+    images = np.concatenate([square_images(4, seed=8)[0], noise_images[:4]])
+    _, served = GuardedPredictor(classifier).served_components(images)
+    evaluated = score_images(classifier, guard, images, every_component=False)
+    np.testing.assert_allclose(served["complexity"], evaluated.components["complexity"], 1e-5)
+    # an artifact from before the choice has no "density" or "compressor": full, PNG
+    meta = json.loads(json.dumps(classifier.ood_info))
+    del meta["pixels"]["density"], meta["pixels"]["compressor"]
+    older = OodGuard.from_artifact(classifier.ood_state, meta)
+    assert older.pixel_gaussian is not None and older.pixel_gaussian.compressor == "png"
+    meta["pixels"]["compressor"] = "jpeg"
+    with pytest.raises(ValueError, match="unknown pixels.compressor 'jpeg'"):
+        OodGuard.from_artifact(classifier.ood_state, meta)
 
 
 def test_a_damaged_ood_file_is_refused(toy_guarded) -> None:
