@@ -298,15 +298,7 @@ class OodGuard:
             neighbours, knn_k = state[NEIGHBOURS], int(meta["neighbours"]["k"])
         pixel_gaussian = None
         if meta.get("pixels") is not None:
-            try:
-                mean, precision = state[PIXELS + "mean"], state[PIXELS + "precision"]
-            except KeyError as err:
-                raise ValueError(f"ood.safetensors lacks {err.args[0]}") from None
-            pixels = meta["pixels"]  # artifacts from before the compressor's choice: PNG
-            compressor = pixels.get("compressor", "png")
-            if compressor not in get_args(Compressor):
-                raise ValueError(f"ood.json: unknown pixels.compressor {compressor!r}")
-            pixel_gaussian = PixelGaussian(mean, precision, float(pixels["logdet"]), compressor)
+            pixel_gaussian = _saved_pixel_gaussian(state, meta["pixels"])
         return cls(
             neighbours=neighbours,
             knn_k=knn_k,
@@ -357,6 +349,30 @@ def fit_gaussians(
         precision = 0.5 * (precision + precision.T)
         out[name] = (means.float(), precision.float())
     return out
+
+
+def _saved_pixel_gaussian(state: dict[str, Tensor], pixels: dict[str, Any]) -> PixelGaussian:
+    """The ``complexity`` component's Gaussian and compressor from ``ood.safetensors`` / ``.json``.
+
+    Raises:
+        ValueError: a tensor missing, a precision of neither ``[D]`` nor ``[D, D]``, or an
+            unknown compressor.
+    """
+    try:
+        mean, precision = state[PIXELS + "mean"], state[PIXELS + "precision"]
+    except KeyError as err:
+        raise ValueError(f"ood.safetensors lacks {err.args[0]}") from None
+    d = len(mean)
+    if tuple(precision.shape) not in ((d,), (d, d)):
+        raise ValueError(
+            f"ood.safetensors: {PIXELS}precision has shape {list(precision.shape)}, expected "
+            f"[{d}] (diagonal) or [{d}, {d}] (full) for {d} pixels"
+        )
+    compressor = pixels.get("compressor", "png")  # artifacts from before the choice: PNG
+    if compressor not in get_args(Compressor):
+        expected = " or ".join(get_args(Compressor))
+        raise ValueError(f"ood.json: unknown pixels.compressor {compressor!r}, expected {expected}")
+    return PixelGaussian(mean, precision, float(pixels["logdet"]), compressor)
 
 
 def robust_standardization(values: np.ndarray) -> tuple[float, float]:

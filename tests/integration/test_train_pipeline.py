@@ -85,6 +85,8 @@ def test_smoke_pipeline_completes_and_stores_artifacts(smoke_run: SmokeRun) -> N
     assert guard["scorer"] == "knn_rmd_complexity" and guard["discriminator"] is not None
     assert guard["info"]["fit_images"] == 600 and guard["info"]["val_images"] == 200
     assert guard["neighbours"]["count"] == 600 and guard["pixels"]["dim"] == 784
+    # train.yaml's complexity term: a diagonal pixel Gaussian and zlib lengths
+    assert (guard["pixels"]["density"], guard["pixels"]["compressor"]) == ("diagonal", "zlib")
     # fitted after calibration's activation ranges: a threshold for each int8 runtime too
     assert set(guard["runtime_thresholds"]) == {"dynamic-int8", "static-int8"}
     assert facts["mlflow_ood_metrics"] == [

@@ -119,6 +119,10 @@ def test_a_full_gaussian_with_png_lengths_serves_its_evaluation_scores(noise_ima
     meta["pixels"]["compressor"] = "jpeg"
     with pytest.raises(ValueError, match="unknown pixels.compressor 'jpeg'"):
         OodGuard.from_artifact(classifier.ood_state, meta)
+    meta["pixels"]["compressor"] = "png"
+    state = dict(classifier.ood_state) | {"pixels.precision": torch.ones(783)}
+    with pytest.raises(ValueError, match=r"precision has shape \[783\], expected \[784\]"):
+        OodGuard.from_artifact(state, meta)
 
 
 def test_a_damaged_ood_file_is_refused(toy_guarded) -> None:
