@@ -103,7 +103,8 @@ def png_sizes(images: np.ndarray) -> np.ndarray:
     """``[B]`` float32 PNG sizes in bits of uint8 ``[B, s, s, C]`` images.
 
     For images of at most ``MAX_SIZE`` px, the served uint8 input itself: the same bits as
-    :func:`png_bits` of its :func:`pixel_view`, without the round trip through float.
+    :func:`compressed_bits` (``"png"``) of its :func:`pixel_view`, without the round trip
+    through float.
 
     The size is that of ``Image.save(format="PNG")``, from Pillow's own encoder without the file
     around it: a PNG of these images is a fixed ``PNG_FRAME_BYTES`` of signature and chunk

@@ -31,7 +31,7 @@ def saved_png_bits(img: np.ndarray) -> int:
     return 8 * len(buf.getvalue())
 
 
-def test_png_bits_are_the_encoded_size_and_grow_with_complexity() -> None:
+def test_png_lengths_are_the_encoded_size_and_grow_with_complexity() -> None:
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 256, (1, 1, 28, 28)).astype(np.float32)
     blank = np.zeros((1, 1, 28, 28), np.float32)

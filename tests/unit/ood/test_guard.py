@@ -259,5 +259,5 @@ def test_the_scorer_without_complexity_serves_from_the_neck_alone(noise_images) 
     images = np.concatenate([square_images(4, seed=8)[0], noise_images[:4]])
     # served from the neck's NumPy components alone (test_served_neck.py holds their numbers)
     _, served = predictor.served_components(images)
-    assert set(served) == {"knn", "rmd_neck_item"}  # no PNG length, no pixel product
+    assert set(served) == {"knn", "rmd_neck_item"}  # no compressed length, no pixel density
     assert [a["ood"]["is_ood"] for a in predictor.predict(images)[4:]] == [True] * 4
