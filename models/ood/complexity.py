@@ -182,7 +182,11 @@ def fit_pixel_gaussian(
     density: PixelDensity = "full",
     compressor: Compressor = "png",
 ) -> PixelGaussian:
-    """The pixel Gaussian of ``[N, D]`` training pixels (float32 mean and precision)."""
+    """The pixel Gaussian of ``[N, D]`` training pixels (float32 mean and precision).
+
+    The defaults are what guards fitted before the choice used (the full covariance, PNG);
+    :class:`~models.ood.config.OodConfig`'s are ``diagonal`` and ``zlib``.
+    """
     x = flat.double()
     mean = x.mean(0)
     centred = x - mean
