@@ -251,11 +251,16 @@ class HierganService:
         guard = self.predictor.guard
         if guard is None:
             return None
+        pixels = guard.pixel_gaussian  # the complexity term's setting, where the guard has one
         return {
             "action": self.ood.action,
             "scorer": guard.scorer,
+            "parts": list(guard.parts),
             "threshold": self.predictor.threshold,  # the served runtime's
             "float32_threshold": guard.threshold,
+            "pixels": None
+            if pixels is None
+            else {"density": pixels.density, "compressor": pixels.compressor},
         }
 
     @bentoml.api(route="/model_info")

@@ -69,6 +69,8 @@ def test_flag_marks_unusual_images_and_answers_all(guarded_dir, tmp_path, monkey
     assert info["action"] == "flag" and info["scorer"] == "knn_complexity"
     assert info["threshold"] == service.predictor.threshold  # the served runtime's
     assert info["float32_threshold"] == service.predictor.guard.threshold
+    assert info["parts"] == ["knn", "complexity"]
+    assert info["pixels"] == {"density": "diagonal", "compressor": "zlib"}  # OodConfig's defaults
 
 
 def test_reject_answers_422_naming_the_image_and_keeps_the_others(
