@@ -53,8 +53,9 @@ def served_scores(
     compressor: str,
 ) -> tuple[dict[str, np.ndarray], float]:
     """``({"test": [N], set: [M] ...}, threshold)``: the served score under one setting."""
-    args.pixel_density, args.compressor = density, compressor
-    config = served_config(args).model_copy(update={"runtime_thresholds": []})
+    chosen = {"pixel_density": density, "compressor": compressor}
+    setting = argparse.Namespace(**vars(args) | chosen)
+    config = served_config(setting).model_copy(update={"runtime_thresholds": []})
     guard, _ = fit_guard(classifier, discriminator, *splits["train"], splits["val"][0], config)
     model = classifier.build()
     images = {"test": splits["test"][0], **sets}
@@ -144,7 +145,6 @@ def main() -> None:
             round(float((a["test"] > thr_a).mean()), 4),
             round(float((b["test"] > thr_b).mean()), 4),
         ]
-    args.pixel_density = args.compressor = None
     scorer = served_config(args).scorer
     write(rows, flagged, scorer, args)
     worse = [r["set"] for r in rows if r["high"] < 0]
