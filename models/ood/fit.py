@@ -13,7 +13,7 @@ from torch import Tensor
 from models.classifier.io import TrainedClassifier
 from models.classifier.network import HierarchicalClassifier
 from models.gan.networks import Discriminator, GanArchitecture
-from models.ood.complexity import Compressor, PixelDensity, fit_pixel_gaussian
+from models.ood.complexity import fit_pixel_gaussian
 from models.ood.config import OodConfig
 from models.ood.guard import (
     BACKGROUND,
@@ -150,8 +150,12 @@ def fit_guard(
         torch.from_numpy(fitted.layers[KNN_LAYER][bank]), dim=1
     )
     k = min(config.neighbours, len(neighbours))
-    pixels = torch.from_numpy(fitted.layers["pixels"])
-    pixel_gaussian = fit_pixel_gaussian(pixels, *_pixel_settings(config))
+    pixel_gaussian = fit_pixel_gaussian(
+        torch.from_numpy(fitted.layers["pixels"]),
+        config.variance_floor,
+        config.pixel_density,
+        config.compressor,
+    )
     guard = OodGuard(
         gaussians,
         discriminator,
@@ -161,16 +165,7 @@ def fit_guard(
         knn_k=k,
         pixel_gaussian=pixel_gaussian,
     ).to(device)
-    val = score_images(classifier, guard, val_images, model, config.batch_size)
-    guard.standardization = {k: robust_standardization(v) for k, v in val.components.items()}
-    val = replace(
-        val,
-        score=guard.combine({k: torch.from_numpy(v) for k, v in val.components.items()}).numpy(),
-    )
-    guard.threshold = float(np.quantile(val.score, config.tpr))
-    guard.runtime_thresholds = runtime_thresholds(
-        with_guard(classifier, guard.to("cpu")), val_images, config.tpr, config.runtime_thresholds
-    )
+    val = _fit_on_val(guard, classifier, model, val_images, config)
     guard.info = {
         "tpr": config.tpr,
         "fit_images": int(len(idx)),
@@ -189,9 +184,28 @@ def fit_guard(
     return guard, val
 
 
-def _pixel_settings(config: OodConfig) -> tuple[float, PixelDensity, Compressor]:
-    """The complexity term's ``(variance_floor, density, compressor)`` from the config."""
-    return config.variance_floor, config.pixel_density, config.compressor
+def _fit_on_val(
+    guard: OodGuard,
+    classifier: TrainedClassifier,
+    model: HierarchicalClassifier,
+    val_images: np.ndarray,
+    config: OodConfig,
+) -> GuardedScores:
+    """Set the guard's standardisation, threshold and int8 runtimes' thresholds on the val split.
+
+    In place; the guard ends on the CPU. Returns the val split's scores (every component).
+    """
+    val = score_images(classifier, guard, val_images, model, config.batch_size)
+    guard.standardization = {k: robust_standardization(v) for k, v in val.components.items()}
+    val = replace(
+        val,
+        score=guard.combine({k: torch.from_numpy(v) for k, v in val.components.items()}).numpy(),
+    )
+    guard.threshold = float(np.quantile(val.score, config.tpr))
+    guard.runtime_thresholds = runtime_thresholds(
+        with_guard(classifier, guard.to("cpu")), val_images, config.tpr, config.runtime_thresholds
+    )
+    return val
 
 
 def runtime_thresholds(
