@@ -10,10 +10,11 @@ minutes falls on both alike; a model without int8 activation ranges gets them fi
 split first, as ``serve_load.py`` does.
 
     python bench/serve_ab.py --model DIR [--model-b DIR] [--tree-b DIR] [--requests 1200]
-        [--rounds 8]
+        [--rounds 8] [--save NAME]
 
 Prints each round's p50s and, last, one JSON line: the medians over rounds of A's and B's p50,
-B - A in milliseconds and as a share of A, and every round's pair.
+B - A in milliseconds and as a share of A, and every round's pair; ``--save NAME`` also writes
+them as ``bench/results/NAME.md`` and ``.json`` (the machine, the command, a row per round).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.machine import machine  # noqa: E402
 from bench.serve_clients import Target, paired_latencies, wait_ready  # noqa: E402
 from bench.serve_load import (  # noqa: E402
     REPO,
@@ -110,6 +112,33 @@ async def compare(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     }
 
 
+def save(result: dict[str, Any], name: str) -> None:
+    """``bench/results/<name>.md`` and ``.json``: the summary, a row per round, the machine."""
+    out = REPO / "bench" / "results"
+    result = {
+        **result,
+        "machine": machine(),
+        "command": " ".join(["bench/serve_ab.py", *sys.argv[1:]]),
+    }
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    diffs = [b - a for a, b in result["rounds"]]
+    rows = "".join(
+        f"| {r} | {a:.3f} | {b:.3f} | {b - a:+.3f} |\n" for r, (a, b) in enumerate(result["rounds"])
+    )
+    (out / f"{name}.md").write_text(
+        f"# Paired single-image `/classify` latency: A vs B\n\n"
+        f"Machine: {result['machine']}. Command: `python {result['command']}`\n\n"
+        f"- A: {result['a']}\n- B: {result['b']}, served from `{result['tree_b']}`\n"
+        f"- each round: {result['requests']} sequential PNG requests to each, in alternating "
+        f"blocks (`bench/serve_clients.py: paired_latencies`)\n\n"
+        f"**B - A: {result['b_minus_a_ms']:+.3f} ms ({100 * result['b_over_a']:+.1f} % of A)**, "
+        f"medians over rounds of each server's p50 (A {result['a_p50_ms']:.3f} ms, "
+        f"B {result['b_p50_ms']:.3f} ms); B - A from {min(diffs):+.3f} to {max(diffs):+.3f} ms "
+        f"across rounds\n\n"
+        f"| round | A p50 (ms) | B p50 (ms) | B - A (ms) |\n|---|---|---|---|\n{rows}"
+    )
+
+
 def main() -> None:  # noqa: D103 - the module docstring says it all
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="A's model (and B's without --model-b)")
@@ -117,12 +146,16 @@ def main() -> None:  # noqa: D103 - the module docstring says it all
     parser.add_argument("--tree-b", help="a checkout of this repository that serves B")
     parser.add_argument("--requests", type=int, default=1200, help="to each server, a round")
     parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--save", metavar="NAME", help="write bench/results/NAME.md and .json")
     args = parser.parse_args()
     from models.runtime.environment import quiet_telemetry
 
     quiet_telemetry()
     with tempfile.TemporaryDirectory() as tmp:
-        print(json.dumps(asyncio.run(compare(args, Path(tmp)))))
+        result = asyncio.run(compare(args, Path(tmp)))
+    print(json.dumps(result))
+    if args.save:
+        save(result, args.save)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ from models.ood.complexity import MAX_SIZE as PIXEL_VIEW_MAX
 from models.ood.complexity import served_complexity
 from models.ood.guard import OodGuard
 from models.ood.scores import guarded_forward
-from models.ood.served_neck import LAYER as NECK
-from models.ood.served_neck import ServedNeckScores
+from models.ood.served_score import LAYER as NECK
+from models.ood.served_score import ServedScore
 from models.runtime.quantize import Quantization
 
 
@@ -30,7 +30,8 @@ class GuardedPredictor(Predictor):
         device: where the networks run.
         quantization: the classifier's runtime (see :class:`Predictor`). The guard's
             statistics stay float32; on the CPU its kNN search runs in two stages
-            (:meth:`OodGuard.use_coarse_search`).
+            (:meth:`OodGuard.use_coarse_search`) and the default score is computed in NumPy
+            (:class:`~models.ood.served_score.ServedScore`).
     """
 
     def __init__(
@@ -53,7 +54,7 @@ class GuardedPredictor(Predictor):
             p for p in parts if not (p == "complexity" and self._pixels_of_input)
         ]
         self._discriminator = None
-        self._neck: ServedNeckScores | None = None  # the neck components in NumPy (CPU)
+        self._served: ServedScore | None = None  # the served score in NumPy (CPU)
         if self.guard is not None:
             if self._pixels_of_input:
                 g = self.guard.pixel_gaussian
@@ -65,8 +66,8 @@ class GuardedPredictor(Predictor):
                 self._discriminator = self.guard.discriminator
             if torch.device(device).type == "cpu":
                 self.guard.use_coarse_search()
-                if ServedNeckScores.serves(self.guard, self._network_parts):
-                    self._neck = ServedNeckScores(self.guard, self._network_parts)
+                if ServedScore.serves(self.guard, self.image_shape):
+                    self._served = ServedScore(self.guard)
             if self.guard.discriminator is not None:
                 self.guard.discriminator.to(memory_format=torch.channels_last)
 
@@ -75,22 +76,34 @@ class GuardedPredictor(Predictor):
         """Whether the model carries OOD statistics."""
         return self.guard is not None
 
+    @torch.inference_mode()
     def scores(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Calibrated leaf probabilities ``[N, n_leaves]`` and served OOD scores ``[N]``."""
+        """Calibrated leaf probabilities ``[N, n_leaves]`` and served OOD scores ``[N]``.
+
+        The serving path: checked uint8 ``[N, H, W, C]`` in one pass, no re-batching. On the CPU,
+        a score of neck and pixel components (the default) is computed by
+        :class:`~models.ood.served_score.ServedScore` from the neck features and the input;
+        otherwise it is the sum of :meth:`served_components`.
+        """
         assert self.guard is not None
-        probs, served = self.served_components(images)
-        return probs, self.guard.combine(served)
+        if self._served is None:
+            probs, served = self.served_components(images)
+            return probs, self.guard.combine(served)
+        x = self.model_input(images)
+        out = guarded_forward(self.model, None, x, need_trunk=False, need_pixels=False)
+        probs = self.calibrated_probs(out.logits)
+        return probs, self._served(out.layers[NECK].float().numpy(), images)
 
     @torch.inference_mode()
     def served_components(self, images: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Calibrated leaf probabilities ``[N, n_leaves]`` and the served score's components.
 
-        The serving path: checked uint8 ``[N, H, W, C]`` in one pass, no re-batching, only the
-        served score's components; the same numbers as :func:`~models.ood.fit.score_images`
-        (fitting and evaluation) up to float32 rounding, which a unit test holds it to. The
-        components that read the input's pixels, the neck's kNN and Mahalanobis components
-        (:class:`ServedNeckScores`, on the CPU) and the sum are computed in NumPy: served one
-        image at a time, a small torch operation costs several times a NumPy one. Why not a
+        Checked uint8 ``[N, H, W, C]`` in one pass, no re-batching, only the served score's
+        components; the same numbers as :func:`~models.ood.fit.score_images` (fitting and
+        evaluation) up to float32 rounding, which a unit test holds it to. The components that
+        read the input's pixels are computed in NumPy from the input itself, the others in
+        torch; :meth:`scores` serves their sum, or on the CPU the default score's sum computed
+        at once (:class:`~models.ood.served_score.ServedScore`). Why not a
         thread for the pixel component beside the forward pass (an earlier version): served
         sequentially on 2 cores, /classify p50 2.26 ms inline vs 2.42 ms with the thread (8
         interleaved rounds; the threads contend for the interpreter lock the small ops need).
@@ -108,12 +121,9 @@ class GuardedPredictor(Predictor):
             need_pixels="complexity" in self._network_parts,
         )
         probs = self.calibrated_probs(out.logits)
-        if self._neck is not None:
-            served = self._neck(out.layers[NECK].float().numpy())
-        else:
-            probs_t = torch.from_numpy(probs).to(x.device)
-            comps = guard.components(out, self.tree_tensors, probs_t, self._network_parts)
-            served = {name: score.cpu().numpy() for name, score in comps.items()}
+        probs_t = torch.from_numpy(probs).to(x.device)
+        comps = guard.components(out, self.tree_tensors, probs_t, self._network_parts)
+        served = {name: comps[name].cpu().numpy() for name in self._network_parts}
         if self._pixels_of_input:
             served["complexity"] = served_complexity(images, self._pixel_gaussian)
         return probs, served

@@ -257,7 +257,11 @@ def test_the_scorer_without_complexity_serves_from_the_neck_alone(noise_images) 
     assert np.mean(val.score <= guard.threshold) == pytest.approx(0.95, abs=0.01)
     predictor = GuardedPredictor(classifier)
     images = np.concatenate([square_images(4, seed=8)[0], noise_images[:4]])
-    # served from the neck's NumPy components alone (test_served_neck.py holds their numbers)
+    # served at once from the neck (test_served_score.py holds the numbers to the components)
     _, served = predictor.served_components(images)
     assert set(served) == {"knn", "rmd_neck_item"}  # no compressed length, no pixel density
+    _, scores = predictor.scores(images)
+    # the kNN term's float32 rounding, which its standardisation magnifies on the toy
+    atol = 1e-3 + KNN_ROUNDING / guard.standardization["knn"][1]
+    np.testing.assert_allclose(scores, guard.combine(served), rtol=1e-4, atol=atol)
     assert [a["ood"]["is_ood"] for a in predictor.predict(images)[4:]] == [True] * 4

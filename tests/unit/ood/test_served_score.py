@@ -1,0 +1,130 @@
+"""The served score, computed at once in NumPy, gives the sum of the torch components."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from models.ood.guard import OodGuard
+from models.ood.scores import guarded_forward
+from models.ood.served_score import ServedScore
+from models.runtime.tensors import to_model_range
+from models.tree.merge import TreeTensors
+from tests.toy_models import guarded_square_classifier, square_images
+
+
+def _pass(classifier, guard: OodGuard, images: np.ndarray):
+    """The neck features, and every component of ``guard`` in torch, of one pass."""
+    model = classifier.build()
+    x = to_model_range(torch.from_numpy(images).permute(0, 3, 1, 2))
+    with torch.inference_mode():
+        out = guarded_forward(model, None, x)
+        probs = torch.softmax(torch.zeros(len(images), classifier.tree.num_leaves), 1)
+        comps = guard.components(out, TreeTensors(classifier.tree, "cpu"), probs)
+    return out.layers["neck"].float().numpy(), {k: v.numpy() for k, v in comps.items()}
+
+
+def _tolerance(guard: OodGuard, comps: dict[str, np.ndarray]) -> np.ndarray:
+    """Float32 rounding of the served sum, per image, in the score's units.
+
+    A Mahalanobis distance's expansion ``z'Pz - 2m'Pz + m'Pm`` cancels terms larger than it is
+    (a relative one is the difference of two); the kNN distance is 1 - a cosine near 1; the
+    pixel term sums 784 squares.
+    """
+    scale = {p: 1.0 if len(guard.parts) == 1 else guard.standardization[p][1] for p in guard.parts}
+    background = comps["maha_neck_background"]
+    tol = np.full(len(background), 1e-5)
+    for part in guard.parts:
+        if part == "knn":
+            size = np.full(len(background), 64 * 2.0**-24)
+        elif part == "complexity":
+            size = 1e-5 * np.abs(comps["complexity"]) + 1e-3
+        else:
+            level = part.split("_", 2)[2]
+            size = 1e-4 * (comps[f"maha_neck_{level}"] + background) + 1e-3
+        tol += size / scale[part]
+    return tol
+
+
+def _with_parts(guard: OodGuard, parts: list[str], coarse: bool = True) -> OodGuard:
+    served = copy.deepcopy(guard)
+    served.parts = parts
+    if coarse:
+        served.use_coarse_search()  # the served two-stage kNN search
+    return served
+
+
+def _images(noise_images: np.ndarray) -> np.ndarray:
+    return np.concatenate([square_images(30, seed=9)[0], noise_images[:30]])
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        ["knn", "rmd_neck_item", "complexity"],  # the default scorer
+        ["knn", "rmd_neck_category", "rmd_neck_item", "maha_neck_group", "complexity"],
+        ["rmd_neck_item", "complexity"],
+        ["knn", "maha_neck_item"],
+        ["maha_neck_item"],  # one component: served as it is, not standardised
+        ["knn"],
+        ["complexity"],
+    ],
+)
+@pytest.mark.parametrize("coarse", [True, False])
+def test_the_served_score_is_the_sum_of_the_components(
+    toy_guarded, noise_images, parts, coarse
+) -> None:
+    classifier, fitted, _ = toy_guarded
+    guard = _with_parts(fitted, parts, coarse)
+    assert ServedScore.serves(guard, (28, 28, 1))
+    images = _images(noise_images)
+    neck, comps = _pass(classifier, guard, images)
+    expected = guard.combine({p: comps[p] for p in parts})
+    served = ServedScore(guard)(neck, images)
+    assert served.dtype == np.float32 and served.shape == (len(images),)
+    assert (np.abs(served - expected) <= _tolerance(guard, comps)).all()
+    assert np.ptp(expected) > 10 * _tolerance(guard, comps).max()  # the check can tell
+
+
+def test_one_image_at_a_time_is_the_batch(toy_guarded, noise_images) -> None:
+    classifier, fitted, _ = toy_guarded
+    guard = _with_parts(fitted, ["knn", "rmd_neck_item", "complexity"])
+    images = _images(noise_images)
+    neck, comps = _pass(classifier, guard, images)
+    served = ServedScore(guard)
+    batch = served(neck, images)
+    alone = np.concatenate([served(neck[i : i + 1], images[i : i + 1]) for i in range(8)])
+    # a matrix-vector product rounds otherwise than a matrix product
+    assert (np.abs(alone - batch[:8]) <= _tolerance(guard, comps)[:8]).all()
+    assert served(neck[:0], images[:0]).shape == (0,)
+
+
+def test_a_full_gaussian_with_png_lengths_is_served(noise_images) -> None:
+    """The pixel component as guards fitted before the diagonal + zlib default computed it."""
+    classifier, fitted, _ = guarded_square_classifier(pixel_density="full", compressor="png")
+    guard = _with_parts(fitted, ["knn", "complexity"])
+    images = _images(noise_images)
+    neck, comps = _pass(classifier, guard, images)
+    expected = guard.combine({p: comps[p] for p in guard.parts})
+    served = ServedScore(guard)(neck, images)
+    assert (np.abs(served - expected) <= _tolerance(guard, comps)).all()
+
+
+def test_only_neck_and_pixel_scores_are_served(toy_guarded) -> None:
+    _, fitted, _ = toy_guarded
+    for parts in (["maha_trunk_item"], ["knn", "energy"], ["msp"], ["maha_neck_nolevel"], []):
+        assert not ServedScore.serves(_with_parts(fitted, parts, coarse=False)), parts
+    guard = _with_parts(fitted, ["knn", "complexity"], coarse=False)
+    assert ServedScore.serves(guard, (32, 32, 3))
+    assert not ServedScore.serves(guard, (64, 64, 1))  # the pixel view is pooled: not the input
+    without_bank = copy.copy(guard)
+    without_bank.neighbours = None
+    assert not ServedScore.serves(without_bank)
+    without_pixels = copy.copy(guard)
+    without_pixels.pixel_gaussian = None
+    assert not ServedScore.serves(without_pixels)
+    with pytest.raises(ValueError, match=r"does not compute \['msp'\]"):
+        ServedScore(_with_parts(fitted, ["msp"], coarse=False))
