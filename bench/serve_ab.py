@@ -112,9 +112,22 @@ async def compare(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     }
 
 
+def _commit(tree: Path) -> str:
+    """The checkout's commit (short), with ``+changes`` when its tracked files differ from it."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        run = subprocess.run(["git", "-C", str(tree), *args], capture_output=True, text=True)
+        return run.stdout.strip() if run.returncode == 0 else "?"
+
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return git("rev-parse", "--short", "HEAD") + (" +changes" if dirty not in ("", "?") else "")
+
+
 def save(result: dict[str, Any], name: str) -> None:
     """``bench/results/<name>.md`` and ``.json``: the summary, a row per round, the machine."""
     out = REPO / "bench" / "results"
+    result = {**result, "commit_a": _commit(REPO), "commit_b": _commit(Path(result["tree_b"]))}
     result = {
         **result,
         "machine": machine(),
@@ -128,7 +141,8 @@ def save(result: dict[str, Any], name: str) -> None:
     (out / f"{name}.md").write_text(
         f"# Paired single-image `/classify` latency: A vs B\n\n"
         f"Machine: {result['machine']}. Command: `python {result['command']}`\n\n"
-        f"- A: {result['a']}\n- B: {result['b']}, served from `{result['tree_b']}`\n"
+        f"- A: {result['a']}, served from this checkout (commit {result['commit_a']})\n"
+        f"- B: {result['b']}, served from `{result['tree_b']}` (commit {result['commit_b']})\n"
         f"- each round: {result['requests']} sequential PNG requests to each, in alternating "
         f"blocks (`bench/serve_clients.py: paired_latencies`)\n\n"
         f"**B - A: {result['b_minus_a_ms']:+.3f} ms ({100 * result['b_over_a']:+.1f} % of A)**, "
