@@ -20,7 +20,8 @@ sum itself is computed, with everything that does not depend on the image done a
 Measured (the default scorer, ``knn_rmd_complexity``; the served ``static-int8`` network, one
 thread, one image at a time, 3 x 600 test images interleaved with the earlier per-component
 NumPy path it replaces): what the guard adds to a prediction went from 282 us to 244 us; served
-(``bench/serve_ab.py``, the same hour) from +0.40 to +0.36 ms. What is left is mostly bytes
+(``bench/serve_ab.py``, within half an hour) from +0.40 to +0.34 ms, 13 % of a single-image
+request (``bench/results/serve_ab_guard.md``). What is left is mostly bytes
 read from memory the network's pass evicted (the kNN first stage's 1.3 MB, this matrix's
 0.3 MB) and zlib. The numbers are those
 of ``combine(components(...))`` up to float32 rounding, which a unit test holds it to, except
