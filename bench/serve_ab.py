@@ -127,9 +127,10 @@ def _commit(tree: Path) -> str:
 def save(result: dict[str, Any], name: str) -> None:
     """``bench/results/<name>.md`` and ``.json``: the summary, a row per round, the machine."""
     out = REPO / "bench" / "results"
-    result = {**result, "commit_a": _commit(REPO), "commit_b": _commit(Path(result["tree_b"]))}
     result = {
         **result,
+        "commit_a": _commit(REPO),
+        "commit_b": _commit(Path(result["tree_b"])),
         "machine": machine(),
         "command": " ".join(["bench/serve_ab.py", *sys.argv[1:]]),
     }

@@ -21,12 +21,12 @@ Measured (the default scorer, ``knn_rmd_complexity``; the served ``static-int8``
 thread, one image at a time, 3 x 600 test images interleaved with the earlier per-component
 NumPy path it replaces): what the guard adds to a prediction went from 282 us to 244 us; served
 (``bench/serve_ab.py``, within half an hour) from +0.40 to +0.34 ms, 13 % of a single-image
-request (``bench/results/serve_ab_guard.md``). What is left is mostly bytes
-read from memory the network's pass evicted (the kNN first stage's 1.3 MB, this matrix's
-0.3 MB) and zlib. The numbers are those
-of ``combine(components(...))`` up to float32 rounding, which a unit test holds it to, except
-that a Mahalanobis distance is not clamped at zero (it is below zero only by rounding) and the
-kNN search runs in two stages (:func:`~models.ood.scores.knn_distance`).
+request (``bench/results/serve_ab_guard.md``). What is left is mostly bytes read from memory
+the network's pass evicted (the kNN first stage's 1.3 MB, this matrix's 0.3 MB) and zlib.
+
+The numbers are those of ``combine(components(...))`` up to float32 rounding, which a unit test
+holds it to, except that a Mahalanobis distance is not clamped at zero (it is below zero only by
+rounding) and the kNN search runs in two stages (:func:`~models.ood.scores.knn_distance`).
 """
 
 from __future__ import annotations
@@ -162,8 +162,8 @@ class ServedScore:
             terms.append((1.0 - self._knn_cosine(z, r)) * self._knn.weight)
         if self._pixels is not None:
             terms += self._pixel_terms(images)
-        # summed in place, term by term: np.stack and one product cost more, served one image
-        # at a time (32 vs ~12 us after a forward pass)
+        # summed in place, term by term: np.stack and one product for the sum took 32-39 us,
+        # one image after a forward pass
         score = terms[0]  # every term is a new float32 array
         for term in terms[1:]:
             score += term
