@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.label_efficiency import job_cost, plan
+from bench.label_efficiency import inline_order, job_cost, plan
 from bench.label_efficiency_arms import ARMS, StudyConfig, StudyParams, arm_game
 
 
@@ -18,6 +18,18 @@ def test_every_arm_that_starts_from_the_gan_waits_for_its_pretraining() -> None:
     for arm in ("scratch", "scratch-ssl", "gan-semi"):
         assert jobs[f"{arm}-0.01-s0"] == [], arm
     assert len(jobs) == 2 + 2 * (len(ARMS) - 1)  # gan-semi-head comes out of the gan-semi jobs
+
+
+def test_one_process_runs_the_pace_setter_first_and_every_job_after_what_it_waits_for() -> None:
+    jobs = plan(_params(triple_trunk="gan"))
+    order = [j["name"] for j in inline_order(jobs)]
+    assert sorted(order) == sorted(j["name"] for j in jobs)  # each job once
+    assert order[:2] == ["gan-pretrain", "triple-0.01-s0"]  # the triple job waits for its trunk
+    for job in jobs:
+        for prerequisite in job["after"]:
+            assert order.index(prerequisite) < order.index(job["name"]), job["name"]
+    scratch_trunk = [j["name"] for j in inline_order(plan(_params(triple_trunk="scratch")))]
+    assert scratch_trunk[0] == "triple-0.01-s0"
 
 
 def test_the_pretraining_runs_only_when_an_arm_needs_it() -> None:
