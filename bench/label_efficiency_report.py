@@ -5,7 +5,8 @@ deviation, coarse (top level) and middle level means, C's optimiser steps, secon
 pretraining included where an arm has one), whether the budget cut a run short; for the triple
 arms the conditional fidelity of G per level (judged by the reference classifier trained on all
 labels) and D merged with C; for gan-semi its discriminator merged with C. The targets of the
-study are checked at the lowest label fraction.
+study are checked at the lowest label fraction. What G draws for every leaf (the first triple
+job's samples at the lowest fraction) is one picture beside the table, ``<name>_samples.png``.
 """
 
 from __future__ import annotations
@@ -21,8 +22,12 @@ import numpy as np
 from bench import label_efficiency_arms as arms
 from bench.machine import machine
 from models.data.ingest import build_dataset
+from models.reporting.plots import sample_grid_png
+from models.tree.hierarchy import Hierarchy
 from models.tree.merge import TreeTensors
 from models.triple.pictures import fidelity_of, leaf_spread, sample_diversity
+
+SAMPLES_PER_LEAF = 8  # columns of the samples picture
 
 
 def _mean(values: list[float]) -> float | None:
@@ -81,6 +86,35 @@ def fidelity(
             judged = arms.leaf_log_probs(judge, tt, images).argmax(1).numpy()
             out[name] |= fidelity_of(data.hierarchy, leaves, judged)
     return out
+
+
+def samples_picture(runs: Path, tree: Hierarchy) -> tuple[str, bytes] | None:
+    """The first triple job's samples (lowest fraction, lowest seed) as a PNG, a row per leaf.
+
+    Returns the job's name and the PNG, or None when no triple job left samples.
+    """
+    jobs = sorted(
+        (
+            parse
+            for path in runs.glob("triple-*.samples.npz")
+            if (parse := _triple_job(path.name.removesuffix(".samples.npz")))
+        ),
+        key=lambda job: (job[1], job[0] != "triple", job[2]),
+    )
+    if not jobs:
+        return None
+    name = arms_job(*jobs[0])
+    with np.load(runs / f"{name}.samples.npz", allow_pickle=False) as npz:
+        images, leaves = npz["images"], npz["leaves"]
+    return name, sample_grid_png(images, leaves, tree.leaves, SAMPLES_PER_LEAF)
+
+
+def _triple_job(name: str) -> tuple[str, float, int] | None:
+    arm, fraction, seed = name.rsplit("-", 2)
+    try:
+        return arm, float(fraction), int(seed.removeprefix("s"))
+    except ValueError:
+        return None
 
 
 def aggregate(
@@ -163,7 +197,10 @@ def _fmt(mean: float | None, std: float | None) -> str:
 
 
 def markdown(
-    table: list[dict[str, Any]], head: dict[str, Any], reference: dict[str, Any] | None
+    table: list[dict[str, Any]],
+    head: dict[str, Any],
+    reference: dict[str, Any] | None,
+    picture: tuple[str, str] | None = None,
 ) -> str:
     """The results page."""
     title = "Label efficiency: the Triple-GAN game over the label tree vs its baselines"
@@ -208,6 +245,9 @@ def markdown(
             cells = [f"{100 * r['fidelity'][k]:.1f}" for k in levels]
             cells.append(f"{r['fidelity'].get('diversity', float('nan')):.2f}")
             lines.append(f"| {r['labels']:.0%} | {r['arm']} | {' | '.join(cells)} |")
+    if picture is not None:
+        job, file = picture
+        lines.append(f"\nWhat G draws for each leaf ({job}, a row per leaf): ![samples]({file})")
     lines += [
         "\nTargets at the lowest label fraction:\n",
         "```",
@@ -249,8 +289,13 @@ def summarise(
     document = {"rows": table, "reference": reference, **head}
     out.mkdir(parents=True, exist_ok=True)
     name = "label_efficiency_quick" if args.quick else "label_efficiency"
+    picture = samples_picture(runs, build_dataset(params.dataset).hierarchy)
+    shown = None
+    if picture is not None:
+        (out / f"{name}_samples.png").write_bytes(picture[1])
+        shown = (picture[0], f"{name}_samples.png")
     (out / f"{name}.json").write_text(json.dumps(document, indent=1, default=str))
-    (out / f"{name}.md").write_text(markdown(table, head, reference))
+    (out / f"{name}.md").write_text(markdown(table, head, reference, shown))
     return {"rows": len(table), "targets": head["targets"], "seconds": round(seconds, 1)}
 
 
