@@ -266,6 +266,16 @@ def run_triple_extras(
     return merge_discriminator(data, pl.teacher, d_logits, TreeTensors(data.hierarchy, game.device))
 
 
+def pretraining_leads(study: StudyConfig, labelled: np.ndarray | None) -> bool:
+    """Whether a GAN pretraining sets the study's pace (measures the scale at once).
+
+    The shared unsupervised pretraining does when the triple arms, the pace-setters otherwise,
+    wait for it (``study.triple_trunk: gan``): else every job would wait ``SCALE_WAIT_S`` for a
+    scale that no running job writes.
+    """
+    return labelled is None and study.triple_trunk == "gan"
+
+
 def pretrain_gan(
     data: LabelledImages,
     params: StudyParams,
@@ -296,7 +306,7 @@ def pretrain_gan(
         scale = pace.scale(
             lambda: _timed_steps(trainer.train_step, trainer, trainer.device),
             COST["gan-step"],
-            leads=False,
+            leads=pretraining_leads(params.study, labelled),
         )
     steps = rescaled(config, scale).steps
     # the loop itself (GanTrainer.train_step), without checkpoints and with the study's deadline

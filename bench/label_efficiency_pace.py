@@ -1,11 +1,12 @@
 """The study's pace under a wall-clock budget: one step scale for every arm, measured, not guessed.
 
 How fast a step is on a shared GPU (many processes, small launch-bound networks) is not known in
-advance. So with a budget, the first triple job measures its own speed over a few steps while the
-other jobs run beside it, and fixes one *scale* for the whole study: every arm's steps (C's, the
-GAN pretraining's, the reference's) and every warm-up are multiplied by it, so that the planned
-work fits the time left. Every arm keeps the same number of C steps; the scale is written to
-``<runs>/scale.json`` (with the speed it came from) and reported. Without a budget the scale is 1.
+advance. So with a budget, the first triple job (or, when the triple arms wait for it, the GAN
+pretraining) measures its own speed over a few steps while the other jobs run beside it, and
+fixes one *scale* for the whole study: every arm's steps (C's, the GAN pretraining's, the
+reference's) and every warm-up are multiplied by it, so that the planned work fits the time left.
+Every arm keeps the same number of C steps; the scale is written to ``<runs>/scale.json`` (with
+the speed it came from) and reported. Without a budget the scale is 1.
 ``--scale`` fixes it in advance instead (written before any job starts; every job reads it, and a
 budget then only stops what overruns): the same steps whatever the machine's load.
 """
@@ -65,8 +66,9 @@ class Pace:
     def scale(self, measure: Callable[[], float], own_cost: float, leads: bool) -> float:
         """The study's scale; measured here (``measure``: this job's steps/s) if nobody has.
 
-        A job that ``leads`` (a triple job) measures at once unless a scale is already there;
-        the others wait for one, and measure themselves only if none appears.
+        A job that ``leads`` (a triple job, or the GAN pretraining the triple jobs wait for)
+        measures at once unless a scale is already there; the others wait for one, and measure
+        themselves only if none appears.
         """
         path = self.runs / "scale.json"
         if self.deadline is None:  # a scale fixed in advance (--scale), else the config's steps

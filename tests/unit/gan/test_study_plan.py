@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from bench.label_efficiency import inline_order, job_cost, plan
-from bench.label_efficiency_arms import ARMS, StudyConfig, StudyParams, arm_game
+from bench.label_efficiency_arms import (
+    ARMS,
+    StudyConfig,
+    StudyParams,
+    arm_game,
+    pretraining_leads,
+)
 
 
 def _params(**study: object) -> StudyParams:
@@ -50,3 +58,12 @@ def test_gan_ssl_plays_scratch_ssl_without_a_generative_model() -> None:
     assert gan_ssl == ssl and not gan_ssl.generative and gan_ssl.unlabelled != "none"
     assert triple.generative and triple.unlabelled == gan_ssl.unlabelled
     assert job_cost("gan-ssl-0.01-s0", params) == job_cost("scratch-ssl-0.01-s0", params)
+
+
+def test_the_pretraining_the_triple_arms_wait_for_sets_the_pace() -> None:
+    # Under a budget without --scale, a job that does not lead waits for a scale; the triple
+    # jobs, which lead otherwise, cannot start before the pretraining they read has finished.
+    labelled = np.arange(10)
+    assert pretraining_leads(StudyConfig(triple_trunk="gan"), None)
+    assert not pretraining_leads(StudyConfig(triple_trunk="scratch"), None)  # a triple job leads
+    assert not pretraining_leads(StudyConfig(triple_trunk="gan"), labelled)  # gan-semi's own GAN
