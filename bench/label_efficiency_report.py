@@ -110,8 +110,9 @@ def samples_picture(runs: Path, tree: Hierarchy) -> tuple[str, bytes] | None:
 
 
 def _triple_job(name: str) -> tuple[str, float, int] | None:
-    arm, fraction, seed = name.rsplit("-", 2)
+    """``triple-0.01-s0`` as its arm, fraction and seed; None for a name not made so."""
     try:
+        arm, fraction, seed = name.rsplit("-", 2)
         return arm, float(fraction), int(seed.removeprefix("s"))
     except ValueError:
         return None
@@ -289,7 +290,9 @@ def summarise(
     document = {"rows": table, "reference": reference, **head}
     out.mkdir(parents=True, exist_ok=True)
     name = "label_efficiency_quick" if args.quick else "label_efficiency"
-    picture = samples_picture(runs, build_dataset(params.dataset).hierarchy)
+    picture = None
+    if any(runs.glob("triple-*.samples.npz")):  # the tree comes with the dataset
+        picture = samples_picture(runs, build_dataset(params.dataset).hierarchy)
     shown = None
     if picture is not None:
         (out / f"{name}_samples.png").write_bytes(picture[1])

@@ -45,6 +45,7 @@ def test_without_a_triple_arm_there_is_no_picture_and_the_page_says_nothing_of_o
     tmp_path: Path,
 ) -> None:
     _samples(tmp_path, "scratch-0.01-s0")  # no other arm leaves samples; even so, not G's
+    _samples(tmp_path, "triple-notes")  # nor a file named otherwise
     assert samples_picture(tmp_path, TREE) is None
     head = {
         "label": "",
