@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import machine  # noqa: E402
 from models.classifier.io import TrainedClassifier  # noqa: E402
-from models.data.sources import read_idx  # noqa: E402
+from models.data.sources import find_fashion_mnist_file, read_idx  # noqa: E402
 from models.ood import GuardedPredictor, build_ood_sets  # noqa: E402
 from models.ood.evaluate import auroc  # noqa: E402
 
@@ -45,11 +45,9 @@ LATENCY_CALLS = 200
 
 def test_images(data_dir: Path, limit: int | None) -> np.ndarray:
     """The Fashion-MNIST test images as uint8 ``[N, 28, 28, 1]``."""
-    raw = data_dir / "FashionMNIST" / "raw"
-    names = ("t10k-images-idx3-ubyte", "t10k-images-idx3-ubyte.gz")
-    path = next((raw / n for n in names if (raw / n).is_file()), None)
+    path = find_fashion_mnist_file(data_dir, "test_images")
     if path is None:
-        raise SystemExit(f"no t10k-images-idx3-ubyte[.gz] in {raw}")
+        raise SystemExit(f"no t10k-images-idx3-ubyte[.gz] under {data_dir}/FashionMNIST/raw")
     return read_idx(path)[:limit, :, :, None].copy()  # writable, as a decoded request is
 
 
@@ -96,15 +94,14 @@ def _sync(device: str) -> None:
 def summary(name: str, run: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
     """One device's row: agreement with the reference device, AUROC and flagged share per set."""
     threshold = run["threshold"]
+    names = list(run["scores"])  # the test split first
     test = run["scores"]["test"]
     margin = threshold - float(np.median(test))  # how far a typical test image is from the line
-    diff = np.concatenate(
-        [np.abs(run["scores"][s] - reference["scores"][s]) for s in set_names(run)]
-    )
-    leaves = [run["leaves"][s] != reference["leaves"][s] for s in set_names(run)]
+    diff = np.concatenate([np.abs(run["scores"][s] - reference["scores"][s]) for s in names])
+    leaves = [run["leaves"][s] != reference["leaves"][s] for s in names]
     verdicts = [
         (run["scores"][s] > threshold) != (reference["scores"][s] > reference["threshold"])
-        for s in set_names(run)
+        for s in names
     ]
     return {
         "device": name,
@@ -121,15 +118,10 @@ def summary(name: str, run: dict[str, Any], reference: dict[str, Any]) -> dict[s
                 "auroc": round(auroc(test, run["scores"][s]), 4),
                 "flagged": round(float((run["scores"][s] > threshold).mean()), 4),
             }
-            for s in set_names(run)
+            for s in names
             if s != "test"
         },
     }
-
-
-def set_names(run: dict[str, Any]) -> list[str]:
-    """The sets a run scored, the test split first."""
-    return list(run["scores"])
 
 
 def markdown(document: dict[str, Any]) -> str:

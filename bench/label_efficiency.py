@@ -85,7 +85,7 @@ def plan(params: arms.StudyParams) -> list[dict[str, Any]]:
         for fraction, seeds in sorted(params.study.seeds.items()):
             for seed in seeds:
                 after = ["gan-pretrain"] if arms.reads_pretrained_gan(arm, params.study) else []
-                jobs.append({"name": job_name(arm, fraction, seed), "after": after})
+                jobs.append({"name": arms.job_name(arm, fraction, seed), "after": after})
     return jobs
 
 
@@ -110,17 +110,6 @@ def inline_order(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return ordered
 
 
-def job_name(arm: str, fraction: float, seed: int) -> str:
-    """``triple-0.01-s0``."""
-    return f"{arm}-{fraction:g}-s{seed}"
-
-
-def parse_job(name: str) -> tuple[str, float, int]:
-    """Inverse of :func:`job_name`."""
-    arm, fraction, seed = name.rsplit("-", 2)
-    return arm, float(fraction), int(seed[1:])
-
-
 def job_cost(name: str, params: arms.StudyParams) -> float:
     """A job's work at the configured steps, in triple steps (:data:`pace.COST`)."""
     s = params.study
@@ -128,7 +117,7 @@ def job_cost(name: str, params: arms.StudyParams) -> float:
         return COST["reference"] * s.reference_steps
     if name == "gan-pretrain":
         return COST["gan-step"] * params.gan.steps
-    arm = parse_job(name)[0]
+    arm = arms.parse_job(name)[0]
     extra = COST["gan-step"] * params.gan.steps if arm == "gan-semi" else 0.0
     return COST[arm] * s.steps + extra
 
@@ -148,7 +137,7 @@ def run_job(name: str, params: arms.StudyParams, pace: Pace) -> None:
         info = {"steps": trainer.step, "seconds": round(seconds, 1), "truncated": truncated}
         arms.write_json(runs / "gan-pretrain.json", info)
         return
-    arm, fraction, seed = parse_job(name)
+    arm, fraction, seed = arms.parse_job(name)
     pretrained = arms.reads_pretrained_gan(arm, params.study)
     if arm == "gan-semi":
         row = _gan_semi(data, params, fraction, seed, pace)

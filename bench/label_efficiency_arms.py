@@ -266,6 +266,17 @@ def run_triple_extras(
     return merge_discriminator(data, pl.teacher, d_logits, TreeTensors(data.hierarchy, game.device))
 
 
+def job_name(arm: str, fraction: float, seed: int) -> str:
+    """``triple-0.01-s0``: one job of the study."""
+    return f"{arm}-{fraction:g}-s{seed}"
+
+
+def parse_job(name: str) -> tuple[str, float, int]:
+    """Inverse of :func:`job_name`; ValueError for a name not made by it."""
+    arm, fraction, seed = name.rsplit("-", 2)
+    return arm, float(fraction), int(seed[1:])
+
+
 def pretraining_leads(study: StudyConfig, labelled: np.ndarray | None) -> bool:
     """Whether a GAN pretraining sets the study's pace (measures the scale at once).
 

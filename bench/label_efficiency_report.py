@@ -21,6 +21,7 @@ import numpy as np
 
 from bench import label_efficiency_arms as arms
 from bench.machine import machine
+from models.data.dataset import LabelledImages
 from models.data.ingest import build_dataset
 from models.reporting.plots import sample_grid_png
 from models.tree.hierarchy import Hierarchy
@@ -61,18 +62,18 @@ def per_seed_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def fidelity(
-    results: dict[str, Any], runs: Path, params: arms.StudyParams
+    results: dict[str, Any], runs: Path, params: arms.StudyParams, data: LabelledImages | None
 ) -> dict[str, dict[str, float]]:
     """Per triple job: G's conditional fidelity and its diversity.
 
     Fidelity is judged by the reference classifier (if it finished); diversity is measured
-    against the train split's images and needs no judge.
+    against the train split's images and needs no judge. ``data``: the study's dataset, None
+    when no job left samples.
     """
     ref_path = arms.weights_dir(runs) / "reference.safetensors"
     samples = sorted(runs.glob("*.samples.npz"))
-    if not samples:
+    if not samples or data is None:
         return {}
-    data = build_dataset(params.dataset)
     judge = arms.reference_model(params, data, ref_path) if ref_path.exists() else None
     tt = TreeTensors(data.hierarchy)
     real_spread = leaf_spread(*data.split("train"), data.hierarchy.num_leaves)
@@ -103,17 +104,16 @@ def samples_picture(runs: Path, tree: Hierarchy) -> tuple[str, bytes] | None:
     )
     if not jobs:
         return None
-    name = arms_job(*jobs[0])
+    name = arms.job_name(*jobs[0])
     with np.load(runs / f"{name}.samples.npz", allow_pickle=False) as npz:
         images, leaves = npz["images"], npz["leaves"]
     return name, sample_grid_png(images, leaves, tree.leaves, SAMPLES_PER_LEAF)
 
 
 def _triple_job(name: str) -> tuple[str, float, int] | None:
-    """``triple-0.01-s0`` as its arm, fraction and seed; None for a name not made so."""
+    """:func:`~bench.label_efficiency_arms.parse_job`, None for a name not made so."""
     try:
-        arm, fraction, seed = name.rsplit("-", 2)
-        return arm, float(fraction), int(seed.removeprefix("s"))
+        return arms.parse_job(name)
     except ValueError:
         return None
 
@@ -151,17 +151,12 @@ def aggregate(
             if merged:
                 row["merged_fine_mean"] = _mean(merged)
                 row["merge_weights"] = [r["merge_weight"] for r in group]
-            names = [arms_job(arm, fraction, r["seed"]) for r in group]
+            names = [arms.job_name(arm, fraction, r["seed"]) for r in group]
             fids = [fid[n] for n in names if n in fid]
             if fids:
                 row["fidelity"] = {k: _mean([f[k] for f in fids]) for k in fids[0]}
             table.append(row)
     return table
-
-
-def arms_job(arm: str, fraction: float, seed: int) -> str:
-    """The job name a row came from."""
-    return f"{arm}-{fraction:g}-s{seed}"
 
 
 def targets(table: list[dict[str, Any]]) -> dict[str, Any]:
@@ -274,7 +269,9 @@ def summarise(
 ) -> dict[str, Any]:
     """Write ``label_efficiency.md`` and ``.json`` from the finished jobs; the headline."""
     results = collect(runs)
-    fid = fidelity(results, runs, params)
+    # the dataset (the train split's spread, the tree) only when G left samples to judge
+    data = build_dataset(params.dataset) if any(runs.glob("*.samples.npz")) else None
+    fid = fidelity(results, runs, params, data)
     table = aggregate(per_seed_rows(results), fid, list(params.study.arms))
     head = {
         "label": params.study.label + (" — quick" if args.quick else ""),
@@ -290,9 +287,7 @@ def summarise(
     document = {"rows": table, "reference": reference, **head}
     out.mkdir(parents=True, exist_ok=True)
     name = "label_efficiency_quick" if args.quick else "label_efficiency"
-    picture = None
-    if any(runs.glob("triple-*.samples.npz")):  # the tree comes with the dataset
-        picture = samples_picture(runs, build_dataset(params.dataset).hierarchy)
+    picture = samples_picture(runs, data.hierarchy) if data is not None else None
     shown = None
     if picture is not None:
         (out / f"{name}_samples.png").write_bytes(picture[1])

@@ -54,6 +54,16 @@ def _fashion_mnist_raw_dir(data_dir: Path) -> Path:
     return data_dir / "FashionMNIST" / "raw"
 
 
+def _fashion_mnist_folders(data_dir: Path) -> list[Path]:
+    # where the IDX files are looked for: our download folder, then Debian's package
+    return [_fashion_mnist_raw_dir(data_dir), DEBIAN_FASHION_MNIST]
+
+
+def find_fashion_mnist_file(data_dir: str | Path, key: str) -> Path | None:
+    """Where one of :data:`FASHION_MNIST_FILES` (by key) is, plain or gzipped; None if nowhere."""
+    return _find_idx(FASHION_MNIST_FILES[key], _fashion_mnist_folders(Path(data_dir)))
+
+
 def _find_idx(stem: str, folders: Iterable[Path]) -> Path | None:
     for folder in folders:
         for candidate in (folder / stem, folder / f"{stem}.gz"):
@@ -135,8 +145,7 @@ def fetch_fashion_mnist(data_dir: str | Path, allow_download: bool = True) -> Pa
 def read_fashion_mnist(data_dir: str | Path, allow_download: bool = True) -> SourceImages:
     """Fashion-MNIST: 60k train + 10k official test images, 28x28x1, in the shipped 3-level tree."""
     raw_dir = _fashion_mnist_raw_dir(Path(data_dir))
-    folders = [raw_dir, DEBIAN_FASHION_MNIST]
-    paths = {k: _find_idx(stem, folders) for k, stem in FASHION_MNIST_FILES.items()}
+    paths = {k: find_fashion_mnist_file(data_dir, k) for k in FASHION_MNIST_FILES}
     if not all(paths.values()):
         fetch_fashion_mnist(data_dir, allow_download=allow_download)
         paths = {k: _find_idx(stem, [raw_dir]) for k, stem in FASHION_MNIST_FILES.items()}
@@ -319,8 +328,7 @@ def source_fingerprint(source: str, data_dir: str | Path) -> str:
     """
     data_dir = Path(data_dir)
     if source == "fashion-mnist":
-        folders = [_fashion_mnist_raw_dir(data_dir), DEBIAN_FASHION_MNIST]
-        files = [_find_idx(s, folders) for s in FASHION_MNIST_FILES.values()]
+        files = [find_fashion_mnist_file(data_dir, k) for k in FASHION_MNIST_FILES]
         files = [f for f in files if f is not None]
     elif source in ("cifar10", "cifar100"):
         files = sorted(p for p in data_dir.glob("cifar-*/*") if p.is_file())
