@@ -41,12 +41,14 @@ from torch import Tensor
 
 from bench.label_efficiency_pace import COST, PROBE_FROM, PROBE_TO, Pace, rescaled
 from models.classifier.config import ClassifierConfig
-from models.classifier.network import HierarchicalClassifier, predict_logits
+from models.classifier.network import HierarchicalClassifier, fine_accuracy, predict_logits
 from models.data.dataset import LabelledImages, stratified_fraction
 from models.data.ingest import DatasetConfig
+from models.gan.callbacks import TrainerCallback
 from models.gan.config import GanTrainConfig
 from models.gan.training import GanTrainer
 from models.gan.triple_config import TripleConfig
+from models.tree.hierarchy import Hierarchy
 from models.tree.merge import TreeTensors, merged_log_probs
 from models.triple.game import TripleGame
 from models.triple.merge import fit_merge_weight, merge_log_probs
@@ -83,6 +85,13 @@ class StudyConfig(BaseModel):
         "scratch",
         description="where the triple arms' C starts: a random trunk, or the unsupervised GAN's "
         "discriminator (the gan arm's pretraining, shared)",
+    )
+    curve_images: int = Field(
+        2000,
+        ge=0,
+        description="val images C's EMA teacher is scored on at every tenth of an arm's steps: "
+        "the learning curve that says whether an arm still gains at the budget (val, not test: "
+        "a budget chosen from it is not chosen on the test split); 0: no curve",
     )
 
 
@@ -151,6 +160,26 @@ def scores(log_p: torch.Tensor, labels: np.ndarray, data: LabelledImages) -> dic
     } | out
 
 
+class ValCurve(TrainerCallback):
+    """C's EMA teacher's fine accuracy on held-out labelled images at every log of the game.
+
+    The game logs every tenth of its steps; no random draw is taken, so the curve does not change
+    the run it watches.
+    """
+
+    def __init__(
+        self, game: TripleGame, images: np.ndarray, labels: np.ndarray, tree: Hierarchy
+    ) -> None:
+        self.game, self.images, self.labels = game, images, labels
+        self.tt = TreeTensors(tree, game.device)
+        self.points: list[list[float]] = []  # [[step, fine accuracy], ...]
+
+    def on_log(self, step: int, metrics: dict[str, float]) -> None:
+        """Score the teacher as it is at ``step``."""
+        fine = fine_accuracy(self.game.players.teacher, self.tt, self.images, self.labels)
+        self.points.append([step, round(fine, 4)])
+
+
 def run_classifier_arm(
     data: LabelledImages,
     params: StudyParams,
@@ -185,6 +214,12 @@ def run_classifier_arm(
         data.content_hash,
         trunk_state=trunk_state,
     )
+    curve = None
+    if params.study.curve_images:
+        val_x, val_y = data.split("val")
+        n = params.study.curve_images
+        curve = ValCurve(game, val_x[:n], val_y[:n], data.hierarchy)
+        game.callbacks.append(curve)
     started = time.perf_counter()
 
     def measure() -> float:
@@ -215,6 +250,8 @@ def run_classifier_arm(
         "test_images": int(len(test_y)),
         **scores(leaf_log_probs(teacher, tt, test_x), test_y, data),
     }
+    if curve is not None:
+        row["val_curve"] = curve.points
     return row, game
 
 

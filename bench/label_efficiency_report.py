@@ -6,7 +6,9 @@ pretraining included where an arm has one), whether the budget cut a run short; 
 arms the conditional fidelity of G per level (judged by the reference classifier trained on all
 labels) and D merged with C; for gan-semi its discriminator merged with C. The targets of the
 study are checked at the lowest label fraction. What G draws for every leaf (the first triple
-job's samples at the lowest fraction) is one picture beside the table, ``<name>_samples.png``.
+job's samples at the lowest fraction) is one picture beside the table, ``<name>_samples.png``;
+where the jobs recorded a val curve (``study.curve_images``), the arms' mean curves are another,
+``<name>_curves.png``, and a table says what each arm gained in the second half of its steps.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from bench import label_efficiency_arms as arms
 from bench.machine import machine
 from models.data.dataset import LabelledImages
 from models.data.ingest import build_dataset
-from models.reporting.plots import sample_grid_png
+from models.reporting.plots import figure_png, pyplot, sample_grid_png
 from models.tree.hierarchy import Hierarchy
 from models.tree.merge import TreeTensors
 from models.triple.pictures import fidelity_of, leaf_spread, sample_diversity
@@ -152,11 +154,71 @@ def aggregate(
                 row["merged_fine_mean"] = _mean(merged)
                 row["merge_weights"] = [r["merge_weight"] for r in group]
             names = [arms.job_name(arm, fraction, r["seed"]) for r in group]
+            curve = mean_curve([r.get("val_curve") for r in group])
+            if curve:
+                row["val_curve"] = curve
             fids = [fid[n] for n in names if n in fid]
             if fids:
                 row["fidelity"] = {k: _mean([f[k] for f in fids]) for k in fids[0]}
             table.append(row)
     return table
+
+
+def mean_curve(curves: list[list[list[float]] | None]) -> list[list[float]]:
+    """The seeds' val curves averaged point by point.
+
+    [] unless every seed has one at the same steps (a run cut by the budget has a shorter one).
+    """
+    if not curves or any(not c for c in curves):
+        return []
+    steps = [[point[0] for point in c] for c in curves]  # type: ignore[union-attr]
+    if any(s != steps[0] for s in steps):
+        return []
+    return [
+        [step, round(statistics.fmean(c[i][1] for c in curves), 4)]  # type: ignore[index]
+        for i, step in enumerate(steps[0])
+    ]
+
+
+def curve_gains(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per row with a val curve: val fine accuracy at half its steps, at the end, and the gain."""
+    out = []
+    for r in table:
+        curve = r.get("val_curve")
+        if not curve:
+            continue
+        half = min(curve, key=lambda point: abs(point[0] - curve[-1][0] / 2))
+        out.append(
+            {
+                "labels": r["labels"],
+                "arm": r["arm"],
+                "half_step": half[0],
+                "half": half[1],
+                "end": curve[-1][1],
+                "gain_points": round(100 * (curve[-1][1] - half[1]), 2),
+            }
+        )
+    return out
+
+
+def curves_picture(table: list[dict[str, Any]]) -> bytes | None:
+    """The arms' mean val curves at the lowest label fraction as a PNG; None without curves."""
+    if not table:
+        return None
+    low = min(r["labels"] for r in table)
+    rows = [r for r in table if r["labels"] == low and r.get("val_curve")]
+    if not rows:
+        return None
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in rows:
+        steps, fine = zip(*r["val_curve"], strict=True)
+        ax.plot(steps, [100 * f for f in fine], marker="o", ms=3, label=r["arm"])
+    ax.set(xlabel="C's optimiser steps", ylabel="val fine accuracy (%, EMA teacher)")
+    ax.set_title(f"{low:.0%} labels: is an arm still learning at the budget?", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return figure_png(fig)
 
 
 def targets(table: list[dict[str, Any]]) -> dict[str, Any]:
@@ -197,6 +259,7 @@ def markdown(
     head: dict[str, Any],
     reference: dict[str, Any] | None,
     picture: tuple[str, str] | None = None,
+    curves_file: str | None = None,
 ) -> str:
     """The results page."""
     title = "Label efficiency: the Triple-GAN game over the label tree vs its baselines"
@@ -244,6 +307,23 @@ def markdown(
     if picture is not None:
         job, file = picture
         lines.append(f"\nWhat G draws for each leaf ({job}, a row per leaf): ![samples]({file})")
+    gains = curve_gains(table)
+    if gains:
+        lines += [
+            "\nLearning curves: C's EMA teacher's fine accuracy on the val split (its first "
+            f"{head['settings']['study']['curve_images']} images, never trained on), mean over "
+            "seeds, at half the steps and at the end; a gain in the second half says the arm "
+            "was still learning when the budget stopped it.\n",
+            "| labels | arm | val fine at half (step) | val fine at the end | second-half gain |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {g['labels']:.0%} | {g['arm']} | {100 * g['half']:.2f} ({g['half_step']:.0f}) "
+            f"| {100 * g['end']:.2f} | {g['gain_points']:+.2f} |"
+            for g in gains
+        ]
+        if curves_file is not None:
+            lines.append(f"\nThe curves at the lowest label fraction: ![curves]({curves_file})")
     lines += [
         "\nTargets at the lowest label fraction:\n",
         "```",
@@ -292,8 +372,12 @@ def summarise(
     if picture is not None:
         (out / f"{name}_samples.png").write_bytes(picture[1])
         shown = (picture[0], f"{name}_samples.png")
+    curves = curves_picture(table)
+    if curves is not None:
+        (out / f"{name}_curves.png").write_bytes(curves)
     (out / f"{name}.json").write_text(json.dumps(document, indent=1, default=str))
-    (out / f"{name}.md").write_text(markdown(table, head, reference, shown))
+    curves_file = f"{name}_curves.png" if curves is not None else None
+    (out / f"{name}.md").write_text(markdown(table, head, reference, shown, curves_file))
     return {"rows": len(table), "targets": head["targets"], "seconds": round(seconds, 1)}
 
 

@@ -1,4 +1,4 @@
-"""The label-efficiency study's report: the picture of what G draws beside the table."""
+"""The label-efficiency study's report: its pictures (G's samples, val curves) and tables."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.label_efficiency_report import SAMPLES_PER_LEAF, markdown, samples_picture
+from bench.label_efficiency_report import (
+    SAMPLES_PER_LEAF,
+    aggregate,
+    curve_gains,
+    curves_picture,
+    markdown,
+    samples_picture,
+)
 from models.tree.hierarchy import load_builtin_tree
 
 TREE = load_builtin_tree("fashion-mnist")
@@ -18,6 +25,12 @@ def _samples(runs: Path, job: str, value: int = 0, per_leaf: int = SAMPLES_PER_L
     leaves = np.repeat(np.arange(TREE.num_leaves), per_leaf)
     images = np.full((len(leaves), 28, 28, 1), value, np.uint8)
     np.savez(runs / f"{job}.samples.npz", images=images, leaves=leaves)
+
+
+def _head(settings: dict | None = None) -> dict:
+    """A results page's header with nothing in it but ``settings``."""
+    head = {"label": "", "machine": "m", "command": "c", "seconds": 1.0, "test_images": 10}
+    return head | {"targets": {}, "jobs": {}, "settings": settings or {}}
 
 
 def test_the_picture_shows_the_plain_triple_arm_at_the_fewest_labels_and_first_seed(
@@ -47,16 +60,42 @@ def test_without_a_triple_arm_there_is_no_picture_and_the_page_says_nothing_of_o
     _samples(tmp_path, "scratch-0.01-s0")  # no other arm leaves samples; even so, not G's
     _samples(tmp_path, "triple-notes")  # nor a file named otherwise
     assert samples_picture(tmp_path, TREE) is None
-    head = {
-        "label": "",
-        "machine": "m",
-        "command": "c",
-        "seconds": 1.0,
-        "test_images": 10,
-        "targets": {},
-        "jobs": {},
-        "settings": {},
-    }
-    assert "samples" not in markdown([], head, None)
-    shown = markdown([], head, None, ("triple-0.01-s0", "label_efficiency_samples.png"))
+    assert "samples" not in markdown([], _head(), None)
+    shown = markdown([], _head(), None, ("triple-0.01-s0", "label_efficiency_samples.png"))
     assert "![samples](label_efficiency_samples.png)" in shown and "triple-0.01-s0" in shown
+
+
+def _row(arm: str, labels: float, seed: int, fine: float, curve: list | None) -> dict:
+    row = {"arm": arm, "labels": labels, "seed": seed, "fine": fine, "coarse": 0.99}
+    row |= {"steps": 40, "seconds": 1.0}
+    return row | ({"val_curve": curve} if curve is not None else {})
+
+
+def test_the_seeds_val_curves_are_averaged_and_the_second_half_gain_is_reported() -> None:
+    rows = [
+        _row("scratch", 0.01, 0, 0.80, [[10, 0.70], [20, 0.76], [30, 0.78], [40, 0.79]]),
+        _row("scratch", 0.01, 1, 0.82, [[10, 0.72], [20, 0.78], [30, 0.80], [40, 0.83]]),
+        _row("scratch-ssl", 0.01, 0, 0.84, [[10, 0.70], [20, 0.80], [30, 0.84], [40, 0.86]]),
+        _row("scratch-ssl", 0.01, 1, 0.85, None),  # a seed without a curve: no mean curve
+        _row("gan", 0.01, 0, 0.83, [[10, 0.70], [20, 0.80]]),
+        _row("gan", 0.01, 1, 0.83, [[10, 0.70], [30, 0.80]]),  # other steps: no mean curve
+        _row("scratch", 0.1, 0, 0.88, [[10, 0.80], [20, 0.88]]),
+    ]
+    table = aggregate(rows, {}, ["scratch", "scratch-ssl", "gan"])
+    by = {(r["labels"], r["arm"]): r for r in table}
+    assert by[0.01, "scratch"]["val_curve"] == [[10, 0.71], [20, 0.77], [30, 0.79], [40, 0.81]]
+    assert "val_curve" not in by[0.01, "scratch-ssl"] and "val_curve" not in by[0.01, "gan"]
+    gains = curve_gains(table)
+    assert [(g["labels"], g["arm"]) for g in gains] == [(0.01, "scratch"), (0.1, "scratch")]
+    assert gains[0]["half_step"] == 20 and gains[0]["gain_points"] == 4.0  # 77 -> 81 %
+    page = markdown(table, _head({"study": {"curve_images": 100}}), None, None, "x_curves.png")
+    assert "| 1% | scratch | 77.00 (20) | 81.00 | +4.00 |" in page
+    assert "![curves](x_curves.png)" in page
+
+
+def test_the_curves_picture_draws_the_fewest_labels_and_is_absent_without_curves() -> None:
+    rows = [_row("scratch", 0.01, 0, 0.8, [[10, 0.7], [20, 0.8]])]
+    png = curves_picture(aggregate(rows, {}, ["scratch"]))
+    assert png is not None and Image.open(io.BytesIO(png)).size[0] > 100
+    assert curves_picture(aggregate([_row("scratch", 0.01, 0, 0.8, None)], {}, ["scratch"])) is None
+    assert curves_picture([]) is None

@@ -8,13 +8,16 @@ import numpy as np
 import pytest
 import torch
 
+from bench.label_efficiency_arms import ValCurve
 from models.classifier.config import ClassifierConfig
+from models.classifier.network import fine_accuracy
 from models.data.dataset import LabelledImages
 from models.gan.config import GanTrainConfig
 from models.gan.networks import GanArchitecture
 from models.gan.pretrain import PretrainGanConfig, pretrain_gan
 from models.gan.training import TrainerCallback
 from models.runtime.checkpoint import CheckpointError
+from models.tree.merge import TreeTensors
 from models.triple import TripleGame, TripleInputError, play_triple_game
 from tests.toy_models import TREE, square_images
 
@@ -140,6 +143,25 @@ def test_a_killed_game_resumes_bitwise(tmp_path: Path) -> None:
     a, b = _snapshot(straight), _snapshot(resumed)
     assert a.keys() == b.keys() and any(k.startswith("opt_d.") for k in a)
     for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_the_studys_val_curve_scores_the_teacher_at_every_log_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    plain = make_game(tmp_path / "a")
+    plain.fit()
+    watched = make_game(tmp_path / "b")
+    held_x, held_y = square_images(60, seed=1)
+    curve = ValCurve(watched, held_x, held_y, TREE)
+    watched.callbacks.append(curve)
+    watched.fit()
+    assert [step for step, _ in curve.points] == list(range(1, 9))  # log_every=1
+    assert all(0.0 <= fine <= 1.0 for _, fine in curve.points)
+    last = fine_accuracy(watched.players.teacher, TreeTensors(TREE, watched.device), held_x, held_y)
+    assert curve.points[-1][1] == round(last, 4)  # the teacher as it ended
+    a, b = _snapshot(plain), _snapshot(watched)
+    for key in a:  # scoring took no random draw and left every player as it was
         assert torch.equal(a[key], b[key]), key
 
 
