@@ -367,18 +367,34 @@ def summarise(
     document = {"rows": table, "reference": reference, **head}
     out.mkdir(parents=True, exist_ok=True)
     name = "label_efficiency_quick" if args.quick else "label_efficiency"
-    picture = samples_picture(runs, data.hierarchy) if data is not None else None
+    shown, curves_file = write_pictures(table, runs, data, out, name)
+    (out / f"{name}.json").write_text(json.dumps(document, indent=1, default=str))
+    (out / f"{name}.md").write_text(markdown(table, head, reference, shown, curves_file))
+    return {"rows": len(table), "targets": head["targets"], "seconds": round(seconds, 1)}
+
+
+def write_pictures(
+    table: list[dict[str, Any]], runs: Path, data: LabelledImages | None, out: Path, name: str
+) -> tuple[tuple[str, str] | None, str | None]:
+    """G's samples and the val curves as ``<name>_samples.png`` / ``<name>_curves.png``.
+
+    Returns ``(job, file)`` of the samples picture and the curves' file, each None when there
+    is nothing to draw, or when matplotlib is missing (a lent GPU machine has torch alone): the
+    tables are written all the same, and ``--summarise-only`` where it is installed draws them.
+    """
+    try:
+        picture = samples_picture(runs, data.hierarchy) if data is not None else None
+        curves = curves_picture(table)
+    except ModuleNotFoundError as err:
+        print(f"pictures left out ({err}); --summarise-only draws them", file=sys.stderr)
+        return None, None
     shown = None
     if picture is not None:
         (out / f"{name}_samples.png").write_bytes(picture[1])
         shown = (picture[0], f"{name}_samples.png")
-    curves = curves_picture(table)
     if curves is not None:
         (out / f"{name}_curves.png").write_bytes(curves)
-    (out / f"{name}.json").write_text(json.dumps(document, indent=1, default=str))
-    curves_file = f"{name}_curves.png" if curves is not None else None
-    (out / f"{name}.md").write_text(markdown(table, head, reference, shown, curves_file))
-    return {"rows": len(table), "targets": head["targets"], "seconds": round(seconds, 1)}
+    return shown, f"{name}_curves.png" if curves is not None else None
 
 
 def _test_images(results: dict[str, dict[str, Any]]) -> int | None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from bench.label_efficiency_report import (
@@ -15,6 +17,7 @@ from bench.label_efficiency_report import (
     curves_picture,
     markdown,
     samples_picture,
+    write_pictures,
 )
 from models.tree.hierarchy import load_builtin_tree
 
@@ -99,3 +102,15 @@ def test_the_curves_picture_draws_the_fewest_labels_and_is_absent_without_curves
     assert png is not None and Image.open(io.BytesIO(png)).size[0] > 100
     assert curves_picture(aggregate([_row("scratch", 0.01, 0, 0.8, None)], {}, ["scratch"])) is None
     assert curves_picture([]) is None
+
+
+def test_without_matplotlib_the_pictures_are_left_out_and_nothing_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = aggregate([_row("scratch", 0.01, 0, 0.8, [[10, 0.7], [20, 0.8]])], {}, ["scratch"])
+    assert write_pictures(table, tmp_path, None, tmp_path, "x") == (None, "x_curves.png")
+    (tmp_path / "x_curves.png").unlink()
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as on a machine with torch alone
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    assert write_pictures(table, tmp_path, None, tmp_path, "x") == (None, None)
+    assert not list(tmp_path.glob("*.png"))
