@@ -59,6 +59,7 @@ def per_seed_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                 res
                 | head
                 | {"arm": "gan-semi-head", "pretrain_steps": head["steps"], "merged_fine": None}
+                | {"val_curve": None}  # the curve is the fine-tuned C's, not the head's
             )
     return out
 

@@ -16,6 +16,7 @@ from bench.label_efficiency_report import (
     curve_gains,
     curves_picture,
     markdown,
+    per_seed_rows,
     samples_picture,
     write_pictures,
 )
@@ -114,3 +115,13 @@ def test_without_matplotlib_the_pictures_are_left_out_and_nothing_fails(
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     assert write_pictures(table, tmp_path, None, tmp_path, "x") == (None, None)
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_the_semi_supervised_heads_row_does_not_inherit_the_fine_tuned_c_curve() -> None:
+    semi = _row("gan-semi", 0.01, 0, 0.82, [[10, 0.7], [20, 0.8]])
+    semi["head"] = {"fine": 0.78, "coarse": 0.97, "steps": 50}
+    table = aggregate(per_seed_rows({"gan-semi-0.01-s0": semi}), {}, ["gan-semi", "gan-semi-head"])
+    assert [(r["arm"], "val_curve" in r) for r in table] == [
+        ("gan-semi", True),
+        ("gan-semi-head", False),
+    ]
