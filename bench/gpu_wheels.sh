@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The Python packages the GPU benches need beyond a lent machine's torch, as wheels to carry there:
-# pydantic and its dependencies, at the versions requirements.lock pins, for the machine's
-# Python (3.12, x86-64 manylinux). Run here, where the package index is reachable:
+# pydantic and its dependencies, PyYAML and safetensors (the configs, the saved models) and Pillow
+# (the OOD guard's complexity score, bench/guard_devices.py), at the versions requirements.lock
+# pins, for the machine's Python (3.12, x86-64 manylinux). Run here, where the package index is
+# reachable:
 #
 #   bash bench/gpu_wheels.sh            # -> .whl/ (ignored: .git/info/exclude)
 #
@@ -12,7 +14,8 @@
 set -euo pipefail
 dest=${1:-.whl}
 python=${PYTHON:-python3}
-packages="pydantic pydantic-core annotated-types typing-inspection typing-extensions"
+packages="pydantic pydantic-core annotated-types typing-inspection typing-extensions pyyaml
+  safetensors pillow"
 pins=()
 for name in $packages; do
   pin=$(grep -i "^${name}==" requirements.lock) || { echo "requirements.lock pins no $name" >&2; exit 1; }

@@ -16,6 +16,13 @@ from the rest).
 Needs torch, pydantic, safetensors, Pillow and the test split's IDX files under
 ``<data-dir>/FashionMNIST/raw`` (the train files are not read). Writes ``guard_devices.md`` and
 ``.json`` under ``--out`` (default ``$OUT``, else ``bench/results``).
+
+Some OOD sets need scikit-learn or scikit-image, which a lent GPU machine (torch alone) lacks;
+build them here and carry the file, so that every device scores the same images (the test
+split is read from ``--data-dir`` there too):
+
+    python bench/guard_devices.py --save-sets sets.npz [--quick]    # here: the OOD sets
+    python bench/guard_devices.py --model-dir DIR --sets sets.npz   # there
 """
 
 from __future__ import annotations
@@ -49,6 +56,25 @@ def test_images(data_dir: Path, limit: int | None) -> np.ndarray:
     if path is None:
         raise SystemExit(f"no t10k-images-idx3-ubyte[.gz] under {data_dir}/FashionMNIST/raw")
     return read_idx(path)[:limit, :, :, None].copy()  # writable, as a decoded request is
+
+
+def save_sets(path: Path, sets: dict[str, np.ndarray], missing: dict[str, str]) -> None:
+    """The OOD sets as one ``.npz`` (uint8 arrays, nothing pickled; the test split is not in it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **sets, missing_=np.array(sorted(missing), dtype=np.str_))
+
+
+def load_sets(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """What :func:`save_sets` wrote: ``{set: uint8 [N, H, W, C]}`` and the sets left out there."""
+    with np.load(path, allow_pickle=False) as archive:
+        sets = {name: archive[name] for name in archive.files if name != "missing_"}
+        missing = [str(name) for name in archive["missing_"]] if "missing_" in archive else []
+    bad = [
+        f"{k} {v.dtype} {v.shape}" for k, v in sets.items() if v.dtype != np.uint8 or v.ndim != 4
+    ]
+    if bad:
+        raise SystemExit(f"{path}: expected uint8 [N, H, W, C] arrays, got {', '.join(bad)}")
+    return sets, {name: "left out where the sets were built" for name in missing}
 
 
 def on_device(
@@ -162,24 +188,36 @@ def markdown(document: dict[str, Any]) -> str:
 def main() -> None:
     """Score every set on every device, compare, write the page; the headline last."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-dir", required=True, help="a classifier saved with its guard")
+    parser.add_argument("--model-dir", help="a classifier saved with its guard")
     parser.add_argument("--devices", nargs="+", default=["cpu", "cuda", "cuda-strict"])
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--set-size", type=int, default=1000)
     parser.add_argument("--quick", action="store_true", help="fewer images, same code path")
+    parser.add_argument("--sets", type=Path, help="score the images of this file (--save-sets)")
+    parser.add_argument("--save-sets", type=Path, help="only build the test split and the sets")
     parser.add_argument("--out", default=os.environ.get("OUT", "bench/results"))
     args = parser.parse_args()
+    test = test_images(Path(args.data_dir), 1000 if args.quick else None)
+    if args.sets is None:
+        sets, missing = build_ood_sets(test, n=100 if args.quick else args.set_size, seed=0)
+    else:
+        sets, missing = load_sets(args.sets)
+    if args.save_sets is not None:
+        save_sets(args.save_sets, sets, missing)
+        print(f"wrote {args.save_sets}: " + ", ".join(f"{k} {len(v)}" for k, v in sets.items()))
+        return
+    if args.model_dir is None:
+        parser.error("--model-dir is required (except with --save-sets)")
     tf32_default = torch.backends.cudnn.allow_tf32  # what a service on a GPU runs with
     classifier = TrainedClassifier.load(args.model_dir)
-    test = test_images(Path(args.data_dir), 1000 if args.quick else None)
-    set_size = 100 if args.quick else args.set_size
-    sets, missing = build_ood_sets(test, n=set_size, seed=0)
     images = {"test": test, **sets}
+    set_size = max((len(v) for v in sets.values()), default=0)
     runs = {name: on_device(classifier, name, images) for name in args.devices}
     reference = runs[args.devices[0]]
     document = {
         "machine": machine(),
         "command": "python bench/guard_devices.py " + " ".join(sys.argv[1:]),
+        "sets_file": str(args.sets) if args.sets else None,
         "test_images": len(test),
         "set_size": set_size,
         "missing": missing,
