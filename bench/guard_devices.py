@@ -194,7 +194,7 @@ def main() -> None:
     parser.add_argument("--set-size", type=int, default=1000)
     parser.add_argument("--quick", action="store_true", help="fewer images, same code path")
     parser.add_argument("--sets", type=Path, help="score the images of this file (--save-sets)")
-    parser.add_argument("--save-sets", type=Path, help="only build the test split and the sets")
+    parser.add_argument("--save-sets", type=Path, help="write the OOD sets here, stop")
     parser.add_argument("--out", default=os.environ.get("OUT", "bench/results"))
     args = parser.parse_args()
     test = test_images(Path(args.data_dir), 1000 if args.quick else None)
