@@ -17,9 +17,9 @@ Needs torch, pydantic, safetensors, Pillow and the test split's IDX files under
 ``<data-dir>/FashionMNIST/raw`` (the train files are not read). Writes ``guard_devices.md`` and
 ``.json`` under ``--out`` (default ``$OUT``, else ``bench/results``).
 
-Some OOD sets need scikit-learn or scikit-image, which a lent GPU machine (torch alone) lacks;
-build them here and carry the file, so that every device scores the same images (the test
-split is read from ``--data-dir`` there too):
+Four OOD sets need scikit-learn (digits) or scikit-image (photos, faces, documents), which a lent
+GPU machine (torch alone) lacks; build them here and carry the file, so that every device scores
+the same images (the test split is read from ``--data-dir`` there too):
 
     python bench/guard_devices.py --save-sets sets.npz [--quick]    # here: the OOD sets
     python bench/guard_devices.py --model-dir DIR --sets sets.npz   # there
@@ -61,20 +61,21 @@ def test_images(data_dir: Path, limit: int | None) -> np.ndarray:
 def save_sets(path: Path, sets: dict[str, np.ndarray], missing: dict[str, str]) -> None:
     """The OOD sets as one ``.npz`` (uint8 arrays, nothing pickled; the test split is not in it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **sets, missing_=np.array(sorted(missing), dtype=np.str_))
+    why = np.array([f"{name}: {reason}" for name, reason in sorted(missing.items())], np.str_)
+    np.savez_compressed(path, **sets, missing_=why)
 
 
 def load_sets(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """What :func:`save_sets` wrote: ``{set: uint8 [N, H, W, C]}`` and the sets left out there."""
     with np.load(path, allow_pickle=False) as archive:
         sets = {name: archive[name] for name in archive.files if name != "missing_"}
-        missing = [str(name) for name in archive["missing_"]] if "missing_" in archive else []
+        why = [str(line) for line in archive["missing_"]] if "missing_" in archive else []
     bad = [
         f"{k} {v.dtype} {v.shape}" for k, v in sets.items() if v.dtype != np.uint8 or v.ndim != 4
     ]
     if bad:
         raise SystemExit(f"{path}: expected uint8 [N, H, W, C] arrays, got {', '.join(bad)}")
-    return sets, {name: "left out where the sets were built" for name in missing}
+    return sets, dict(line.split(": ", 1) for line in why)
 
 
 def on_device(
