@@ -48,7 +48,6 @@ from models.gan.callbacks import TrainerCallback
 from models.gan.config import GanTrainConfig
 from models.gan.training import GanTrainer
 from models.gan.triple_config import TripleConfig
-from models.tree.hierarchy import Hierarchy
 from models.tree.merge import TreeTensors, merged_log_probs
 from models.triple.game import TripleGame
 from models.triple.merge import fit_merge_weight, merge_log_probs
@@ -168,10 +167,9 @@ class ValCurve(TrainerCallback):
     """
 
     def __init__(
-        self, game: TripleGame, images: np.ndarray, labels: np.ndarray, tree: Hierarchy
+        self, game: TripleGame, images: np.ndarray, labels: np.ndarray, tt: TreeTensors
     ) -> None:
-        self.game, self.images, self.labels = game, images, labels
-        self.tt = TreeTensors(tree, game.device)
+        self.game, self.images, self.labels, self.tt = game, images, labels, tt
         self.points: list[list[float]] = []  # [[step, fine accuracy], ...]
 
     def on_log(self, step: int, metrics: dict[str, float]) -> None:
@@ -214,11 +212,12 @@ def run_classifier_arm(
         data.content_hash,
         trunk_state=trunk_state,
     )
+    tt = TreeTensors(data.hierarchy, game.device)
     curve = None
     if params.study.curve_images:
         val_x, val_y = data.split("val")
         n = params.study.curve_images
-        curve = ValCurve(game, val_x[:n], val_y[:n], data.hierarchy)
+        curve = ValCurve(game, val_x[:n], val_y[:n], tt)
         game.callbacks.append(curve)
     started = time.perf_counter()
 
@@ -233,7 +232,6 @@ def run_classifier_arm(
     remaining = None if pace.deadline is None else time.monotonic() + pace.deadline - time.time()
     result = game.fit(resume=False, deadline=remaining)
     seconds = time.perf_counter() - started
-    tt = TreeTensors(data.hierarchy, game.device)
     test_x, test_y = data.split("test")
     teacher = result.players.teacher
     row = {

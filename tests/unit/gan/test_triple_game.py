@@ -153,12 +153,13 @@ def test_the_studys_val_curve_scores_the_teacher_at_every_log_and_changes_nothin
     plain.fit()
     watched = make_game(tmp_path / "b")
     held_x, held_y = square_images(60, seed=1)
-    curve = ValCurve(watched, held_x, held_y, TREE)
+    tt = TreeTensors(TREE, watched.device)
+    curve = ValCurve(watched, held_x, held_y, tt)
     watched.callbacks.append(curve)
     watched.fit()
     assert [step for step, _ in curve.points] == list(range(1, 9))  # log_every=1
     assert all(0.0 <= fine <= 1.0 for _, fine in curve.points)
-    last = fine_accuracy(watched.players.teacher, TreeTensors(TREE, watched.device), held_x, held_y)
+    last = fine_accuracy(watched.players.teacher, tt, held_x, held_y)
     assert curve.points[-1][1] == round(last, 4)  # the teacher as it ended
     a, b = _snapshot(plain), _snapshot(watched)
     for key in a:  # scoring took no random draw and left every player as it was
