@@ -58,6 +58,12 @@ class TripleConfig(BaseModel):
         "path on a weak view is C's target on a strong view (FixMatch's split); or mean-teacher "
         "MSE between two weak views (Triple-GAN v2); or entropy minimisation (v1); or none",
     )
+    strong_view: Literal["shift-cutout", "randaugment"] = Field(
+        "shift-cutout",
+        description="the student's view in the pseudo-label term: larger shifts, a cut-out "
+        "square and a contrast change; or FixMatch's RandAugment (two random operations per "
+        "image, then a cut-out square)",
+    )
     unlabelled_weight: float = Field(
         1.0, ge=0, description="its weight after the ramp (mean teacher: ~10, on the summed MSE)"
     )

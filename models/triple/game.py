@@ -44,7 +44,7 @@ from models.runtime.tensors import to_model_range
 from models.tree.hierarchy import Hierarchy
 from models.tree.merge import TreeTensors, merged_log_probs
 from models.triple import losses, rounds
-from models.triple.augment import strong_view
+from models.triple.augment import randaugment_view, strong_view
 from models.triple.inputs import labelled_subset, level_weights
 from models.triple.players import (
     GameResult,
@@ -183,7 +183,8 @@ class TripleGame:
         return terms
 
     def _strong(self, images_u8: Tensor) -> Tensor:
-        x = strong_view(to_model_range(images_u8), self.rng, self.cconfig.hflip)
+        view = randaugment_view if self.game.strong_view == "randaugment" else strong_view
+        x = view(to_model_range(images_u8), self.rng, self.cconfig.hflip)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     @torch.no_grad()

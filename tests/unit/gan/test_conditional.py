@@ -225,6 +225,53 @@ def test_strong_view_shifts_cuts_and_changes_contrast() -> None:
     assert torch.equal(out, again)  # seeded
 
 
+def test_randaugment_view_draws_operations_per_image_and_cuts_out() -> None:
+    from models.triple.augment import randaugment_view
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.full((64, 1, 28, 28), -1.0)
+    x[:, :, 6:22, 8:20] = 0.6  # a bright garment-like block on the background
+    out = randaugment_view(x, gen, hflip=True, ops=2, cutout=14)
+    assert out.shape == x.shape and out.min() >= -1 and out.max() <= 1
+    changed = (out != x).flatten(1).any(1)
+    assert changed.all()
+    # each image its own draw: the images differ from one another
+    assert len({tuple(o.flatten().tolist()) for o in out}) > 50
+    again = randaugment_view(x, torch.Generator().manual_seed(0), True, 2, 14)
+    assert torch.equal(out, again)  # seeded
+
+
+def test_cut_out_sets_one_square_per_image_to_the_background() -> None:
+    from models.triple.augment import _cut_out
+
+    x = torch.full((32, 1, 28, 28), 0.6)
+    cut = (_cut_out(x, torch.Generator().manual_seed(0), 14) == -1.0).flatten(1).sum(1)
+    assert cut.min() >= 8 * 8 and cut.max() <= 15 * 15  # clipped at a corner, or whole
+    assert torch.equal(_cut_out(x, torch.Generator(), 0), x)
+
+
+def test_randaugment_operations_do_what_they_are_named() -> None:
+    from models.triple.augment import RANDAUGMENT_OPS, _intensity, _warp
+
+    x = torch.full((4, 1, 28, 28), -1.0)
+    x[:, :, 10:18, 4:12] = 0.5  # intensity 0.75 in [0, 1]
+    op = lambda name: torch.full((4,), RANDAUGMENT_OPS.index(name))  # noqa: E731
+    level = torch.full((4,), 0.99)
+    # a geometric op leaves intensities alone, an intensity op leaves the geometry alone
+    assert torch.equal(_intensity(x, op("rotate"), level), x)
+    assert torch.equal(_warp(x, op("solarize"), level), x)
+    assert torch.allclose(_intensity(x, op("identity"), level), x)
+    moved = _warp(x, op("translate_x"), torch.full((4,), 0.5))  # 15 % of the side: 4.2 px
+    assert moved[0, 0, 14, 0:7].gt(0).all() and moved[0, 0, 14, 8:12].lt(-0.9).all()
+    solar = _intensity(x, op("solarize"), level)  # threshold 0.01: bright pixels invert
+    assert torch.allclose(solar[0, 0, 14, 6], torch.tensor(-0.5))
+    dim = _intensity(x, op("brightness"), torch.zeros(4))  # factor 0.05
+    assert torch.allclose(dim[0, 0, 14, 6], torch.tensor(0.75 * 0.05 * 2 - 1), atol=1e-6)
+    poster = _intensity(x, op("posterize"), level)  # 4 bits: multiples of 16 / 255
+    u = (poster + 1) / 2 * 255
+    assert torch.allclose(u, (u / 16).round() * 16, atol=1e-3)
+
+
 def test_pseudo_label_term_counts_only_confident_rows() -> None:
     from models.tree.merge import TreeTensors
 

@@ -122,6 +122,17 @@ def test_c_alone_plays_without_generator_or_discriminator(tmp_path: Path) -> Non
     assert "g_loss" not in result.history[-1] and "c_unlabelled" in result.history[-1]
 
 
+def test_randaugment_view_feeds_the_pseudo_label_term(tmp_path: Path) -> None:
+    # confidence 0: every unlabelled image gets the teacher's label, so the term is on at once
+    common: dict[str, object] = {"steps": 4, "generative": False, "confidence": 0.0}
+    default = make_game(tmp_path / "a", **common).fit()
+    harder = make_game(tmp_path / "b", strong_view="randaugment", **common).fit()
+    last, other = harder.history[-1], default.history[-1]
+    assert np.isfinite(last["c_unlabelled"]) and last["c_unlabelled"] > 0
+    # the same seed and batches: only the student's view differs, so the term does too
+    assert last["c_unlabelled"] != other["c_unlabelled"]
+
+
 class KillAt(TrainerCallback):
     def __init__(self, step: int) -> None:
         self.step = step
