@@ -72,10 +72,12 @@ def load_params(path: str, quick: bool, device: str) -> arms.StudyParams:
 def plan(params: arms.StudyParams) -> list[dict[str, Any]]:
     """Every job, heaviest first (the order they start in), with what each waits for."""
     chosen = set(params.study.arms)
-    jobs: list[dict[str, Any]] = [{"name": "reference", "after": []}]  # it judges G's samples
-    if params.study.triple_trunk == "gan" or any(
-        arms.reads_pretrained_gan(a, params.study) for a in chosen
-    ):
+    jobs: list[dict[str, Any]] = []
+    # only what a chosen arm reads: the reference judges the triple arms' G, the pretraining is
+    # the trunk of the arms that start from the GAN
+    if any(a.startswith("triple") for a in chosen):
+        jobs.append({"name": "reference", "after": []})
+    if any(arms.reads_pretrained_gan(a, params.study) for a in chosen):
         jobs.append({"name": "gan-pretrain", "after": []})
     order = ["triple", "triple-flat", "triple-no-rp", "gan-semi", "scratch-ssl", "gan-ssl"]
     order += ["scratch", "gan"]

@@ -42,11 +42,15 @@ def test_one_process_runs_the_pace_setter_first_and_every_job_after_what_it_wait
 
 def test_the_pretraining_runs_only_when_an_arm_needs_it() -> None:
     names = {j["name"] for j in plan(_params(arms=["scratch", "gan-ssl"]))}
-    assert names == {"reference", "gan-pretrain", "scratch-0.01-s0", "scratch-0.01-s1"} | {
+    assert names == {"gan-pretrain", "scratch-0.01-s0", "scratch-0.01-s1"} | {
         "gan-ssl-0.01-s0",
         "gan-ssl-0.01-s1",
     }
-    assert "gan-pretrain" not in {j["name"] for j in plan(_params(arms=["scratch-ssl"]))}
+    # a triple trunk read from the GAN, but no triple arm chosen: nothing reads the pretraining,
+    # and no G needs the reference judge
+    alone = {j["name"] for j in plan(_params(arms=["scratch-ssl"], triple_trunk="gan"))}
+    assert alone == {"scratch-ssl-0.01-s0", "scratch-ssl-0.01-s1"}
+    assert "reference" in {j["name"] for j in plan(_params(arms=["triple-flat"]))}
 
 
 def test_gan_ssl_plays_scratch_ssl_without_a_generative_model() -> None:
