@@ -155,3 +155,7 @@ def _cut_out(x: Tensor, generator: torch.Generator, side: int) -> Tensor:
     rows = (torch.arange(h, device=dev)[None] - cy).abs() <= side // 2  # [B, H]
     cols = (torch.arange(w, device=dev)[None] - cx).abs() <= side // 2  # [B, W]
     return x.masked_fill((rows[:, :, None] & cols[:, None, :])[:, None], -1.0)
+
+
+# gan.triple.strong_view -> the view
+STRONG_VIEWS = {"shift-cutout": strong_view, "randaugment": randaugment_view}

@@ -6,8 +6,7 @@ Each step (C's optimiser step; D and G step with it once the game is on):
    teacher's), teacher-labelled ``x_p`` for D's real side, and G's ``(G(z, y_g), y_g)``;
 2. D: labelled and teacher-labelled pairs are real; G's pairs and C's pairs (every leaf,
    weighted by C's merged leaf probabilities) are fake, weighted ``1 - alpha`` and ``alpha``;
-3. G: wants its pairs called real by the updated D (and, with ``guide_weight``, called ``y`` by
-   C's EMA teacher);
+3. G: wants its pairs called real by the updated D (with ``guide_weight``, ``y`` by C's teacher);
 4. C: hierarchical cross-entropy on labels + ``adversarial_weight x alpha x`` its adversarial
    term + ``rp_weight x`` R_P (cross-entropy on G's pairs, after ``rp_start``) +
    ``unlabelled_weight x`` the unlabelled-data term, each ramped in; then the EMA teacher moves.
@@ -44,7 +43,7 @@ from models.runtime.tensors import to_model_range
 from models.tree.hierarchy import Hierarchy
 from models.tree.merge import TreeTensors, merged_log_probs
 from models.triple import losses, rounds
-from models.triple.augment import randaugment_view, strong_view
+from models.triple.augment import STRONG_VIEWS
 from models.triple.inputs import labelled_subset, level_weights
 from models.triple.players import (
     GameResult,
@@ -183,7 +182,7 @@ class TripleGame:
         return terms
 
     def _strong(self, images_u8: Tensor) -> Tensor:
-        view = randaugment_view if self.game.strong_view == "randaugment" else strong_view
+        view = STRONG_VIEWS[self.game.strong_view]
         x = view(to_model_range(images_u8), self.rng, self.cconfig.hflip)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 

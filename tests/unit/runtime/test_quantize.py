@@ -74,5 +74,12 @@ def test_guard_verdicts_survive_int8(quantization: str) -> None:
     _, int8 = predictor.classify(batch)
     assert predictor.quantization == quantization
     flips = sum(a["is_ood"] != b["is_ood"] for a, b in zip(ref, int8, strict=True))
-    assert flips <= 2
+    # fbgemm's int8 kernels round differently by CPU: on this toy model static-int8 flips 2 of
+    # the 80 verdicts on an AVX2 host and 4 (in-distribution images near the threshold) on an
+    # AVX-512 VNNI one; dynamic-int8 at most 1. A flip may only come from near the threshold:
+    # the test images' scores move by less than a thousandth of their gap to the noise's.
+    assert flips <= 0.05 * len(batch)
+    gap = min(r["score"] for r in ref[60:]) - max(r["score"] for r in ref[:60])
+    moved = max(abs(a["score"] - b["score"]) for a, b in zip(ref[:60], int8[:60], strict=True))
+    assert moved < 1e-3 * gap
     assert all(v["is_ood"] for v in int8[60:])
