@@ -113,9 +113,7 @@ def _warp(x: Tensor, op: Tensor, signed: Tensor) -> Tensor:
     # translate up to 30 % of the side (affine_grid's coordinates span 2 per side)
     theta[:, 0, 2] = torch.where(is_op["translate_x"], 0.6 * signed, theta[:, 0, 2])
     theta[:, 1, 2] = torch.where(is_op["translate_y"], 0.6 * signed, theta[:, 1, 2])
-    warped_rows = op < len(GEOMETRIC_OPS)
-    if not bool(warped_rows.any()):
-        return x
+    warped_rows = op < len(GEOMETRIC_OPS)  # no early exit: it would sync with the device
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     # zero padding in [0, 1] intensities is the background (-1 in model range)
     warped = F.grid_sample(x + 1.0, grid, align_corners=False, padding_mode="zeros") - 1.0
