@@ -111,27 +111,31 @@ def evaluate_model(
 
 
 def served_config(args: argparse.Namespace) -> OodConfig:
-    """The train pipeline's ``ood:`` settings; ``--scorer`` and the pixel flags where given."""
+    """The train pipeline's ``ood:`` settings; ``--scorer`` and the guard flags where given."""
     import yaml
 
     params = yaml.safe_load(Path("pipelines/configs/train.yaml").read_text())["parameters"]
     settings = params.get("ood", {}) | {"fit_images": args.fit_images, "device": "cpu"}
-    for key in ("scorer", "pixel_density", "compressor"):
+    for key in ("scorer", "pixel_density", "compressor", "knn_images"):
         if getattr(args, key, None):
             settings[key] = getattr(args, key)
     return OodConfig(**settings)
 
 
-def pixel_setting(args: argparse.Namespace) -> str:
-    """The complexity term's setting in words, for the tables' headers."""
+def guard_setting(args: argparse.Namespace) -> str:
+    """The complexity term's setting and the kNN bank's size in words, for the tables' headers."""
     config = served_config(args)
-    return f"{config.pixel_density} pixel Gaussian, {config.compressor} length"
+    return (
+        f"{config.pixel_density} pixel Gaussian, {config.compressor} length; "
+        f"kNN bank of {config.knn_images} train images"
+    )
 
 
-def add_pixel_flags(parser: argparse.ArgumentParser) -> None:
-    """``--pixel-density`` and ``--compressor``: the complexity term's, instead of train.yaml's."""
+def add_guard_flags(parser: argparse.ArgumentParser) -> None:
+    """``--pixel-density``, ``--compressor``, ``--knn-images``: instead of train.yaml's."""
     parser.add_argument("--pixel-density", choices=get_args(PixelDensity))
     parser.add_argument("--compressor", choices=get_args(Compressor))
+    parser.add_argument("--knn-images", type=int, help="the kNN bank's train images")
 
 
 def heldout_data(
@@ -213,7 +217,7 @@ def main() -> None:  # noqa: D103 - the module docstring says it all
         help="serve (and save) this scorer instead of train.yaml's ood.scorer, as that YAML "
         "would with it (e.g. knn_rmd, to measure its serving cost with bench/serve_load.py)",
     )
-    add_pixel_flags(parser)
+    add_guard_flags(parser)
     args = parser.parse_args()
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     started = time.perf_counter()
@@ -301,7 +305,7 @@ def write_results(
         f"{args.fit_images} train images, standardisation and threshold (95 % TPR) on the val "
         f"split. Each cell: AUROC / FPR at 95 % TPR; share flagged at the served threshold. "
         f"**{default}** is the served scorer; rows below the scorers are single components. "
-        f"The complexity term: {pixel_setting(args)}.\n",
+        f"The guard: {guard_setting(args)}.\n",
         "| scorer | " + " | ".join(names) + " | worst AUROC |",
         "|---|" + "---|" * (len(names) + 1),
     ]

@@ -31,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import machine  # noqa: E402
 from bench.ood_detection import (  # noqa: E402
-    add_pixel_flags,
+    add_guard_flags,
     evaluate_model,
+    guard_setting,
     heldout_data,
-    pixel_setting,
     table_cell,
 )
 from models.classifier.io import TrainedClassifier  # noqa: E402
@@ -173,7 +173,7 @@ def main() -> None:
     parser.add_argument("--set-size", type=int, default=1000)
     parser.add_argument("--fit-images", type=int, default=20000)
     parser.add_argument("--out", default=os.environ.get("OUT", "bench/results"))
-    add_pixel_flags(parser)
+    add_guard_flags(parser)
     args = parser.parse_args()
     data = build_dataset(DatasetConfig(source="fashion-mnist", data_dir="data"))
     splits = {s: data.split(s) for s in ("train", "val")}
@@ -215,7 +215,7 @@ def write(result: dict[str, Any], summary: dict[str, float], args: argparse.Name
         "In-distribution: the second half of the val split (the guard fitted on the train split "
         f"and the val split's first half); {args.set_size} drawn images per set. "
         "Each cell: AUROC / FPR at 95 % TPR; share flagged at the scorer's threshold. Rows "
-        f"below the scorers are single components. The complexity term: {pixel_setting(args)}.\n",
+        f"below the scorers are single components. The guard: {guard_setting(args)}.\n",
         "| scorer | " + " | ".join(names) + " | worst AUROC |",
         "|---" * (len(names) + 2) + "|",
     ]

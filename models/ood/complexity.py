@@ -13,7 +13,7 @@ the pixels' bytes under ``zlib`` at level 1 (the default) or their PNG size (Pil
 zlib level: the compressor Serrà et al. use). Images above 32 px are average-pooled to 32 px
 first, so that a full precision matrix stays at most 3,072 x 3,072.
 
-Why the cheap pair is the default (``bench/ood_pixel_ab.py``: one guard per setting on the same
+Why the cheap pair is the default (``bench/ood_guard_ab.py``: one guard per setting on the same
 models and images, a paired bootstrap of the served score over both OOD benches' sets): inside
 ``knn_rmd_complexity`` it separated five sets better than the full Gaussian with PNG (held-out
 Sandal 0.954 vs 0.951) and none worse, and it made the guard's served cost +0.32 instead of

@@ -62,7 +62,7 @@ class OodConfig(BaseModel):
     pixel_density: PixelDensity = Field(
         "diagonal",
         description="complexity: the pixel Gaussian's covariance, diagonal or full (a D x D "
-        "product per served image; no set better in the default score: bench/ood_pixel_ab.py)",
+        "product per served image; no set better in the default score: bench/ood_guard_ab.py)",
     )
     compressor: Compressor = Field(
         "zlib",

@@ -1,20 +1,23 @@
-r"""The complexity term's two settings side by side inside the served score, paired.
+r"""Two settings of the served OOD guard side by side, paired: the same model, images and fit.
 
-The ``complexity`` component reads a pixel Gaussian and a compressed length
-(:mod:`models.ood.complexity`): ``full`` covariance + PNG size (Serrà et al.'s compressor), or
-``diagonal`` + zlib level 1 (a third of the serving cost). This bench fits the guard once per
-setting on the same model and images (the kNN bank and the feature Gaussians do not depend on
-it), scores the same images with both, and compares the served scorer (``train.yaml``'s, or
-``--scorer``) on every set of both OOD benches: the detection bench's sets, the selection
-bench's drawn sets, and each held-out class with its own model. Each difference comes with a
-95 % interval from a paired bootstrap (the same resampled in- and out-of-distribution images
-for both settings), so that "the same detection" is a measured statement, not a reading of the
-fourth decimal.
+A setting is a few ``ood:`` keys (:class:`~models.ood.config.OodConfig`) over ``train.yaml``'s,
+``--a pixel_density=full compressor=png`` / ``--b knn_images=2500``. The bench fits the guard
+once per setting on the same model and images, scores the same images with both, and compares
+the served scorer (``train.yaml``'s, or ``--scorer``) on every set of both OOD benches: the
+detection bench's sets, the selection bench's drawn sets, and each held-out class with its own
+model. Each difference comes with a 95 % interval from a paired bootstrap (the same resampled
+in- and out-of-distribution images for both settings), so that "the same detection" is a
+measured statement, not a reading of the fourth decimal.
 
-    python bench/ood_pixel_ab.py --model-dir DIR --gan-dir DIR \
-        --heldout-dir DIR [--heldout-class Sandal] --shirt-dir DIR [--shirt-class Shirt]
+Made for the complexity term's two settings (``ood_pixel_ab.md``: ``full`` covariance + PNG
+size, Serrà et al.'s compressor, against ``diagonal`` + zlib level 1, a third of the serving
+cost; those are the defaults of ``--a`` and ``--b``), and used for the kNN bank's size since.
 
-Writes ``ood_pixel_ab.md`` / ``.json`` under ``--out``; prints the headline JSON.
+    python bench/ood_guard_ab.py --model-dir DIR --gan-dir DIR \
+        --heldout-dir DIR [--heldout-class Sandal] --shirt-dir DIR [--shirt-class Shirt] \
+        [--a KEY=VALUE ...] [--b KEY=VALUE ...] [--save ood_pixel_ab]
+
+Writes ``<save>.md`` / ``.json`` under ``--out``; prints the headline JSON.
 """
 
 from __future__ import annotations
@@ -38,9 +41,37 @@ from models.classifier.io import TrainedClassifier  # noqa: E402
 from models.data.ingest import DatasetConfig, build_dataset  # noqa: E402
 from models.gan.io import TrainedGan  # noqa: E402
 from models.ood import SCORERS, build_ood_sets, fit_guard, score_images  # noqa: E402
+from models.ood.config import OodConfig  # noqa: E402
 from models.ood.evaluate import auroc  # noqa: E402
 
-SETTINGS = {"full + png": ("full", "png"), "diagonal + zlib": ("diagonal", "zlib")}
+# the complexity term's settings this bench was made for (ood_pixel_ab.md)
+DEFAULT_A = ["pixel_density=full", "compressor=png"]
+DEFAULT_B = ["pixel_density=diagonal", "compressor=zlib"]
+
+
+def parse_setting(pairs: list[str]) -> dict[str, str]:
+    """``["knn_images=2500"]`` -> ``{"knn_images": "2500"}``; each key must be an ``ood:`` key."""
+    setting = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in OodConfig.model_fields:
+            raise SystemExit(f"{pair!r}: expected KEY=VALUE with KEY one of the ood: settings")
+        setting[key] = value
+    return setting
+
+
+def setting_config(args: argparse.Namespace, setting: dict[str, str]) -> OodConfig:
+    """``train.yaml``'s ``ood:`` settings with ``setting``'s keys over them, validated."""
+    base = served_config(args).model_dump() | {"runtime_thresholds": []}
+    try:
+        return OodConfig.model_validate(base | setting)
+    except ValueError as err:
+        raise SystemExit(f"{setting_name(setting)}: {err}") from None
+
+
+def setting_name(setting: dict[str, str]) -> str:
+    """``"pixel_density=full, compressor=png"``: a setting in the table's words."""
+    return ", ".join(f"{k}={v}" for k, v in setting.items())
 
 
 def served_scores(
@@ -48,14 +79,9 @@ def served_scores(
     discriminator: torch.nn.Module,
     splits: dict[str, tuple[np.ndarray, np.ndarray]],
     sets: dict[str, np.ndarray],
-    args: argparse.Namespace,
-    density: str,
-    compressor: str,
+    config: OodConfig,
 ) -> tuple[dict[str, np.ndarray], float]:
     """``({"test": [N], set: [M] ...}, threshold)``: the served score under one setting."""
-    chosen = {"pixel_density": density, "compressor": compressor}
-    setting = argparse.Namespace(**vars(args) | chosen)
-    config = served_config(setting).model_copy(update={"runtime_thresholds": []})
     guard, _ = fit_guard(classifier, discriminator, *splits["train"], splits["val"][0], config)
     model = classifier.build()
     images = {"test": splits["test"][0], **sets}
@@ -122,8 +148,13 @@ def main() -> None:
     parser.add_argument("--set-size", type=int, default=2000)
     parser.add_argument("--fit-images", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=300, help="bootstrap resamples")
+    parser.add_argument("--a", nargs="+", default=DEFAULT_A, metavar="KEY=VALUE")
+    parser.add_argument("--b", nargs="+", default=DEFAULT_B, metavar="KEY=VALUE")
+    parser.add_argument("--save", default="ood_guard_ab", help="the results' file name")
     parser.add_argument("--out", default=os.environ.get("OUT", "bench/results"))
     args = parser.parse_args()
+    settings = {"a": parse_setting(args.a), "b": parse_setting(args.b)}
+    configs = [setting_config(args, setting) for setting in settings.values()]  # before any fit
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     data = build_dataset(DatasetConfig(source="fashion-mnist", data_dir="data"))
     rows, flagged = [], {}
@@ -131,8 +162,7 @@ def main() -> None:
         classifier = TrainedClassifier.load(model_dir)
         discriminator = TrainedGan.load(gan_dir).discriminator()
         (a, thr_a), (b, thr_b) = (
-            served_scores(classifier, discriminator, splits, sets, args, *setting)
-            for setting in SETTINGS.values()
+            served_scores(classifier, discriminator, splits, sets, config) for config in configs
         )
         for name in sets:
             row = paired_difference(a, b, name, args.rounds, seed=len(rows))
@@ -146,7 +176,7 @@ def main() -> None:
             round(float((b["test"] > thr_b).mean()), 4),
         ]
     scorer = served_config(args).scorer
-    write(rows, flagged, scorer, args)
+    write(rows, flagged, scorer, settings, args)
     worse = [r["set"] for r in rows if r["high"] < 0]
     better = [r["set"] for r in rows if r["low"] > 0]
     print(json.dumps({"scorer": scorer, "b_worse_on": worse, "b_better_on": better}))
@@ -156,17 +186,18 @@ def write(
     rows: list[dict[str, Any]],
     flagged: dict[str, list[float]],
     scorer: str,
+    settings: dict[str, dict[str, str]],
     args: argparse.Namespace,
 ) -> None:
-    """``ood_pixel_ab.md`` and ``.json``."""
+    """``<save>.md`` and ``.json``."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = {"scorer": scorer, "settings": SETTINGS, "rows": rows, "test_flagged": flagged}
-    (out / "ood_pixel_ab.json").write_text(json.dumps(result, indent=1))
-    a, b = SETTINGS
+    result = {"scorer": scorer, "settings": settings, "rows": rows, "test_flagged": flagged}
+    (out / f"{args.save}.json").write_text(json.dumps(result, indent=1))
+    a, b = (setting_name(s) for s in settings.values())
     lines = [
-        f"# The complexity term's settings inside `{scorer}`: A = {a}, B = {b}\n",
-        f"Machine: {machine()}. Command: `python bench/ood_pixel_ab.py "
+        f"# Two guard settings inside `{scorer}`: A = {a}; B = {b}\n",
+        f"Machine: {machine()}. Command: `python bench/ood_guard_ab.py "
         f"{' '.join(sys.argv[1:])}`. One guard fitted per setting on the same model and images "
         f"({args.fit_images} train images; standardisation and threshold on val, 95 % TPR); "
         "in-distribution: the test split (detection bench) or the val split's second half "
@@ -187,7 +218,7 @@ def write(
         + "; ".join(f"{k} {v[0]:.1%}, {v[1]:.1%}" for k, v in flagged.items())
         + ".",
     ]
-    (out / "ood_pixel_ab.md").write_text("\n".join(lines) + "\n")
+    (out / f"{args.save}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
