@@ -10,7 +10,7 @@ import torch
 
 from models.ood.guard import OodGuard
 from models.ood.scores import guarded_forward
-from models.ood.served_score import ServedScore
+from models.ood.served_score import ServedScore, largest_indices
 from models.runtime.tensors import to_model_range
 from models.tree.merge import TreeTensors
 from tests.toy_models import guarded_square_classifier, square_images
@@ -128,3 +128,27 @@ def test_only_neck_and_pixel_scores_are_served(toy_guarded) -> None:
     assert not ServedScore.serves(without_pixels)
     with pytest.raises(ValueError, match=r"does not compute \['msp'\]"):
         ServedScore(_with_parts(fitted, ["msp"], coarse=False))
+
+
+@pytest.mark.parametrize(("n", "m"), [(5000, 96), (300, 40), (97, 96), (50, 10)])
+def test_largest_indices_are_each_rows_m_largest(n: int, m: int) -> None:
+    rng = np.random.default_rng(n)
+    rows = rng.standard_normal((6, n)).astype(np.float32)
+    rows[1] = np.round(rows[1])  # many equal values around the m-th place
+    rows[2] = np.sort(rows[2])  # the largest at the end: a strided sample still bounds them
+    rows[3] = 0.0  # every value equal
+    picked = largest_indices(rows, m)
+    assert picked.shape == (6, m)
+    for row, idx in zip(rows, picked, strict=True):
+        assert len(set(idx.tolist())) == m  # m distinct positions
+        np.testing.assert_array_equal(np.sort(row[idx]), np.sort(row)[n - m :])
+
+
+def test_largest_indices_fall_back_when_the_sample_drew_the_largest() -> None:
+    # the strided sample (every 8th) holds all 20 of the largest values: its threshold lets
+    # fewer than m through, so the row is partitioned whole
+    row = np.zeros(800, np.float32)
+    row[::8][:20] = np.arange(100, 120)
+    row[1:8] = np.arange(50, 57)
+    picked = largest_indices(row[None], 24)[0]
+    np.testing.assert_array_equal(np.sort(row[picked]), np.sort(row)[-24:])
