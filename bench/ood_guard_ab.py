@@ -15,9 +15,10 @@ cost; those are the defaults of ``--a`` and ``--b``), and used for the kNN bank'
 
     python bench/ood_guard_ab.py --model-dir DIR --gan-dir DIR \
         --heldout-dir DIR [--heldout-class Sandal] --shirt-dir DIR [--shirt-class Shirt] \
-        [--a KEY=VALUE ...] [--b KEY=VALUE ...] [--save ood_pixel_ab]
+        [--scorer NAME] [--a KEY=VALUE ...] [--b KEY=VALUE ...] [--save NAME]
 
-Writes ``<save>.md`` / ``.json`` under ``--out``; prints the headline JSON.
+Writes ``<save>.md`` / ``.json`` under ``--out`` (``ood_guard_ab`` unless named; ``--save
+ood_pixel_ab`` for the committed page of the defaults); prints the headline JSON.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ def parse_setting(pairs: list[str]) -> dict[str, str]:
         key, sep, value = pair.partition("=")
         if not sep or key not in OodConfig.model_fields:
             raise SystemExit(f"{pair!r}: expected KEY=VALUE with KEY one of the ood: settings")
+        if key == "scorer":  # both sides serve one scorer: the table compares its settings
+            raise SystemExit(f"{pair!r}: the scorer is --scorer's, the same for A and B")
         setting[key] = value
     return setting
 

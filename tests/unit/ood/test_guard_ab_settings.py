@@ -33,7 +33,7 @@ def test_the_defaults_are_the_complexity_terms_two_settings() -> None:
     assert parse_setting(DEFAULT_B) == {"pixel_density": "diagonal", "compressor": "zlib"}
 
 
-@pytest.mark.parametrize("pair", ["knn_imags=2500", "knn_images", "=3"])
+@pytest.mark.parametrize("pair", ["knn_imags=2500", "knn_images", "=3", "scorer=knn_rmd"])
 def test_an_unknown_key_or_a_missing_value_is_named(pair: str) -> None:
     with pytest.raises(SystemExit, match=repr(pair).replace("[", r"\[")):
         parse_setting([pair])
