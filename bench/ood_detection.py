@@ -123,11 +123,12 @@ def served_config(args: argparse.Namespace) -> OodConfig:
 
 
 def guard_setting(args: argparse.Namespace) -> str:
-    """The complexity term's setting and the kNN bank's size in words, for the tables' headers."""
+    """The complexity term's setting and the kNN search's in words, for the tables' headers."""
     config = served_config(args)
     return (
         f"{config.pixel_density} pixel Gaussian, {config.compressor} length; "
-        f"kNN bank of {config.knn_images} train images"
+        f"kNN distance to the k-th nearest of {config.knn_images} train images, "
+        f"k = {config.neighbours}"
     )
 
 

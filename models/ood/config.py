@@ -50,10 +50,11 @@ class OodConfig(BaseModel):
         20000, ge=20, description="train images the Gaussians (features, pixels) are fitted on"
     )
     neighbours: int = Field(
-        3,
+        1,
         ge=1,
-        description="knn: distance to the k-th nearest neighbour (3 separates five sets of both "
-        "OOD benches better than 5, and 5 than 10; none worse: bench/results/ood_knn_k_*_ab.md)",
+        description="knn: distance to the k-th nearest neighbour (1 separates four sets of both "
+        "OOD benches better than 2 and than 3, 3 five better than 5, 5 five better than 10; none "
+        "worse: bench/results/ood_knn_k_*_ab.md)",
     )
     knn_images: int = Field(
         5000,

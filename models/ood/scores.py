@@ -152,8 +152,8 @@ def knn_candidates(k: int) -> int:
     both benches (31,997 images): with 96 candidates (k = 10) the search returned the float32
     k-th neighbour for every image, with 56 (``4k + 16``, the rule before) not for 5 of them;
     the search costs the same (96 vs 96 us one image after a forward pass; 134 vs 131 us with
-    the caches swept as well). With the served ``k = 3`` (40 candidates) and ``k = 5`` (56), on
-    the same model, its test split and both benches' sets (31,997 images), every k-th
+    the caches swept as well). With ``k = 5`` (56 candidates), 3 (40), 2 (32) and the served 1
+    (24), on the same model, its test split and both benches' sets (31,997 images), every k-th
     neighbour was the float32 one too.
     """
     return 8 * k + 16
