@@ -134,6 +134,22 @@ def embedding_methods() -> dict[str, Any]:
     }
 
 
+def guard_settings(ood_info: dict[str, Any] | None) -> str:
+    """``", kNN distance to the k-th nearest of 5000 train images, k = 1, pixels: ..."``.
+
+    What the saved guard's fit recorded (``ood.json``'s ``info``); empty for a model without a
+    guard or one saved before the fit recorded them.
+    """
+    info = (ood_info or {}).get("info") or {}
+    parts = []
+    if "knn_k" in info and "knn_images" in info:
+        nearest = f"the k-th nearest of {info['knn_images']} train images"
+        parts.append(f"kNN distance to {nearest}, k = {info['knn_k']}")
+    if info.get("pixels"):
+        parts.append(f"pixels: {info['pixels']}")
+    return "".join(f", {p}" for p in parts)
+
+
 def run_cli(batch: np.ndarray, model_dir: str, config: str) -> dict[str, Any]:
     """One real monitor-pipeline CLI run on ``batch``; wall time, step times, report path."""
     with tempfile.TemporaryDirectory(prefix="hiergan-drift-bench-") as tmp:
@@ -348,6 +364,7 @@ def main() -> None:  # noqa: D103 - the module docstring says it all
     detected = [r for r in rows if r["shift"] != "hflip"]
     summary = {
         "ood_scorer": (classifier.ood_info or {}).get("scorer"),  # None: saved without a guard
+        "ood_guard": guard_settings(classifier.ood_info),
         "false_alarm_rate": round(false_alarms / len(clean_rows), 4),
         "alternative_false_alarms": alternative_false,
         "small_shifts": {
@@ -395,7 +412,7 @@ def write_table(
         "# Drift monitor: detection, false alarms, report time (CPU)\n",
         f"Machine: {machine()}. Command: `python bench/drift_detection.py "
         f"{' '.join(sys.argv[1:])}`. Model: `{args.model_dir}` (its OOD guard's scorer: "
-        f"`{summary['ood_scorer']}`); "
+        f"`{summary['ood_scorer']}`{summary['ood_guard']}); "
         "reference: Fashion-MNIST val split (6,000 images); batches of "
         f"{args.batch_size} test images; gate: drift share >= {params.drift.drift_share}, a "
         f"drifted column matching {params.gate.trigger_columns}, or more than "
