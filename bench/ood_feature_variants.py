@@ -1,0 +1,225 @@
+r"""What the served OOD score's feature parts read: the image's neck features, or a variant of them.
+
+The served default (``knn_rmd_complexity``) reads the neck's features twice: the kNN distance to
+the training bank and the neck's relative Mahalanobis distance. This bench recomputes that score
+with both parts fitted on, and reading, a variant of those features, the complexity part as
+served, and compares each variant with the served features on every set of both OOD benches
+(the cases of ``bench/ood_guard_ab.py``), paired:
+
+- ``normalised``: each feature vector L2-normalised before the Gaussians are fitted and read
+  (Mahalanobis++, Mueller & Hein 2025; the kNN part already compares directions);
+- ``mirror-mean``: the mean of the image's features and its mirror image's. A model with
+  mirror TTA computes both in its forward pass, so this variant would cost nothing served.
+
+Everything else is the served score's: the same fit images, bank, k, shrinkage, robust
+standardisation and 95 % threshold on val. The ``served`` column is the guard's own score up to
+float rounding (the kNN search here is one float32 pass).
+
+    python bench/ood_feature_variants.py --model-dir DIR --gan-dir DIR \
+        --heldout-dir DIR --shirt-dir DIR [--save NAME]
+
+Writes ``<save>.md`` / ``.json`` under ``--out`` (``ood_feature_variants``); prints the headline
+JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.functional import normalize
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.machine import machine  # noqa: E402
+from bench.ood_detection import served_config  # noqa: E402
+from bench.ood_guard_ab import cases, paired_difference  # noqa: E402
+from models.classifier.io import TrainedClassifier  # noqa: E402
+from models.data.ingest import DatasetConfig, build_dataset  # noqa: E402
+from models.gan.io import TrainedGan  # noqa: E402
+from models.ood import OodConfig, fit_guard, score_images  # noqa: E402
+from models.ood.fit import stratified_subset  # noqa: E402
+from models.ood.guard import BACKGROUND, OodGuard, fit_gaussians, robust_standardization  # noqa: E402
+from models.ood.scores import knn_distance, min_mahalanobis  # noqa: E402
+
+SERVED, VARIANTS = "served", ("normalised", "mirror-mean")
+PROBE = OodGuard({}, None, "msp", ["msp"])  # a guard with nothing fitted: features only
+Views = dict[str, np.ndarray]  # "own", "mirror": [N, D] neck features
+
+
+def neck_views(classifier: TrainedClassifier, model: Any, images: np.ndarray) -> Views:
+    """The neck features of uint8 ``[N, H, W, C]`` images and of their mirror images."""
+    mirrored = np.ascontiguousarray(images[:, :, ::-1])
+    return {
+        view: score_images(classifier, PROBE, x, model, keep_layers=True).layers["neck"]
+        for view, x in (("own", images), ("mirror", mirrored))
+    }
+
+
+def variant_features(variant: str, views: Views) -> torch.Tensor:
+    """``[N, D]`` float32 features of one variant."""
+    own = torch.from_numpy(views["own"]).float()
+    if variant == "normalised":
+        return normalize(own, dim=1)
+    if variant == "mirror-mean":
+        return (own + torch.from_numpy(views["mirror"]).float()) / 2
+    return own
+
+
+def feature_parts(
+    fit: torch.Tensor, level_labels: torch.Tensor, bank: np.ndarray, tree: Any, config: OodConfig
+) -> Callable[[torch.Tensor], dict[str, np.ndarray]]:
+    """``features -> {"knn", "rmd"}``: both feature parts fitted on ``fit`` ``[N, D]``."""
+    leaf = tree.level_names[-1]
+    means, precision = fit_gaussians(fit, level_labels, list(tree.level_names), config.shrinkage)[
+        leaf
+    ]
+    everything = torch.zeros(len(fit), 1, dtype=torch.long)
+    background = fit_gaussians(fit, everything, [BACKGROUND], config.shrinkage)[BACKGROUND]
+    neighbours = normalize(fit[bank], dim=1)
+    k = min(config.neighbours, len(neighbours))
+
+    def parts(z: torch.Tensor) -> dict[str, np.ndarray]:
+        rmd = min_mahalanobis(z, means, precision) - min_mahalanobis(z, *background)
+        return {"rmd": rmd.numpy(), "knn": knn_distance(z, neighbours, k).numpy()}
+
+    return parts
+
+
+def variant_scores(
+    classifier: TrainedClassifier,
+    discriminator: torch.nn.Module,
+    splits: dict[str, tuple[np.ndarray, np.ndarray]],
+    sets: dict[str, np.ndarray],
+    config: OodConfig,
+) -> dict[str, tuple[dict[str, np.ndarray], float]]:
+    """``{variant: ({"test": [N], set: [M] ...}, threshold)}``, the served features' included.
+
+    Every part of the score but the two feature parts is the served guard's.
+    """
+    train_x, train_y = splits["train"]
+    guard, val = fit_guard(classifier, discriminator, train_x, train_y, splits["val"][0], config)
+    model = classifier.build()
+    idx = stratified_subset(train_y, config.fit_images, config.seed)
+    bank = stratified_subset(train_y[idx], config.knn_images, config.seed + 1)
+    level_labels = torch.from_numpy(classifier.tree.all_level_labels(train_y[idx])).long()
+    fit_views = neck_views(classifier, model, train_x[idx])
+    images = {"val": splits["val"][0], "test": splits["test"][0], **sets}
+    views = {name: neck_views(classifier, model, x) for name, x in images.items()}
+    complexity = {"val": val.components["complexity"]}
+    for name, x in images.items():
+        if name != "val":
+            served = score_images(classifier, guard, x, model, every_component=False)
+            complexity[name] = served.components["complexity"]
+    out = {}
+    for variant in (SERVED, *VARIANTS):
+        fit = variant_features(variant, fit_views)
+        parts = feature_parts(fit, level_labels, bank, classifier.tree, config)
+        comps = {
+            name: parts(variant_features(variant, v)) | {"complexity": complexity[name]}
+            for name, v in views.items()
+        }
+        scale = {p: robust_standardization(c) for p, c in comps["val"].items()}
+        scores = {
+            name: sum((c[p] - scale[p][0]) / scale[p][1] for p in scale)
+            for name, c in comps.items()
+        }
+        out[variant] = scores, float(np.quantile(scores.pop("val"), config.tpr))
+    return out
+
+
+def main() -> None:
+    """Fit, score every variant, compare each with the served features; write the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--gan-dir", required=True)
+    parser.add_argument("--heldout-dir", help="a model trained without --heldout-class")
+    parser.add_argument("--heldout-class", default="Sandal")
+    parser.add_argument("--shirt-dir", help="a model trained without --shirt-class (selection)")
+    parser.add_argument("--shirt-class", default="Shirt")
+    parser.add_argument("--set-size", type=int, default=2000)
+    parser.add_argument("--fit-images", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=300, help="bootstrap resamples")
+    parser.add_argument("--save", default="ood_feature_variants", help="the results' file name")
+    parser.add_argument("--out", default=os.environ.get("OUT", "bench/results"))
+    args = parser.parse_args()
+    config = served_config(args).model_copy(update={"runtime_thresholds": []})
+    if config.scorer != "knn_rmd_complexity":
+        raise SystemExit(f"train.yaml serves {config.scorer}; this bench: knn_rmd_complexity")
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    data = build_dataset(DatasetConfig(source="fashion-mnist", data_dir="data"))
+    rows = []
+    for bench, model_dir, gan_dir, splits, sets in cases(data, args):
+        classifier = TrainedClassifier.load(model_dir)
+        discriminator = TrainedGan.load(gan_dir).discriminator()
+        scored = variant_scores(classifier, discriminator, splits, sets, config)
+        (served, threshold) = scored[SERVED]
+        for name in sets:
+            row: dict[str, Any] = {"bench": bench, "set": name}
+            row["flagged"] = {
+                v: round(float((s[name] > t).mean()), 4) for v, (s, t) in scored.items()
+            }
+            for variant in VARIANTS:
+                row[variant] = paired_difference(
+                    served, scored[variant][0], name, args.rounds, seed=len(rows)
+                )
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    write(rows, config, args)
+    print(json.dumps({v: verdict(rows, v) for v in VARIANTS}))
+
+
+def verdict(rows: list[dict[str, Any]], variant: str) -> dict[str, list[str]]:
+    """The sets a variant separates better or worse than the served features (95 % intervals)."""
+    return {
+        "better_on": [r["set"] for r in rows if r[variant]["low"] > 0],
+        "worse_on": [r["set"] for r in rows if r[variant]["high"] < 0],
+    }
+
+
+def write(rows: list[dict[str, Any]], config: OodConfig, args: argparse.Namespace) -> None:
+    """``<save>.md`` and ``.json``."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    verdicts = {v: verdict(rows, v) for v in VARIANTS}
+    result = {"ood": config.model_dump(), "rows": rows, "verdicts": verdicts}
+    (out / f"{args.save}.json").write_text(json.dumps(result, indent=1))
+    lines = [
+        "# The OOD score's feature parts on variants of the neck's features\n",
+        f"Machine: {machine()}. Command: `python bench/ood_feature_variants.py "
+        f"{' '.join(sys.argv[1:])}`. `knn_rmd_complexity` recomputed with its kNN part (the "
+        f"{config.neighbours}-th nearest of {config.knn_images} train images) and its neck "
+        "relative Mahalanobis part fitted on, and reading, each variant of the features; the "
+        "complexity part, the fit images, standardisation and the 95 % threshold on val as "
+        "served. In-distribution: the test split (detection bench) or the val split's second "
+        "half (selection bench), each held-out class against its own model. Each variant - "
+        f"served, with a 95 % interval from {args.rounds} paired bootstrap resamples.\n",
+        "| bench | set | served | normalised | - served [95 %] | mirror-mean | - served [95 %] "
+        "| flagged (served / normalised / mirror-mean) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        n, m, f = r["normalised"], r["mirror-mean"], r["flagged"]
+        lines.append(
+            f"| {r['bench']} | {r['set']} | {n['a']:.4f} | {n['b']:.4f} | "
+            f"{n['b_minus_a']:+.4f} [{n['low']:+.4f}, {n['high']:+.4f}] | {m['b']:.4f} | "
+            f"{m['b_minus_a']:+.4f} [{m['low']:+.4f}, {m['high']:+.4f}] | "
+            f"{f[SERVED]:.1%} / {f['normalised']:.1%} / {f['mirror-mean']:.1%} |"
+        )
+    lines += [""] + [
+        f"`{v}`: better on {', '.join(d['better_on']) or 'none'}; "
+        f"worse on {', '.join(d['worse_on']) or 'none'}."
+        for v, d in verdicts.items()
+    ]
+    (out / f"{args.save}.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
