@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import machine  # noqa: E402
 from bench.ood_detection import served_config  # noqa: E402
-from bench.ood_guard_ab import cases, paired_difference  # noqa: E402
+from bench.ood_guard_ab import add_case_flags, cases, paired_difference  # noqa: E402
 from models.classifier.io import TrainedClassifier  # noqa: E402
 from models.data.ingest import DatasetConfig, build_dataset  # noqa: E402
 from models.gan.io import TrainedGan  # noqa: E402
@@ -138,15 +138,7 @@ def variant_scores(
 def main() -> None:
     """Fit, score every variant, compare each with the served features; write the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-dir", required=True)
-    parser.add_argument("--gan-dir", required=True)
-    parser.add_argument("--heldout-dir", help="a model trained without --heldout-class")
-    parser.add_argument("--heldout-class", default="Sandal")
-    parser.add_argument("--shirt-dir", help="a model trained without --shirt-class (selection)")
-    parser.add_argument("--shirt-class", default="Shirt")
-    parser.add_argument("--set-size", type=int, default=2000)
-    parser.add_argument("--fit-images", type=int, default=20000)
-    parser.add_argument("--rounds", type=int, default=300, help="bootstrap resamples")
+    add_case_flags(parser)
     parser.add_argument("--save", default="ood_feature_variants", help="the results' file name")
     parser.add_argument("--out", default=os.environ.get("OUT", "bench/results"))
     args = parser.parse_args()

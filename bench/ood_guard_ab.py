@@ -138,19 +138,24 @@ def cases(data: Any, args: argparse.Namespace) -> list[tuple[str, str, str, Any,
     return out
 
 
-def main() -> None:
-    """Fit per setting, score, compare; write the table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_case_flags(parser: argparse.ArgumentParser) -> None:
+    """The models, sets and bootstrap of :func:`cases` and :func:`paired_difference`."""
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--gan-dir", required=True)
     parser.add_argument("--heldout-dir", help="a model trained without --heldout-class")
     parser.add_argument("--heldout-class", default="Sandal")
     parser.add_argument("--shirt-dir", help="a model trained without --shirt-class (selection)")
     parser.add_argument("--shirt-class", default="Shirt")
-    parser.add_argument("--scorer", choices=SCORERS, help="default: train.yaml's")
     parser.add_argument("--set-size", type=int, default=2000)
     parser.add_argument("--fit-images", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=300, help="bootstrap resamples")
+
+
+def main() -> None:
+    """Fit per setting, score, compare; write the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_case_flags(parser)
+    parser.add_argument("--scorer", choices=SCORERS, help="default: train.yaml's")
     parser.add_argument("--a", nargs="+", default=DEFAULT_A, metavar="KEY=VALUE")
     parser.add_argument("--b", nargs="+", default=DEFAULT_B, metavar="KEY=VALUE")
     parser.add_argument("--save", default="ood_guard_ab", help="the results' file name")
