@@ -39,6 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import machine
+from bench.ood_detection import knn_words
 from models.classifier.io import TrainedClassifier
 from models.data.ingest import build_dataset
 from models.monitoring.drift import DriftGateConfig, drift_decision, run_drift_report
@@ -143,8 +144,7 @@ def guard_settings(ood_info: dict[str, Any] | None) -> str:
     info = (ood_info or {}).get("info") or {}
     parts = []
     if "knn_k" in info and "knn_images" in info:
-        nearest = f"the k-th nearest of {info['knn_images']} train images"
-        parts.append(f"kNN distance to {nearest}, k = {info['knn_k']}")
+        parts.append(knn_words(info["knn_k"], info["knn_images"]))
     if info.get("pixels"):
         parts.append(f"pixels: {info['pixels']}")
     return "".join(f", {p}" for p in parts)

@@ -122,13 +122,16 @@ def served_config(args: argparse.Namespace) -> OodConfig:
     return OodConfig(**settings)
 
 
+def knn_words(neighbours: int, knn_images: int) -> str:
+    """The kNN part's search in the results pages' words."""
+    return f"kNN distance to the k-th nearest of {knn_images} train images, k = {neighbours}"
+
+
 def guard_setting(args: argparse.Namespace) -> str:
     """The complexity term's setting and the kNN search's in words, for the tables' headers."""
     config = served_config(args)
-    return (
-        f"{config.pixel_density} pixel Gaussian, {config.compressor} length; "
-        f"kNN distance to the k-th nearest of {config.knn_images} train images, "
-        f"k = {config.neighbours}"
+    return f"{config.pixel_density} pixel Gaussian, {config.compressor} length; " + knn_words(
+        config.neighbours, config.knn_images
     )
 
 

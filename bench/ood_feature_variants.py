@@ -29,6 +29,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +55,18 @@ PROBE = OodGuard({}, None, "msp", ["msp"])  # a guard with nothing fitted: featu
 Views = dict[str, np.ndarray]  # "own", "mirror": [N, D] neck features
 
 
-def neck_views(classifier: TrainedClassifier, model: Any, images: np.ndarray) -> Views:
-    """The neck features of uint8 ``[N, H, W, C]`` images and of their mirror images."""
+def neck_views(
+    classifier: TrainedClassifier, model: Any, images: np.ndarray, guard: OodGuard = PROBE
+) -> tuple[Views, dict[str, np.ndarray]]:
+    """The neck features of uint8 ``[N, H, W, C]`` images and their mirrors; ``guard``'s parts.
+
+    One pass gives the image's own features and the served parts of ``guard`` on it.
+    """
+    own = score_images(classifier, guard, images, model, every_component=False, keep_layers=True)
     mirrored = np.ascontiguousarray(images[:, :, ::-1])
-    return {
-        view: score_images(classifier, PROBE, x, model, keep_layers=True).layers["neck"]
-        for view, x in (("own", images), ("mirror", mirrored))
-    }
+    mirror = score_images(classifier, PROBE, mirrored, model, keep_layers=True).layers["neck"]
+    assert own.layers is not None
+    return {"own": own.layers["neck"], "mirror": mirror}, own.components
 
 
 def variant_features(variant: str, views: Views) -> torch.Tensor:
@@ -76,7 +82,7 @@ def variant_features(variant: str, views: Views) -> torch.Tensor:
 def feature_parts(
     fit: torch.Tensor, level_labels: torch.Tensor, bank: np.ndarray, tree: Any, config: OodConfig
 ) -> Callable[[torch.Tensor], dict[str, np.ndarray]]:
-    """``features -> {"knn", "rmd"}``: both feature parts fitted on ``fit`` ``[N, D]``."""
+    """``features -> {"knn", "rmd_neck_<leaf level>"}``: both fitted on ``fit`` ``[N, D]``."""
     leaf = tree.level_names[-1]
     means, precision = fit_gaussians(fit, level_labels, list(tree.level_names), config.shrinkage)[
         leaf
@@ -88,7 +94,7 @@ def feature_parts(
 
     def parts(z: torch.Tensor) -> dict[str, np.ndarray]:
         rmd = min_mahalanobis(z, means, precision) - min_mahalanobis(z, *background)
-        return {"rmd": rmd.numpy(), "knn": knn_distance(z, neighbours, k).numpy()}
+        return {f"rmd_neck_{leaf}": rmd.numpy(), "knn": knn_distance(z, neighbours, k).numpy()}
 
     return parts
 
@@ -105,32 +111,26 @@ def variant_scores(
     Every part of the score but the two feature parts is the served guard's.
     """
     train_x, train_y = splits["train"]
-    guard, val = fit_guard(classifier, discriminator, train_x, train_y, splits["val"][0], config)
+    guard, _ = fit_guard(classifier, discriminator, train_x, train_y, splits["val"][0], config)
     model = classifier.build()
     idx = stratified_subset(train_y, config.fit_images, config.seed)
     bank = stratified_subset(train_y[idx], config.knn_images, config.seed + 1)
     level_labels = torch.from_numpy(classifier.tree.all_level_labels(train_y[idx])).long()
-    fit_views = neck_views(classifier, model, train_x[idx])
+    fit_views, _ = neck_views(classifier, model, train_x[idx])
     images = {"val": splits["val"][0], "test": splits["test"][0], **sets}
-    views = {name: neck_views(classifier, model, x) for name, x in images.items()}
-    complexity = {"val": val.components["complexity"]}
-    for name, x in images.items():
-        if name != "val":
-            served = score_images(classifier, guard, x, model, every_component=False)
-            complexity[name] = served.components["complexity"]
+    scored = {name: neck_views(classifier, model, x, guard) for name, x in images.items()}
     out = {}
     for variant in (SERVED, *VARIANTS):
         fit = variant_features(variant, fit_views)
         parts = feature_parts(fit, level_labels, bank, classifier.tree, config)
         comps = {
-            name: parts(variant_features(variant, v)) | {"complexity": complexity[name]}
-            for name, v in views.items()
+            name: served | parts(variant_features(variant, views))  # the feature parts replaced
+            for name, (views, served) in scored.items()
         }
-        scale = {p: robust_standardization(c) for p, c in comps["val"].items()}
-        scores = {
-            name: sum((c[p] - scale[p][0]) / scale[p][1] for p in scale)
-            for name, c in comps.items()
-        }
+        # the guard's own sum, standardised on this variant's val scores
+        standardization = {p: robust_standardization(c) for p, c in comps["val"].items()}
+        combined = replace(guard, standardization=standardization)
+        scores = {name: combined.combine(c) for name, c in comps.items()}
         out[variant] = scores, float(np.quantile(scores.pop("val"), config.tpr))
     return out
 
