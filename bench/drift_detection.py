@@ -144,7 +144,7 @@ def guard_settings(ood_info: dict[str, Any] | None) -> str:
     info = (ood_info or {}).get("info") or {}
     parts = []
     if "knn_k" in info and "knn_images" in info:
-        parts.append(knn_words(info["knn_k"], info["knn_images"]))
+        parts.append(knn_words(info["knn_k"], info["knn_images"], info.get("knn_leaves")))
     if info.get("pixels"):
         parts.append(f"pixels: {info['pixels']}")
     return "".join(f", {p}" for p in parts)

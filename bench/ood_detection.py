@@ -122,16 +122,20 @@ def served_config(args: argparse.Namespace) -> OodConfig:
     return OodConfig(**settings)
 
 
-def knn_words(neighbours: int, knn_images: int) -> str:
+def knn_words(neighbours: int, knn_images: int, knn_leaves: int | None = None) -> str:
     """The kNN part's search in the results pages' words."""
-    return f"kNN distance to the k-th nearest of {knn_images} train images, k = {neighbours}"
+    words = f"kNN distance to the k-th nearest of {knn_images} train images, k = {neighbours}"
+    if knn_leaves is None:
+        return words
+    leaves = "leaf" if knn_leaves == 1 else f"{knn_leaves} leaves"
+    return f"{words}, of those of the image's most probable {leaves} only"
 
 
 def guard_setting(args: argparse.Namespace) -> str:
     """The complexity term's setting and the kNN search's in words, for the tables' headers."""
     config = served_config(args)
     return f"{config.pixel_density} pixel Gaussian, {config.compressor} length; " + knn_words(
-        config.neighbours, config.knn_images
+        config.neighbours, config.knn_images, config.knn_leaves
     )
 
 

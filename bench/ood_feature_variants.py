@@ -9,7 +9,11 @@ served, and compares each variant with the served features on every set of both 
 - ``normalised``: each feature vector L2-normalised before the Gaussians are fitted and read
   (Mahalanobis++, Mueller & Hein 2025; the kNN part already compares directions);
 - ``mirror-mean``: the mean of the image's features and its mirror image's. A model with
-  mirror TTA computes both in its forward pass, so this variant would cost nothing served.
+  mirror TTA computes both in its forward pass, so this variant would cost nothing served;
+- ``knn-whitened``: the served features, the kNN part the Euclidean distance to the nearest bank
+  image in the space the leaf Gaussians' tied precision whitens (``|P^1/2 (z - b)|``: the
+  Mahalanobis distance to the nearest training image) instead of the cosine one. The Gaussian
+  part is the served one.
 
 Everything else is the served score's: the same fit images, bank, k, shrinkage, robust
 standardisation and 95 % threshold on val. The ``served`` column is the guard's own score up to
@@ -48,11 +52,12 @@ from models.gan.io import TrainedGan  # noqa: E402
 from models.ood import OodConfig, fit_guard, score_images  # noqa: E402
 from models.ood.fit import stratified_subset  # noqa: E402
 from models.ood.guard import BACKGROUND, OodGuard, fit_gaussians, robust_standardization  # noqa: E402
-from models.ood.scores import knn_distance, min_mahalanobis  # noqa: E402
+from models.ood.scores import knn_distance, leaf_neighbours, min_mahalanobis  # noqa: E402
 
-SERVED, VARIANTS = "served", ("normalised", "mirror-mean")
+SERVED, VARIANTS = "served", ("normalised", "mirror-mean", "knn-whitened")
+WHITENED = "knn-whitened"  # a variant of the kNN part's metric, not of the features
 PROBE = OodGuard({}, None, "msp", ["msp"])  # a guard with nothing fitted: features only
-Views = dict[str, np.ndarray]  # "own", "mirror": [N, D] neck features
+Views = dict[str, np.ndarray]  # "own", "mirror": [N, D] neck features; "probs": leaf probs
 
 
 def neck_views(
@@ -60,13 +65,15 @@ def neck_views(
 ) -> tuple[Views, dict[str, np.ndarray]]:
     """The neck features of uint8 ``[N, H, W, C]`` images and their mirrors; ``guard``'s parts.
 
-    One pass gives the image's own features and the served parts of ``guard`` on it.
+    One pass gives the image's own features, its leaf probabilities and the served parts of
+    ``guard`` on it.
     """
     own = score_images(classifier, guard, images, model, every_component=False, keep_layers=True)
     mirrored = np.ascontiguousarray(images[:, :, ::-1])
     mirror = score_images(classifier, PROBE, mirrored, model, keep_layers=True).layers["neck"]
     assert own.layers is not None
-    return {"own": own.layers["neck"], "mirror": mirror}, own.components
+    views = {"own": own.layers["neck"], "mirror": mirror, "probs": own.leaf_probs}
+    return views, own.components
 
 
 def variant_features(variant: str, views: Views) -> torch.Tensor:
@@ -80,9 +87,21 @@ def variant_features(variant: str, views: Views) -> torch.Tensor:
 
 
 def feature_parts(
-    fit: torch.Tensor, level_labels: torch.Tensor, bank: np.ndarray, tree: Any, config: OodConfig
-) -> Callable[[torch.Tensor], dict[str, np.ndarray]]:
-    """``features -> {"knn", "rmd_neck_<leaf level>"}``: both fitted on ``fit`` ``[N, D]``."""
+    fit: torch.Tensor,
+    level_labels: torch.Tensor,
+    bank: np.ndarray,
+    tree: Any,
+    config: OodConfig,
+    bank_leaves: torch.Tensor,
+    whitened: bool = False,
+) -> Callable[[torch.Tensor, np.ndarray], dict[str, np.ndarray]]:
+    """``(features, leaf probs) -> {"knn", "rmd_neck_<leaf level>"}``, fitted on ``fit``.
+
+    The kNN part reads the bank images (``bank`` of ``fit``'s rows, of leaves ``bank_leaves``)
+    as the served guard does (``config.knn_leaves``). ``whitened``: ``knn`` is the Euclidean
+    distance to the k-th nearest bank image after both are multiplied by the leaf precision's
+    square root, not 1 - their cosine.
+    """
     leaf = tree.level_names[-1]
     means, precision = fit_gaussians(fit, level_labels, list(tree.level_names), config.shrinkage)[
         leaf
@@ -92,9 +111,22 @@ def feature_parts(
     neighbours = normalize(fit[bank], dim=1)
     k = min(config.neighbours, len(neighbours))
 
-    def parts(z: torch.Tensor) -> dict[str, np.ndarray]:
+    if whitened:
+        values, vectors = torch.linalg.eigh(precision.double())
+        root = ((vectors * values.clamp_min(0).sqrt()) @ vectors.T).float()  # P^1/2
+        whitened_bank = fit[bank] @ root
+
+    def parts(z: torch.Tensor, probs: np.ndarray) -> dict[str, np.ndarray]:
         rmd = min_mahalanobis(z, means, precision) - min_mahalanobis(z, *background)
-        return {f"rmd_neck_{leaf}": rmd.numpy(), "knn": knn_distance(z, neighbours, k).numpy()}
+        allowed = leaf_neighbours(bank_leaves, torch.from_numpy(probs), config.knn_leaves)
+        if whitened:
+            distances = torch.cdist(z @ root, whitened_bank)
+            if allowed is not None:
+                distances = distances.masked_fill(~allowed, torch.inf)
+            knn = distances.topk(k, dim=1, largest=False).values[:, -1]
+        else:
+            knn = knn_distance(z, neighbours, k, allowed=allowed)
+        return {f"rmd_neck_{leaf}": rmd.numpy(), "knn": knn.numpy()}
 
     return parts
 
@@ -115,6 +147,7 @@ def variant_scores(
     model = classifier.build()
     idx = stratified_subset(train_y, config.fit_images, config.seed)
     bank = stratified_subset(train_y[idx], config.knn_images, config.seed + 1)
+    bank_leaves = torch.from_numpy(train_y[idx][bank]).long()
     level_labels = torch.from_numpy(classifier.tree.all_level_labels(train_y[idx])).long()
     fit_views, _ = neck_views(classifier, model, train_x[idx])
     images = {"val": splits["val"][0], "test": splits["test"][0], **sets}
@@ -122,9 +155,11 @@ def variant_scores(
     out = {}
     for variant in (SERVED, *VARIANTS):
         fit = variant_features(variant, fit_views)
-        parts = feature_parts(fit, level_labels, bank, classifier.tree, config)
+        parts = feature_parts(
+            fit, level_labels, bank, classifier.tree, config, bank_leaves, variant == WHITENED
+        )
         comps = {
-            name: served | parts(variant_features(variant, views))  # the feature parts replaced
+            name: served | parts(variant_features(variant, views), views["probs"])
             for name, (views, served) in scored.items()
         }
         # the guard's own sum, standardised on this variant's val scores
@@ -193,18 +228,18 @@ def write(rows: list[dict[str, Any]], config: OodConfig, args: argparse.Namespac
         "served. In-distribution: the test split (detection bench) or the val split's second "
         "half (selection bench), each held-out class against its own model. Each variant - "
         f"served, with a 95 % interval from {args.rounds} paired bootstrap resamples.\n",
-        "| bench | set | served | normalised | - served [95 %] | mirror-mean | - served [95 %] "
-        "| flagged (served / normalised / mirror-mean) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| bench | set | served | "
+        + " | ".join(f"{v} | - served [95 %]" for v in VARIANTS)
+        + f" | flagged ({' / '.join((SERVED, *VARIANTS))}) |",
+        "|---|---|---|" + "---|---|" * len(VARIANTS) + "---|",
     ]
     for r in rows:
-        n, m, f = r["normalised"], r["mirror-mean"], r["flagged"]
-        lines.append(
-            f"| {r['bench']} | {r['set']} | {n['a']:.4f} | {n['b']:.4f} | "
-            f"{n['b_minus_a']:+.4f} [{n['low']:+.4f}, {n['high']:+.4f}] | {m['b']:.4f} | "
-            f"{m['b_minus_a']:+.4f} [{m['low']:+.4f}, {m['high']:+.4f}] | "
-            f"{f[SERVED]:.1%} / {f['normalised']:.1%} / {f['mirror-mean']:.1%} |"
-        )
+        cells = [f"{r[VARIANTS[0]]['a']:.4f}"]
+        for v in VARIANTS:
+            d = r[v]
+            cells += [f"{d['b']:.4f}", f"{d['b_minus_a']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]"]
+        flagged = " / ".join(f"{r['flagged'][v]:.1%}" for v in (SERVED, *VARIANTS))
+        lines.append(f"| {r['bench']} | {r['set']} | {' | '.join(cells)} | {flagged} |")
     lines += [""] + [
         f"`{v}`: better on {', '.join(d['better_on']) or 'none'}; "
         f"worse on {', '.join(d['worse_on']) or 'none'}."

@@ -57,13 +57,22 @@ class OodConfig(BaseModel):
         "worse: bench/results/ood_knn_k_*_ab.md)",
     )
     knn_images: int = Field(
-        5000,
+        20000,
         ge=1,
         description="knn: train images (a stratified subset of the fitted ones) it compares with; "
-        "each costs a dot product per served image; 2,000 or 1,000 save 62 / 95 us a served "
-        "image and separate five OOD sets worse (bench/results/ood_knn_bank_2000_ab.md); "
-        "20,000 separates four better (held-out Shirt +0.019) at +233 us a served image "
-        "(ood_knn_bank_20000_ab.md)",
+        "searched whole, each costs a dot product per served image: 2,000 or 1,000 instead of "
+        "5,000 save 62 / 95 us and separate five OOD sets worse (bench/results/"
+        "ood_knn_bank_2000_ab.md), 20,000 separates four better at +233 us "
+        "(ood_knn_bank_20000_ab.md); with knn_leaves, a served image reads its leaves' share",
+    )
+    knn_leaves: int | None = Field(
+        1,
+        ge=1,
+        description="knn: compare an image with the bank images of its knn_leaves most probable "
+        "leaves only (None: the whole bank). 20,000 images searched in the most probable leaf's "
+        "against 5,000 searched whole: held-out Shirt +0.022, blobs better, none worse, the same "
+        "cost one image at a time (bench/results/ood_knn_leaves_1_bank_20000_ab.md); 2 leaves: "
+        "held-out Sandal +0.001, Shirt -0.003 (ood_knn_leaves_2_vs_1_ab.md)",
     )
     variance_floor: float = Field(
         4.0, gt=0, description="complexity: added to each pixel's variance (grey levels squared)"

@@ -144,12 +144,9 @@ def fit_guard(
     gaussians = layer_gaussians(
         fitted.layers, level_labels, list(tree.level_names), config.shrinkage
     )
-    # the kNN scorer's neighbours: the same training images, their neck features normalised
-    bank = stratified_subset(train_labels[idx], config.knn_images, config.seed + 1)
-    neighbours = torch.nn.functional.normalize(
-        torch.from_numpy(fitted.layers[KNN_LAYER][bank]), dim=1
+    neighbours, k, neighbour_leaves = knn_bank(
+        fitted.layers[KNN_LAYER], train_labels[idx], tree.num_leaves, config
     )
-    k = min(config.neighbours, len(neighbours))
     pixel_gaussian = fit_pixel_gaussian(
         torch.from_numpy(fitted.layers["pixels"]),
         config.variance_floor,
@@ -163,6 +160,8 @@ def fit_guard(
         parts,
         neighbours=neighbours,
         knn_k=k,
+        neighbour_leaves=neighbour_leaves,
+        knn_leaves=config.knn_leaves,
         pixel_gaussian=pixel_gaussian,
     ).to(device)
     val = _fit_on_val(guard, classifier, model, val_images, config)
@@ -174,6 +173,7 @@ def fit_guard(
         "shrinkage": config.shrinkage,
         "knn_k": k,
         "knn_images": int(len(neighbours)),
+        "knn_leaves": config.knn_leaves,
         "variance_floor": config.variance_floor,
         "pixels": f"{config.pixel_density} Gaussian, {config.compressor} length",
     }
@@ -182,6 +182,31 @@ def fit_guard(
         *(config.scorer, guard.threshold, len(val_images), guard.runtime_thresholds),
     )
     return guard, val
+
+
+def knn_bank(
+    features: np.ndarray, labels: np.ndarray, num_leaves: int, config: OodConfig
+) -> tuple[Tensor, int, Tensor | None]:
+    """The kNN scorer's bank: ``(neighbours [N, D], k, their leaves [N] or None)``.
+
+    A stratified subset of the fitted images, their (neck) features L2-normalised; the leaves
+    are kept when the search reads the most probable leaves' images only (``knn_leaves``).
+
+    Raises:
+        ValueError: a leaf with fewer than ``k`` bank images while ``knn_leaves`` is set.
+    """
+    bank = stratified_subset(labels, config.knn_images, config.seed + 1)
+    neighbours = torch.nn.functional.normalize(torch.from_numpy(features[bank]), dim=1)
+    k = min(config.neighbours, len(neighbours))
+    if config.knn_leaves is None:
+        return neighbours, k, None
+    leaves = torch.from_numpy(labels[bank]).long()
+    fewest = int(torch.bincount(leaves, minlength=num_leaves).min())
+    if fewest < k:
+        raise ValueError(
+            f"ood.knn_leaves: a leaf has {fewest} bank images, fewer than ood.neighbours={k}"
+        )
+    return neighbours, k, leaves
 
 
 def _fit_on_val(

@@ -25,6 +25,7 @@ from models.ood.scores import (
     ProjectedProducts,
     energy_score,
     knn_distance,
+    leaf_neighbours,
     mean_quadratic_forms,
     min_mahalanobis,
 )
@@ -33,6 +34,7 @@ from models.tree.merge import TreeTensors
 FORMAT = 1
 D_PREFIX = "discriminator."
 NEIGHBOURS = "neighbours"  # the kNN scorer's training features (layer: KNN_LAYER)
+NEIGHBOUR_LEAVES = "neighbour_leaves"  # their leaves, when the search reads the top leaves' only
 KNN_LAYER = "neck"
 PIXELS = "pixels."  # the complexity scorer's pixel Gaussian: mean, precision
 # the pseudo-level of one Gaussian over all training features of a layer (relative Mahalanobis)
@@ -43,19 +45,16 @@ ScoreT = TypeVar("ScoreT", Tensor, np.ndarray)
 def scorer_parts(scorer: str, levels: list[str], has_discriminator: bool) -> list[str]:
     """The components a scorer combines (one component: served as it is).
 
-    ``mahalanobis`` sums both layers at the leaf level; ``knn_complexity`` (the default before
-    the next) sums the neck's nearest-neighbour distance and the complexity-corrected pixel
-    likelihood: what the network's features have never seen, and what the pixels' density
-    explains worse than a generic compressor; ``rmd_complexity`` puts the neck's relative
-    Mahalanobis distance (Ren et al. 2021: the leaf Gaussians' distance minus that of one
-    Gaussian over all training features) in the kNN distance's place; ``knn_rmd_complexity``
-    (the default) sums all three: on images the detection bench does not contain it beat
-    ``knn_complexity`` on every set (``bench/ood_selection.py``); ``knn_rmd`` leaves the
-    complexity term out, the part of the default that cost the most to serve while it read a
-    PNG length and a 784 x 784 product per image (now, by default, a zlib length and a diagonal
-    Gaussian: :mod:`models.ood.complexity`); ``combined`` (the first
-    guard's default) sums ``mahalanobis``, the tree's energy and the discriminator's realness
-    (when there is one).
+    ``mahalanobis`` sums both layers at the leaf level; ``knn_complexity`` sums the neck's
+    nearest-neighbour distance and the complexity-corrected pixel likelihood: what the
+    network's features have never seen, and what the pixels' density explains worse than a
+    generic compressor; ``rmd_complexity`` puts the neck's relative Mahalanobis distance (Ren
+    et al. 2021: the leaf Gaussians' distance minus that of one Gaussian over all training
+    features) in the kNN distance's place; ``knn_rmd_complexity`` (the default) sums all
+    three: on images the detection bench does not contain it beat ``knn_complexity`` on every
+    set (``bench/ood_selection.py``); ``knn_rmd`` leaves the complexity term out
+    (:mod:`models.ood.complexity` says what it costs); ``combined`` (the first guard's
+    default) sums ``mahalanobis``, the tree's energy and the discriminator's realness.
     Several components are each standardised on the validation split before they are summed.
     """
     leaf = levels[-1]
@@ -98,6 +97,9 @@ class OodGuard:
         neighbours: ``[N, D]`` L2-normalised neck features of training images (the ``knn``
             component), or ``None``.
         knn_k: which nearest neighbour ``knn`` measures the distance to.
+        neighbour_leaves: ``[N]`` the leaf of each bank image, or ``None``.
+        knn_leaves: ``knn`` compares an image with the bank images of its ``knn_leaves`` most
+            probable leaves only (then ``neighbour_leaves`` is set), or with all (``None``).
         coarse_search: a first stage for a two-stage kNN search (see
             :func:`~models.ood.scores.knn_distance`), or ``None`` (one float32 pass). Not saved:
             :meth:`use_coarse_search` makes it from the bank at load, for serving.
@@ -115,6 +117,8 @@ class OodGuard:
     info: dict[str, Any] = field(default_factory=dict)
     neighbours: Tensor | None = None
     knn_k: int = 10
+    neighbour_leaves: Tensor | None = None
+    knn_leaves: int | None = None
     pixel_gaussian: PixelGaussian | None = None
     coarse_search: nn.Module | None = None
     # each Gaussian's mean_quadratic_forms, computed once per device (not saved)
@@ -139,6 +143,8 @@ class OodGuard:
         self._mean_quads = {}
         if self.neighbours is not None:
             self.neighbours = self.neighbours.to(device)
+        if self.neighbour_leaves is not None:
+            self.neighbour_leaves = self.neighbour_leaves.to(device)
         if self.coarse_search is not None:
             self.coarse_search.to(device)
         if self.pixel_gaussian is not None:
@@ -192,8 +198,9 @@ class OodGuard:
         if out.realness is not None and wanted("realness"):
             comps["realness"] = -out.realness
         if self.neighbours is not None and wanted("knn"):
+            allowed = leaf_neighbours(self.neighbour_leaves, leaf_probs, self.knn_leaves)
             comps["knn"] = knn_distance(
-                out.layers[KNN_LAYER], self.neighbours, self.knn_k, self.coarse_search
+                out.layers[KNN_LAYER], self.neighbours, self.knn_k, self.coarse_search, allowed
             )
         if self.pixel_gaussian is not None and wanted("complexity"):
             if out.pixels is None:
@@ -260,7 +267,10 @@ class OodGuard:
                 "layer": KNN_LAYER,
                 "k": self.knn_k,
                 "count": len(state[NEIGHBOURS]),
+                "leaves": self.knn_leaves,
             }
+            if self.neighbour_leaves is not None:
+                state[NEIGHBOUR_LEAVES] = self.neighbour_leaves.detach().cpu().contiguous()
         if self.discriminator is not None:
             meta["discriminator"] = self.discriminator.arch.model_dump()
             for k, v in self.discriminator.state_dict().items():
@@ -291,17 +301,25 @@ class OodGuard:
             d_state = {k[len(D_PREFIX) :]: v for k, v in state.items() if k.startswith(D_PREFIX)}
             discriminator.load_state_dict(d_state)
             discriminator.eval()
-        neighbours, knn_k = None, 10
+        neighbours, knn_k, neighbour_leaves, knn_leaves = None, 10, None, None
         if meta.get("neighbours") is not None:
             if NEIGHBOURS not in state:
                 raise ValueError(f"ood.safetensors lacks {NEIGHBOURS}")
             neighbours, knn_k = state[NEIGHBOURS], int(meta["neighbours"]["k"])
+            knn_leaves = meta["neighbours"].get("leaves")  # absent before the option
+            if knn_leaves is not None:
+                neighbour_leaves, knn_leaves = state.get(NEIGHBOUR_LEAVES), int(knn_leaves)
+                if neighbour_leaves is None or neighbour_leaves.shape != neighbours.shape[:1]:
+                    n = len(neighbours)
+                    raise ValueError(f"ood.safetensors: {NEIGHBOUR_LEAVES} needs {n} leaves")
         pixel_gaussian = None
         if meta.get("pixels") is not None:
             pixel_gaussian = _saved_pixel_gaussian(state, meta["pixels"])
         return cls(
             neighbours=neighbours,
             knn_k=knn_k,
+            neighbour_leaves=neighbour_leaves,
+            knn_leaves=knn_leaves,
             pixel_gaussian=pixel_gaussian,
             gaussians=gaussians,
             discriminator=discriminator,

@@ -92,7 +92,7 @@ class GuardedPredictor(Predictor):
         x = self.model_input(images)
         out = guarded_forward(self.model, None, x, need_trunk=False, need_pixels=False)
         probs = self.calibrated_probs(out.logits)
-        return probs, self._served(out.layers[NECK].float().numpy(), images)
+        return probs, self._served(out.layers[NECK].float().numpy(), images, probs)
 
     @torch.inference_mode()
     def served_components(self, images: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:

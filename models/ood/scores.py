@@ -119,6 +119,7 @@ def knn_distance(
     neighbours: Tensor,
     k: int,
     coarse: Callable[[Tensor], Tensor] | None = None,
+    allowed: Tensor | None = None,
 ) -> Tensor:
     """``[B]`` 1 - cosine similarity of ``[B, D]`` features to their k-th nearest neighbour.
 
@@ -131,6 +132,9 @@ def knn_distance(
             stages: the approximate products pick :func:`knn_candidates` candidates, whose float32
             products are then computed exactly. The answer is the float32 one unless a true
             k-nearest neighbour ranks below the candidates in the first stage.
+        allowed: ``[B, N]`` bool, the neighbours each row may be compared with (the bank
+            images of its most probable leaves, :func:`leaf_neighbours`), or ``None`` (all);
+            each row needs at least ``k``.
     """
     # the ranking does not depend on the feature's norm: divide the k-th product by it at the
     # end, not all N of them (served one image at a time, every tensor op counts)
@@ -139,10 +143,38 @@ def knn_distance(
     m = knn_candidates(k)
     if coarse is None or m >= len(neighbours):
         products = z @ neighbours.T  # [B, N]
+        if allowed is not None:
+            products = products.masked_fill(~allowed, -torch.inf)
     else:
-        candidates = coarse(z).topk(m, dim=1).indices  # [B, M]
+        approximate = coarse(z)  # [B, N]
+        if allowed is not None:
+            approximate = approximate.masked_fill(~allowed, -torch.inf)
+        candidates = approximate.topk(m, dim=1).indices  # [B, M]
         products = torch.bmm(neighbours[candidates], z[:, :, None])[:, :, 0]  # [B, M], float32
+        if allowed is not None:  # a row with fewer than M allowed neighbours
+            products = products.masked_fill(~allowed.gather(1, candidates), -torch.inf)
     return 1.0 - products.topk(k, dim=1).values[:, -1] / norm
+
+
+def leaf_neighbours(
+    neighbour_leaves: Tensor | None, leaf_probs: Tensor, leaves: int | None
+) -> Tensor | None:
+    """``[B, N]`` bool: the bank images of each row's ``leaves`` most probable leaves, or None.
+
+    ``None`` (compare with every bank image) when ``leaves`` is ``None``.
+
+    Args:
+        neighbour_leaves: ``[N]`` the leaf of each bank image (needed with ``leaves``).
+        leaf_probs: ``[B, n_leaves]`` (calibrated) leaf probabilities.
+        leaves: how many of the most probable leaves, or ``None``.
+    """
+    if leaves is None:
+        return None
+    if neighbour_leaves is None:
+        raise ValueError("a kNN search of the most probable leaves needs the bank's leaves")
+    top = leaf_probs.topk(min(leaves, leaf_probs.shape[1]), dim=1).indices  # [B, c]
+    picked = torch.zeros_like(leaf_probs, dtype=torch.bool).scatter_(1, top, True)
+    return picked[:, neighbour_leaves.long()]
 
 
 def knn_candidates(k: int) -> int:

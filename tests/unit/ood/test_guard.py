@@ -41,7 +41,7 @@ def test_guard_survives_save_and_load(toy_guarded, noise_images, tmp_path) -> No
     classifier.save(tmp_path)
     meta = json.loads((tmp_path / "ood.json").read_text())
     assert meta["scorer"] == "knn_complexity" and meta["threshold"] == guard.threshold
-    assert meta["neighbours"] == {"layer": "neck", "k": guard.knn_k, "count": 400}
+    assert meta["neighbours"] == {"layer": "neck", "k": guard.knn_k, "count": 400, "leaves": 1}
     assert meta["pixels"]["density"] == "diagonal" and meta["pixels"]["compressor"] == "zlib"
     loaded = TrainedClassifier.load(tmp_path)
     again = OodGuard.from_classifier(loaded)

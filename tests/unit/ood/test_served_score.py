@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from models.ood.guard import OodGuard
-from models.ood.scores import guarded_forward
+from models.ood.scores import guarded_forward, knn_distance
 from models.ood.served_score import ServedScore, largest_indices
 from models.runtime.tensors import to_model_range
 from models.tree.merge import TreeTensors
@@ -17,14 +17,16 @@ from tests.toy_models import guarded_square_classifier, square_images
 
 
 def _pass(classifier, guard: OodGuard, images: np.ndarray):
-    """The neck features, and every component of ``guard`` in torch, of one pass."""
+    """The neck features, every component of ``guard`` in torch, and the leaf probabilities
+    (the leaf logits' softmax: any will do) of one pass."""
     model = classifier.build()
     x = to_model_range(torch.from_numpy(images).permute(0, 3, 1, 2))
     with torch.inference_mode():
         out = guarded_forward(model, None, x)
-        probs = torch.softmax(torch.zeros(len(images), classifier.tree.num_leaves), 1)
+        probs = torch.softmax(out.logits[-1].float(), 1)
         comps = guard.components(out, TreeTensors(classifier.tree, "cpu"), probs)
-    return out.layers["neck"].float().numpy(), {k: v.numpy() for k, v in comps.items()}
+    comps = {k: v.numpy() for k, v in comps.items()}
+    return out.layers["neck"].float().numpy(), comps, probs.numpy()
 
 
 def _tolerance(guard: OodGuard, comps: dict[str, np.ndarray]) -> np.ndarray:
@@ -81,9 +83,9 @@ def test_the_served_score_is_the_sum_of_the_components(
     guard = _with_parts(fitted, parts, coarse)
     assert ServedScore.serves(guard, (28, 28, 1))
     images = _images(noise_images)
-    neck, comps = _pass(classifier, guard, images)
+    neck, comps, probs = _pass(classifier, guard, images)
     expected = guard.combine({p: comps[p] for p in parts})
-    served = ServedScore(guard)(neck, images)
+    served = ServedScore(guard)(neck, images, probs)
     assert served.dtype == np.float32 and served.shape == (len(images),)
     assert (np.abs(served - expected) <= _tolerance(guard, comps)).all()
     assert np.ptp(expected) > 10 * _tolerance(guard, comps).max()  # the check can tell
@@ -93,13 +95,15 @@ def test_one_image_at_a_time_is_the_batch(toy_guarded, noise_images) -> None:
     classifier, fitted, _ = toy_guarded
     guard = _with_parts(fitted, ["knn", "rmd_neck_item", "complexity"])
     images = _images(noise_images)
-    neck, comps = _pass(classifier, guard, images)
+    neck, comps, probs = _pass(classifier, guard, images)
     served = ServedScore(guard)
-    batch = served(neck, images)
-    alone = np.concatenate([served(neck[i : i + 1], images[i : i + 1]) for i in range(8)])
+    batch = served(neck, images, probs)
+    alone = np.concatenate(
+        [served(neck[i : i + 1], images[i : i + 1], probs[i : i + 1]) for i in range(8)]
+    )
     # a matrix-vector product rounds otherwise than a matrix product
     assert (np.abs(alone - batch[:8]) <= _tolerance(guard, comps)[:8]).all()
-    assert served(neck[:0], images[:0]).shape == (0,)
+    assert served(neck[:0], images[:0], probs[:0]).shape == (0,)
 
 
 def test_a_full_gaussian_with_png_lengths_is_served(noise_images) -> None:
@@ -107,9 +111,9 @@ def test_a_full_gaussian_with_png_lengths_is_served(noise_images) -> None:
     classifier, fitted, _ = guarded_square_classifier(pixel_density="full", compressor="png")
     guard = _with_parts(fitted, ["knn", "complexity"])
     images = _images(noise_images)
-    neck, comps = _pass(classifier, guard, images)
+    neck, comps, probs = _pass(classifier, guard, images)
     expected = guard.combine({p: comps[p] for p in guard.parts})
-    served = ServedScore(guard)(neck, images)
+    served = ServedScore(guard)(neck, images, probs)
     assert (np.abs(served - expected) <= _tolerance(guard, comps)).all()
 
 
@@ -152,3 +156,50 @@ def test_largest_indices_fall_back_when_the_sample_drew_the_largest() -> None:
     row[1:8] = np.arange(50, 57)
     picked = largest_indices(row[None], 24)[0]
     np.testing.assert_array_equal(np.sort(row[picked]), np.sort(row)[-24:])
+
+
+@pytest.mark.parametrize("coarse", [True, False])
+@pytest.mark.parametrize("leaves", [1, 2])
+def test_a_search_of_the_most_probable_leaves_is_served_as_fitted(
+    noise_images, coarse, leaves
+) -> None:
+    classifier, fitted, _ = guarded_square_classifier(
+        "knn_rmd_complexity", knn_leaves=leaves, knn_images=200
+    )
+    guard = _with_parts(fitted, fitted.parts, coarse)
+    images = _images(noise_images)
+    neck, comps, probs = _pass(classifier, guard, images)
+    scorer = ServedScore(guard)
+    served = scorer(neck, images, probs)  # a batch: grouped by its rows' leaves
+    expected = guard.combine({p: comps[p] for p in guard.parts})
+    assert (np.abs(served - expected) <= _tolerance(guard, comps)).all()
+    alone = np.concatenate(
+        [scorer(neck[i : i + 1], images[i : i + 1], probs[i : i + 1]) for i in range(9)]
+    )
+    assert (np.abs(alone - served[:9]) <= _tolerance(guard, comps)[:9]).all()
+    # the search reads the most probable leaves' bank images only: farther than the whole bank
+    everyone = knn_distance(torch.from_numpy(neck), guard.neighbours, guard.knn_k)
+    assert (comps["knn"] >= everyone.numpy() - 1e-6).all()
+    assert (comps["knn"] > everyone.numpy() + 1e-4).any()
+    with pytest.raises(ValueError, match="leaf probabilities"):
+        ServedScore(guard)(neck, images)
+
+
+def test_a_leaf_search_needs_k_bank_images_in_every_leaf() -> None:
+    with pytest.raises(ValueError, match="knn_leaves: a leaf has 1 bank images"):
+        guarded_square_classifier("knn_rmd_complexity", knn_leaves=1, knn_images=4, neighbours=2)
+
+
+def test_the_leaf_search_travels_with_the_artifact() -> None:
+    _, guard, _ = guarded_square_classifier("knn_rmd_complexity", knn_leaves=2)
+    loaded = OodGuard.from_artifact(*guard.to_artifact())
+    assert loaded.knn_leaves == 2
+    assert loaded.neighbour_leaves is not None
+    assert torch.equal(loaded.neighbour_leaves, guard.neighbour_leaves)
+    state, meta = guard.to_artifact()
+    state["neighbour_leaves"] = state["neighbour_leaves"][:-1]
+    with pytest.raises(ValueError, match="neighbour_leaves needs 400 leaves"):
+        OodGuard.from_artifact(state, meta)
+    state, meta = guard.to_artifact()  # an artifact from before the option: the whole bank
+    del meta["neighbours"]["leaves"]
+    assert OodGuard.from_artifact(state, meta).knn_leaves is None
