@@ -44,7 +44,7 @@ from torch.nn.functional import normalize
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import machine  # noqa: E402
-from bench.ood_detection import served_config  # noqa: E402
+from bench.ood_detection import knn_words, served_config  # noqa: E402
 from bench.ood_guard_ab import add_case_flags, cases, paired_difference  # noqa: E402
 from models.classifier.io import TrainedClassifier  # noqa: E402
 from models.data.ingest import DatasetConfig, build_dataset  # noqa: E402
@@ -221,8 +221,8 @@ def write(rows: list[dict[str, Any]], config: OodConfig, args: argparse.Namespac
     lines = [
         "# The OOD score's feature parts on variants of the neck's features\n",
         f"Machine: {machine()}. Command: `python bench/ood_feature_variants.py "
-        f"{' '.join(sys.argv[1:])}`. `knn_rmd_complexity` recomputed with its kNN part (the "
-        f"{config.neighbours}-th nearest of {config.knn_images} train images) and its neck "
+        f"{' '.join(sys.argv[1:])}`. `knn_rmd_complexity` recomputed with its kNN part ("
+        f"{knn_words(config.neighbours, config.knn_images, config.knn_leaves)}) and its neck "
         "relative Mahalanobis part fitted on, and reading, each variant of the features; the "
         "complexity part, the fit images, standardisation and the 95 % threshold on val as "
         "served. In-distribution: the test split (detection bench) or the val split's second "
