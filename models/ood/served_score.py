@@ -13,7 +13,9 @@ sum itself is computed, with everything that does not depend on the image done a
   is one quadratic form ``zc'Qzc`` plus one minimum per part;
 - the kNN search's first stage (the bank's top directions, :class:`~models.ood.scores.
   ProjectedProducts`) reads the same ``z``: its basis, ``Q`` and every part's ``l_k`` are the
-  columns of one matrix, one product per image;
+  columns of one matrix, one product per image; with ``knn_leaves`` it reads only the columns
+  of the image's most probable leaves' bank images (kept contiguous per leaf), and a batch's
+  images are grouped by those leaves, one product per group;
 - the pixel component is ``w (x - m)'P(x - m) - w' bits + const`` with the standardisation's
   scale in ``w`` and ``w'``, and every offset in one constant.
 
