@@ -32,6 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import machine  # noqa: E402
+from models.classifier import ClassifierConfig  # noqa: E402
 from models.classifier.io import TrainedClassifier  # noqa: E402
 from models.data.ingest import DatasetConfig, build_dataset  # noqa: E402
 from models.gan.io import TrainedGan  # noqa: E402
@@ -180,11 +181,12 @@ def train_heldout(data: Any, leaf: str, directory: Path, args: argparse.Namespac
     import yaml
 
     from models.calibration import calibrate
-    from models.classifier import ClassifierConfig, fit_classifier
+    from models.classifier import fit_classifier
     from models.gan.pretrain import PretrainGanConfig
     from models.gan.training import GanTrainer
 
     params = yaml.safe_load(Path("pipelines/configs/train.yaml").read_text())["parameters"]
+    config = heldout_classifier_config(params, args)  # its errors before the GAN trains
     splits, tree, _ = heldout_data(data, leaf)
     train_x, train_y = splits["train"]
     gan_config = PretrainGanConfig(**params["gan"]).for_data(data.image_shape, tree.num_leaves)
@@ -193,7 +195,6 @@ def train_heldout(data: Any, leaf: str, directory: Path, args: argparse.Namespac
     TrainedGan.from_networks(result.generator, result.discriminator, {"heldout": leaf}).save(
         directory / "gan"
     )
-    config = ClassifierConfig(**(params["classifier"] | {"epochs": args.heldout_epochs}))
     fit = fit_classifier(
         config,
         gan_config.architecture,
@@ -206,6 +207,29 @@ def train_heldout(data: Any, leaf: str, directory: Path, args: argparse.Namespac
     calibrate(classifier, *splits["val"]).classifier.save(directory / "classifier")
 
 
+def heldout_classifier_config(params: dict[str, Any], args: argparse.Namespace) -> ClassifierConfig:
+    """train.yaml's ``classifier:`` with ``--heldout-epochs`` and ``--heldout-classifier``'s keys.
+
+    Checked before anything trains: a pair that is not ``KEY=VALUE`` with a ``classifier:`` key,
+    or a value the config refuses, exits naming it.
+    """
+    overrides: dict[str, Any] = {"epochs": args.heldout_epochs}
+    for pair in args.heldout_classifier:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in ClassifierConfig.model_fields:
+            raise SystemExit(
+                f"--heldout-classifier {pair!r}: expected KEY=VALUE with KEY one of the "
+                "classifier: settings"
+            )
+        overrides[key] = value  # pydantic converts it ("0" -> 0.0 for label_smoothing)
+    try:
+        return ClassifierConfig(**(params["classifier"] | overrides))
+    except ValueError as err:
+        raise SystemExit(
+            f"--heldout-classifier {' '.join(args.heldout_classifier)}: {err}"
+        ) from None
+
+
 def main() -> None:  # noqa: D103 - the module docstring says it all
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer images, same code path")
@@ -215,6 +239,14 @@ def main() -> None:  # noqa: D103 - the module docstring says it all
     parser.add_argument("--heldout-class", default="Sandal")
     parser.add_argument("--train-heldout", action="store_true", help="train it into --heldout-dir")
     parser.add_argument("--heldout-epochs", type=int, default=18)
+    parser.add_argument(
+        "--heldout-classifier",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="train.yaml classifier: settings changed for --train-heldout (a training choice's "
+        "effect on the held-out class), e.g. label_smoothing=0",
+    )
     parser.add_argument("--fit-images", type=int, default=20000)
     parser.add_argument("--set-size", type=int, default=2000)
     parser.add_argument("--out", default=os.environ.get("OUT", "bench/results"))

@@ -13,9 +13,14 @@ Made for the complexity term's two settings (``ood_pixel_ab.md``: ``full`` covar
 size, Serrà et al.'s compressor, against ``diagonal`` + zlib level 1, a third of the serving
 cost; those are the defaults of ``--a`` and ``--b``), and used for the kNN bank's size since.
 
+The B side can also read other models (``--b-model-dir``, ``--b-heldout-dir``, ``--b-shirt-dir``:
+a training choice, measured on the same images; ``--a`` and ``--b`` with no pairs are both
+``train.yaml``'s settings). The bootstrap then pairs the images, not the fits.
+
     python bench/ood_guard_ab.py --model-dir DIR --gan-dir DIR \
         --heldout-dir DIR [--heldout-class Sandal] --shirt-dir DIR [--shirt-class Shirt] \
-        [--scorer NAME] [--a KEY=VALUE ...] [--b KEY=VALUE ...] [--save NAME]
+        [--scorer NAME] [--a KEY=VALUE ...] [--b KEY=VALUE ...] [--save NAME] \
+        [--b-model-dir DIR --b-heldout-dir DIR --b-shirt-dir DIR]
 
 Writes ``<save>.md`` / ``.json`` under ``--out`` (``ood_guard_ab`` unless named; ``--save
 ood_pixel_ab`` for the committed page of the defaults); prints the headline JSON.
@@ -138,6 +143,22 @@ def cases(data: Any, args: argparse.Namespace) -> list[tuple[str, str, str, Any,
     return out
 
 
+def b_side_models(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
+    """The B side's ``(model dir, gan dir)`` for each case's A model dir (:func:`cases`' names).
+
+    The A side's own where no ``--b-*`` flag names another.
+    """
+    b_side = {args.model_dir: (args.b_model_dir or args.model_dir, args.gan_dir)}
+    for a_dir, b_dir in (
+        (args.heldout_dir, args.b_heldout_dir),
+        (args.shirt_dir, args.b_shirt_dir),
+    ):
+        if a_dir:
+            root = Path(b_dir or a_dir)
+            b_side[str(Path(a_dir) / "classifier")] = (str(root / "classifier"), str(root / "gan"))
+    return b_side
+
+
 def add_case_flags(parser: argparse.ArgumentParser) -> None:
     """The models, sets and bootstrap of :func:`cases` and :func:`paired_difference`."""
     parser.add_argument("--model-dir", required=True)
@@ -156,8 +177,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_case_flags(parser)
     parser.add_argument("--scorer", choices=SCORERS, help="default: train.yaml's")
-    parser.add_argument("--a", nargs="+", default=DEFAULT_A, metavar="KEY=VALUE")
-    parser.add_argument("--b", nargs="+", default=DEFAULT_B, metavar="KEY=VALUE")
+    parser.add_argument("--a", nargs="*", default=DEFAULT_A, metavar="KEY=VALUE")
+    parser.add_argument("--b", nargs="*", default=DEFAULT_B, metavar="KEY=VALUE")
+    parser.add_argument("--b-model-dir", help="B's default-profile model (default: A's)")
+    parser.add_argument("--b-heldout-dir", help="B's model without --heldout-class")
+    parser.add_argument("--b-shirt-dir", help="B's model without --shirt-class")
     parser.add_argument("--save", default="ood_guard_ab", help="the results' file name")
     parser.add_argument("--out", default=os.environ.get("OUT", "bench/results"))
     args = parser.parse_args()
@@ -166,12 +190,15 @@ def main() -> None:
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     data = build_dataset(DatasetConfig(source="fashion-mnist", data_dir="data"))
     rows, flagged = [], {}
+    b_side = b_side_models(args)
     for bench, model_dir, gan_dir, splits, sets in cases(data, args):
-        classifier = TrainedClassifier.load(model_dir)
-        discriminator = TrainedGan.load(gan_dir).discriminator()
-        (a, thr_a), (b, thr_b) = (
-            served_scores(classifier, discriminator, splits, sets, config) for config in configs
-        )
+        sides = ((model_dir, gan_dir), b_side[model_dir])
+        scored = []
+        for (model, gan), config in zip(sides, configs, strict=True):
+            discriminator = TrainedGan.load(gan).discriminator()
+            classifier = TrainedClassifier.load(model)
+            scored.append(served_scores(classifier, discriminator, splits, sets, config))
+        (a, thr_a), (b, thr_b) = scored
         for name in sets:
             row = paired_difference(a, b, name, args.rounds, seed=len(rows))
             row |= {"bench": bench, "set": name}
@@ -184,7 +211,7 @@ def main() -> None:
             round(float((b["test"] > thr_b).mean()), 4),
         ]
     scorer = served_config(args).scorer
-    write(rows, flagged, scorer, settings, args)
+    write(rows, flagged, scorer, settings, args, b_side)
     worse = [r["set"] for r in rows if r["high"] < 0]
     better = [r["set"] for r in rows if r["low"] > 0]
     print(json.dumps({"scorer": scorer, "b_worse_on": worse, "b_better_on": better}))
@@ -196,15 +223,23 @@ def write(
     scorer: str,
     settings: dict[str, dict[str, str]],
     args: argparse.Namespace,
+    b_side: dict[str, tuple[str, str]],
 ) -> None:
     """``<save>.md`` and ``.json``."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    models = {a_dir: b_dir for a_dir, (b_dir, _) in b_side.items() if b_dir != a_dir}
     result = {"scorer": scorer, "settings": settings, "rows": rows, "test_flagged": flagged}
-    (out / f"{args.save}.json").write_text(json.dumps(result, indent=1))
-    a, b = (setting_name(s) for s in settings.values())
+    (out / f"{args.save}.json").write_text(json.dumps(result | {"b_models": models}, indent=1))
+    a, b = (setting_name(s) or "train.yaml's" for s in settings.values())
+    title = f"Two guard settings inside `{scorer}`: A = {a}; B = {b}"
+    if models:
+        both = f"both {a}" if a == b else f"A: {a}; B: {b}"
+        title = f"Two models' guards (`{scorer}`, {both} settings); B's models: " + ", ".join(
+            f"{b_dir} for {a_dir}" for a_dir, b_dir in models.items()
+        )
     lines = [
-        f"# Two guard settings inside `{scorer}`: A = {a}; B = {b}\n",
+        f"# {title}\n",
         f"Machine: {machine()}. Command: `python bench/ood_guard_ab.py "
         f"{' '.join(sys.argv[1:])}`. One guard fitted per setting on the same model and images "
         f"({args.fit_images} train images; standardisation and threshold on val, 95 % TPR); "
