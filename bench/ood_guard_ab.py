@@ -146,8 +146,13 @@ def cases(data: Any, args: argparse.Namespace) -> list[tuple[str, str, str, Any,
 def b_side_models(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
     """The B side's ``(model dir, gan dir)`` for each case's A model dir (:func:`cases`' names).
 
-    The A side's own where no ``--b-*`` flag names another.
+    The A side's own where no ``--b-*`` flag names another; a B model without its A side exits
+    naming both flags.
     """
+    for a_flag, b_flag in (("heldout_dir", "b_heldout_dir"), ("shirt_dir", "b_shirt_dir")):
+        if getattr(args, b_flag) and not getattr(args, a_flag):
+            b_name, a_name = ("--" + flag.replace("_", "-") for flag in (b_flag, a_flag))
+            raise SystemExit(f"{b_name} needs {a_name}: B is compared with A's model")
     b_side = {args.model_dir: (args.b_model_dir or args.model_dir, args.gan_dir)}
     for a_dir, b_dir in (
         (args.heldout_dir, args.b_heldout_dir),

@@ -82,3 +82,17 @@ def test_the_b_side_reads_its_own_models_where_named() -> None:
         "held/classifier": ("held2/classifier", "held2/gan"),
         "shirt/classifier": ("shirt/classifier", "shirt/gan"),  # not named: A's own
     }
+
+
+def test_a_b_model_without_its_a_side_is_named() -> None:
+    args = argparse.Namespace(
+        model_dir="m",
+        gan_dir="g",
+        heldout_dir=None,
+        shirt_dir="shirt",
+        b_model_dir=None,
+        b_heldout_dir="held2",
+        b_shirt_dir=None,
+    )
+    with pytest.raises(SystemExit, match="--b-heldout-dir needs --heldout-dir"):
+        b_side_models(args)
