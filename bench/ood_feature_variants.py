@@ -50,7 +50,7 @@ from models.classifier.io import TrainedClassifier  # noqa: E402
 from models.data.ingest import DatasetConfig, build_dataset  # noqa: E402
 from models.gan.io import TrainedGan  # noqa: E402
 from models.ood import OodConfig, fit_guard, score_images  # noqa: E402
-from models.ood.fit import stratified_subset  # noqa: E402
+from models.ood.fit import knn_bank_rows, stratified_subset  # noqa: E402
 from models.ood.guard import BACKGROUND, OodGuard, fit_gaussians, robust_standardization  # noqa: E402
 from models.ood.scores import knn_distance, leaf_neighbours, min_mahalanobis  # noqa: E402
 
@@ -146,7 +146,7 @@ def variant_scores(
     guard, _ = fit_guard(classifier, discriminator, train_x, train_y, splits["val"][0], config)
     model = classifier.build()
     idx = stratified_subset(train_y, config.fit_images, config.seed)
-    bank = stratified_subset(train_y[idx], config.knn_images, config.seed + 1)
+    bank = knn_bank_rows(train_y[idx], config)  # the guard's own bank
     bank_leaves = torch.from_numpy(train_y[idx][bank]).long()
     level_labels = torch.from_numpy(classifier.tree.all_level_labels(train_y[idx])).long()
     fit_views, _ = neck_views(classifier, model, train_x[idx])

@@ -195,7 +195,7 @@ def knn_bank(
     Raises:
         ValueError: a leaf with fewer than ``k`` bank images while ``knn_leaves`` is set.
     """
-    bank = stratified_subset(labels, config.knn_images, config.seed + 1)
+    bank = knn_bank_rows(labels, config)
     neighbours = torch.nn.functional.normalize(torch.from_numpy(features[bank]), dim=1)
     k = min(config.neighbours, len(neighbours))
     if config.knn_leaves is None:
@@ -207,6 +207,11 @@ def knn_bank(
             f"ood.knn_leaves: a leaf has {fewest} bank images, fewer than ood.neighbours={k}"
         )
     return neighbours, k, leaves
+
+
+def knn_bank_rows(labels: np.ndarray, config: OodConfig) -> np.ndarray:
+    """Which of the fitted images (``labels`` ``[N]``) the kNN bank holds: a stratified subset."""
+    return stratified_subset(labels, config.knn_images, config.seed + 1)
 
 
 def _fit_on_val(
