@@ -50,8 +50,13 @@ from models.classifier.io import TrainedClassifier  # noqa: E402
 from models.data.ingest import DatasetConfig, build_dataset  # noqa: E402
 from models.gan.io import TrainedGan  # noqa: E402
 from models.ood import OodConfig, fit_guard, score_images  # noqa: E402
-from models.ood.fit import knn_bank_rows, stratified_subset  # noqa: E402
-from models.ood.guard import BACKGROUND, OodGuard, fit_gaussians, robust_standardization  # noqa: E402
+from models.ood.fit import (  # noqa: E402
+    fit_gaussians,
+    knn_bank_rows,
+    robust_standardization,
+    stratified_subset,
+)
+from models.ood.guard import BACKGROUND, OodGuard  # noqa: E402
 from models.ood.scores import knn_distance, leaf_neighbours, min_mahalanobis  # noqa: E402
 
 SERVED, VARIANTS = "served", ("normalised", "mirror-mean", "knn-whitened")

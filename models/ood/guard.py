@@ -341,34 +341,6 @@ class OodGuard:
         return cls.from_artifact(classifier.ood_state, classifier.ood_info)
 
 
-def fit_gaussians(
-    features: Tensor, level_labels: Tensor, level_names: list[str], shrinkage: float
-) -> dict[str, tuple[Tensor, Tensor]]:
-    """Per tree level: node means and one tied (within-class) precision of ``[N, D]`` features.
-
-    Args:
-        features: in-distribution features of one layer (float).
-        level_labels: ``[N, depth]`` node index per level.
-        level_names: the tree's level names.
-        shrinkage: the covariance gets ``shrinkage * mean variance`` on its diagonal.
-    """
-    x = features.double()
-    out = {}
-    for lv, name in enumerate(level_names):
-        labels = level_labels[:, lv]
-        k = int(labels.max()) + 1
-        counts = torch.bincount(labels, minlength=k).clamp_min(1).double()
-        means = torch.zeros(k, x.shape[1], dtype=torch.float64).index_add_(0, labels, x)
-        means = means / counts[:, None]
-        centred = x - means[labels]
-        cov = centred.T @ centred / max(len(x) - k, 1)
-        cov = cov + shrinkage * cov.diagonal().mean() * torch.eye(len(cov), dtype=cov.dtype)
-        precision = torch.linalg.inv(cov)
-        precision = 0.5 * (precision + precision.T)
-        out[name] = (means.float(), precision.float())
-    return out
-
-
 def _saved_pixel_gaussian(state: dict[str, Tensor], pixels: dict[str, Any]) -> PixelGaussian:
     """The ``complexity`` component's Gaussian and compressor from ``ood.safetensors`` / ``.json``.
 
@@ -391,10 +363,3 @@ def _saved_pixel_gaussian(state: dict[str, Tensor], pixels: dict[str, Any]) -> P
         expected = " or ".join(get_args(Compressor))
         raise ValueError(f"ood.json: unknown pixels.compressor {compressor!r}, expected {expected}")
     return PixelGaussian(mean, precision, float(pixels["logdet"]), compressor)
-
-
-def robust_standardization(values: np.ndarray) -> tuple[float, float]:
-    """``(median, scale)``: the scale is the IQR / 1.349 (a normal's std), never zero."""
-    q25, q50, q75 = np.percentile(values, [25, 50, 75])
-    scale = float(q75 - q25) / 1.349
-    return float(q50), scale if scale > 1e-12 else max(float(np.std(values)), 1e-6)

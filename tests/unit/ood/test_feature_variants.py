@@ -17,7 +17,7 @@ from bench.ood_feature_variants import (
 )
 from models.gan.networks import Discriminator
 from models.ood import OodConfig, fit_guard, score_images
-from models.ood.guard import fit_gaussians
+from models.ood.fit import fit_gaussians
 from tests.toy_models import ARCH, square_classifier, square_images
 
 
