@@ -52,8 +52,9 @@ class ClassifierConfig(BaseModel):
     channels_last: bool = True
     bf16: bool | Literal["auto"] | None = Field(
         None,
-        description="bf16 autocast of the training passes; None: on CUDA only; auto: where the "
-        "device has native bf16 (CUDA, a CPU with AVX512-BF16 or AMX)",
+        description="bf16 autocast of the training passes and the per-epoch validation; None: "
+        "on CUDA only; auto: where the device has native bf16 (CUDA, a CPU with AVX512-BF16 or "
+        "AMX)",
     )
     num_threads: int | None = None
     adversarial: AdversarialTrainingConfig | None = Field(

@@ -208,7 +208,11 @@ class ClassifierTrainer:
             if self.validate is not None:
                 if self.average is not None:
                     self.average.copy_to(evaluated)
-                metrics.update(self.validate(evaluated))
+                # under the training passes' autocast: the default model's val pass (6,000
+                # images, mirror TTA, 2 Zen 4 cores) 3.9 -> 1.7 s an epoch, a minute of make
+                # train's 30 epochs; its accuracy moved by 0.0002 (one model, both ways)
+                with self.autocast:
+                    metrics.update(self.validate(evaluated))
             history.append(metrics)
             logger.info(
                 "classifier %s epoch %d/%d: %s", phase.name, epoch + 1, phase.epochs, metrics

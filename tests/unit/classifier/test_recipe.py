@@ -105,3 +105,23 @@ def test_bf16_autocast_trains_on_cpu_too() -> None:
     run = fit_classifier(tiny_config(epochs=1, bf16=True), ARCH, TREE, images, labels)
     assert math.isfinite(run.history[0]["train_loss"])
     assert all(p.dtype == torch.float32 for p in run.model.parameters())
+
+
+def test_bf16_setting_covers_the_per_epoch_validation(monkeypatch: pytest.MonkeyPatch) -> None:
+    import models.classifier.training as training
+
+    seen: list[bool] = []
+    real = training.fine_accuracy
+
+    def recording(*args: object) -> float:
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return real(*args)
+
+    monkeypatch.setattr(training, "fine_accuracy", recording)
+    images, labels = square_images(64, seed=8)
+    for bf16 in (True, False):
+        run = fit_classifier(
+            tiny_config(epochs=1, bf16=bf16), ARCH, TREE, images, labels, images, labels
+        )
+        assert 0.0 <= run.history[0]["val_fine_accuracy"] <= 1.0
+    assert seen == [True, False]
