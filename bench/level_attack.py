@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.machine import machine  # noqa: E402
 from models.attacks.evasion import (  # noqa: E402
     MergedLeafModel,
+    art_classifier,
     make_attack,
     predict_leaf_log_probs,
     run_attack,
@@ -60,7 +61,7 @@ class MergedLevelModel(nn.Module):
         super().__init__()
         self.merged = merged
         self.node_of_leaf = merged.tt.leaf_paths[:, level]
-        self.n_nodes = int(self.node_of_leaf.max()) + 1
+        self.n_nodes = merged.tt.tree.level_sizes[level]
 
     def forward(self, x: Tensor) -> Tensor:
         """The level's marginal log-probabilities."""
@@ -70,12 +71,7 @@ class MergedLevelModel(nn.Module):
 def attacked(model: nn.Module, n_classes: int, x: np.ndarray, y: np.ndarray, eps: float,
              config: RobustnessConfig) -> np.ndarray:  # fmt: skip
     """PGD's adversarial images against ``model``'s NLL (ART, as the robustness step runs it)."""
-    from art.estimators.classification import PyTorchClassifier
-
-    estimator = PyTorchClassifier(
-        model=model, loss=nn.NLLLoss(), input_shape=tuple(x.shape[1:]), nb_classes=n_classes,
-        clip_values=(0.0, 1.0), device_type="cpu",
-    )  # fmt: skip
+    estimator = art_classifier(model, tuple(x.shape[1:]), torch.device("cpu"), n_classes)
     attack = make_attack(
         estimator, "pgd", eps, steps=config.pgd_steps, step_ratio=config.pgd_step_ratio,
         random_init=config.pgd_random_init, batch_size=config.batch_size,
@@ -99,19 +95,19 @@ def measure(model_dir: str, eps_list: list[float]) -> dict[str, Any]:
     names = level_keys(tree)
     rows = []
     for eps in eps_list:
-        for level in range(tree.depth):  # the last level is the leaf: the gate's attack
-            model = merged if level == tree.depth - 1 else MergedLevelModel(merged, level)
-            node_of_leaf = merged.tt.leaf_paths[:, level]
-            n_nodes = int(node_of_leaf.max()) + 1
-            target = node_of_leaf[torch.from_numpy(y)].numpy()
+        for level in range(tree.depth):
+            nodes = MergedLevelModel(merged, level)
+            # the leaf level is attacked as the gate does it, on the merged model itself
+            model = merged if level == tree.depth - 1 else nodes
+            target = nodes.node_of_leaf[torch.from_numpy(y)].numpy()
             started = time.perf_counter()
-            adv = attacked(model, n_nodes, x, target, eps, config)
+            adv = attacked(model, nodes.n_nodes, x, target, eps, config)
             leaf_lp = predict_leaf_log_probs(merged, adv)
             scores = level_scores(leaf_lp, y, tree)
-            marginal = level_marginals(leaf_lp, node_of_leaf, n_nodes).argmax(1).numpy()
+            marginal = level_marginals(leaf_lp, nodes.node_of_leaf, nodes.n_nodes).argmax(1)
             row = {"eps": eps, "loss_of": names[level]}
             row |= {n: round(scores[f"accuracy_{n}"], 4) for n in names}
-            row["attacked_level_marginal"] = round(float((marginal == target).mean()), 4)
+            row["attacked_level_marginal"] = round(float((marginal.numpy() == target).mean()), 4)
             row["seconds"] = round(time.perf_counter() - started, 1)
             print(json.dumps(row), flush=True)
             rows.append(row)

@@ -84,14 +84,19 @@ def numpy_seed(seed: int) -> Iterator[None]:
 
 
 def art_classifier(
-    model: MergedLeafModel, input_shape: tuple[int, int, int], device: torch.device
+    model: nn.Module,
+    input_shape: tuple[int, int, int],
+    device: torch.device,
+    nb_classes: int | None = None,
 ) -> Any:
     """ART's ``PyTorchClassifier`` on the merged model: NLL on log-probs, pixels clipped to [0, 1].
 
     Args:
-        model: the merged model (its weights stay shared with the classifier).
+        model: the merged model (its weights stay shared with the classifier), or another
+            model of log-probabilities over ``nb_classes`` (a coarse level's marginal).
         input_shape: ``(C, H, W)``.
         device: where the model lives.
+        nb_classes: the model's outputs; default the merged model's leaves.
     """
     from art.estimators.classification import PyTorchClassifier
 
@@ -99,7 +104,7 @@ def art_classifier(
         model=model,
         loss=nn.NLLLoss(),
         input_shape=input_shape,
-        nb_classes=model.tt.tree.num_leaves,
+        nb_classes=model.tt.tree.num_leaves if nb_classes is None else nb_classes,
         clip_values=(0.0, 1.0),
         device_type="gpu" if device.type == "cuda" else "cpu",
     )
