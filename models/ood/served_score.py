@@ -4,7 +4,8 @@
 them standardised: for fitting and evaluation, in batches, on any device. Served one image at a
 time on the CPU, after the network's forward pass has filled the caches with its own weights,
 what costs is the number of NumPy operations and of bytes read, not the arithmetic. Here the
-sum itself is computed, with everything that does not depend on the image done at load:
+sum itself is computed, with everything that does not depend on the image folded at load
+(:mod:`models.ood.served_statistics`):
 
 - the neck's Gaussian components (``maha_neck_<level>``, ``rmd_neck_<level>``), centred on one
   point ``c``, are ``zc'Pzc + min_k (zc'l_k + e_k)`` with ``zc = z - c``; a relative distance
@@ -19,12 +20,19 @@ sum itself is computed, with everything that does not depend on the image done a
 - the pixel component is ``w (x - m)'P(x - m) - w' bits + const`` with the standardisation's
   scale in ``w`` and ``w'``, and every offset in one constant.
 
+One image (the served single-image request) takes its own path, in 1-D and summed in Python
+floats: the same terms in about half the NumPy calls.
+
 Measured (the default scorer, ``knn_rmd_complexity``; the served ``static-int8`` network, one
 thread, one image at a time, 3 x 600 test images interleaved with the earlier per-component
 NumPy path it replaces): what the guard adds to a prediction went from 282 us to 244 us; served
 (``bench/serve_ab.py``, within half an hour) from +0.40 to +0.34 ms, 13 % of a single-image
-request (``bench/results/serve_ab_guard.md``). What is left is mostly bytes read from memory
-the network's pass evicted (the kNN first stage's 1.3 MB, this matrix's 0.3 MB) and zlib.
+request (``bench/results/serve_ab_guard.md``). The one-image path (2026-11-28, the leaf-searched
+default guard, one thread, 3 x 600 test images, each score right after a forward pass,
+interleaved with the batch path): the score 166 -> 108-126 us, what the guard adds to a
+prediction (forward pass and score, in blocks as served) 205 -> 165 us, no score moved by more
+than 2.2e-6. What is left is mostly bytes read from memory the network's pass evicted (the
+leaf's first-stage columns, 512 KB; this matrix, 338 KB) and zlib (~30 us).
 
 The numbers are those of ``combine(components(...))`` up to float32 rounding, which a unit test
 holds it to, except that a Mahalanobis distance is not clamped at zero (it is below zero only by
@@ -33,45 +41,22 @@ rounding) and the kNN search runs in two stages (:func:`~models.ood.scores.knn_d
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import math
 
 import numpy as np
 
-from models.ood.complexity import LN2, LOG_2PI, MAX_SIZE, compressed_sizes
-from models.ood.guard import BACKGROUND, KNN_LAYER, OodGuard
-from models.ood.scores import knn_candidates
-
-LAYER = KNN_LAYER  # the neck: the kNN bank's layer, and the Gaussians' read here
-
-
-def neck_part(part: str) -> tuple[str, str] | None:
-    """``("maha" | "rmd", level)`` for ``maha_neck_<level>`` / ``rmd_neck_<level>``, else None."""
-    kind, _, rest = part.partition("_")
-    layer, _, level = rest.partition("_")
-    return (kind, level) if kind in ("maha", "rmd") and layer == LAYER and level else None
-
-
-class _Knn(NamedTuple):
-    """The kNN component's served form: ``weight * (1 - kth / |z|)`` is its share of the score."""
-
-    bank: np.ndarray  # [N, D] L2-normalised training features
-    k: int
-    candidates: int  # M: the first stage's candidates (the bank's size: one float32 pass)
-    projected_t: np.ndarray | None  # [dim, N] the bank on the first stage's basis, or None
-    # (None with ``leaves`` too: then ``leaf_projected`` holds its columns, leaf by leaf)
-    weight: float
-    leaves: int | None  # compare with the bank images of this many most probable leaves, or all
-    leaf_rows: list[np.ndarray]  # per leaf: its bank images' indices (with ``leaves``)
-    leaf_projected: list[np.ndarray]  # per leaf: [dim, n_l] its columns of projected_t
-
-
-class _Pixels(NamedTuple):
-    """The pixel component's served form: ``d'Pd + bits * bit_weight``, ``d = x - mean``."""
-
-    mean: np.ndarray  # [D] float32
-    precision: np.ndarray  # [D] diagonal or [D, D], the standardisation's weight folded in
-    bit_weight: float
-    compressor: str
+from models.ood.complexity import MAX_SIZE, compressed_sizes, zlib_bits
+from models.ood.guard import BACKGROUND, OodGuard
+from models.ood.served_statistics import (
+    LAYER,
+    ServedKnn,
+    ServedPixels,
+    folded_gaussians,
+    neck_part,
+    part_weights,
+    served_knn,
+    served_pixels,
+)
 
 
 class ServedScore:
@@ -85,20 +70,20 @@ class ServedScore:
     def __init__(self, guard: OodGuard) -> None:
         if not self.serves(guard):
             raise ValueError(f"the served score does not compute {guard.parts}")
-        weight, constant = _weights(guard)
+        weight, constant = part_weights(guard)
         self._centre: np.ndarray | None = None  # c [D], when the score has Gaussian parts
         gaussian = [p for p in guard.parts if neck_part(p)]
         if gaussian:
-            centre, quad, blocks = _folded_gaussians(guard, gaussian, weight)
+            centre, quad, blocks = folded_gaussians(guard, gaussian, weight)
             self._centre = centre.astype(np.float32)
         # the columns of one matrix [D, *] (float64 here) that the centred features multiply,
         # and what is added to the product: the kNN basis (plus c's projection), zc'Q, then
         # each Gaussian part's zc'l_k + e_k
         columns: list[np.ndarray] = []
         bias: list[np.ndarray] = []
-        self._knn: _Knn | None = None
+        self._knn: ServedKnn | None = None
         if "knn" in guard.parts:
-            self._knn, basis = _served_knn(guard, weight["knn"])
+            self._knn, basis = served_knn(guard, weight["knn"])
             if basis is not None:
                 columns.append(basis)
                 bias.append(np.zeros(basis.shape[1]) if not gaussian else centre @ basis)
@@ -120,9 +105,9 @@ class ServedScore:
         if columns:
             self._matrix = np.ascontiguousarray(np.concatenate(columns, 1), np.float32)
             self._bias = np.concatenate(bias).astype(np.float32)
-        self._pixels: _Pixels | None = None
+        self._pixels: ServedPixels | None = None
         if "complexity" in guard.parts:
-            self._pixels, pixel_constant = _served_pixels(guard, weight["complexity"])
+            self._pixels, pixel_constant = served_pixels(guard, weight["complexity"])
             constant += pixel_constant
         self._constant = float(constant)
 
@@ -158,20 +143,19 @@ class ServedScore:
         ``leaf_probs`` ``[B, n_leaves]``: the calibrated leaf probabilities of the same pass,
         needed when the kNN search reads the most probable leaves' bank images only.
         """
+        if len(z) == 1:  # the served single image: summed in Python floats (see _one)
+            probs = None if leaf_probs is None else leaf_probs[0]
+            return np.array([self._one(z[0], images[0], probs)], np.float32)
         terms: list[np.ndarray] = []  # [B] each: the score is their sum plus a constant
-        r = None
-        # centred first: uncentred, float32 would lose the distances to the features' offset
-        zc = z if self._centre is None else z - self._centre
-        if self._matrix is not None:
-            r = zc @ self._matrix
-            r += self._bias
+        zc, r = self._products(z)
         if self._quad is not None:
             assert r is not None
             terms.append(np.vecdot(r[:, self._quad], zc))
             terms += [r[:, block].min(1) for block in self._mins]
         if self._knn is not None:
+            norms = np.maximum(np.sqrt(np.vecdot(z, z)), 1e-12)
             # 1 - cosine first: weight - weight * cosine would lose a distance near 0
-            terms.append((1.0 - self._knn_cosine(z, r, leaf_probs)) * self._knn.weight)
+            terms.append((1.0 - self._knn_kth(z, r, leaf_probs) / norms) * self._knn.weight)
         if self._pixels is not None:
             terms += self._pixel_terms(images)
         # summed in place, term by term: np.stack and one product for the sum took 32-39 us,
@@ -182,36 +166,97 @@ class ServedScore:
         score += np.float32(self._constant)
         return score
 
-    def _knn_cosine(
+    def _one(self, z: np.ndarray, image: np.ndarray, leaf_probs: np.ndarray | None) -> float:
+        """The score of one image (``[D]``, ``[H, W, C]``, ``[n_leaves]``): :meth:`__call__`'s.
+
+        In 1-D and summed in Python floats, its kNN search without grouping a batch by leaf:
+        fewer NumPy calls, each of which costs several microseconds right after a forward pass
+        (the network's weights have evicted NumPy's code and data from the caches).
+        """
+        total = self._constant
+        zc, r = self._products(z)
+        if self._quad is not None:
+            assert r is not None
+            total += float(r[self._quad] @ zc)
+            total += sum(float(r[block].min()) for block in self._mins)
+        if self._knn is not None:
+            norm = max(math.sqrt(float(z @ z)), 1e-12)
+            total += (1.0 - self._one_kth(z, r, leaf_probs) / norm) * self._knn.weight
+        if self._pixels is not None:
+            total += self._one_pixels(image)
+        return total
+
+    def _one_kth(self, z: np.ndarray, r: np.ndarray | None, leaf_probs: np.ndarray | None) -> float:
+        """:meth:`_knn_kth` of one image; the default search (one leaf, two stages) in 1-D."""
+        knn = self._knn
+        assert knn is not None
+        rows = None
+        if knn.leaves == 1 and knn.leaf_projected and leaf_probs is not None and r is not None:
+            leaf = int(leaf_probs.argmax())
+            rows = knn.leaf_rows[leaf]
+        if rows is None or knn.candidates >= len(rows):  # as a batch of one
+            as_batch = (None if a is None else a[None] for a in (r, leaf_probs))
+            return float(self._knn_kth(z[None], *as_batch)[0])
+        assert r is not None
+        coarse = r[: self._basis_width] @ knn.leaf_projected[leaf]  # [n_leaf] approximate
+        # one row: np.argpartition costs what largest_indices does (24.6 vs 27.9 us)
+        m, n = knn.candidates, len(rows)
+        products = knn.bank[rows[np.argpartition(coarse, n - m)[n - m :]]] @ z  # [M]
+        return float(products.max() if knn.k == 1 else np.partition(products, m - knn.k)[m - knn.k])
+
+    def _one_pixels(self, image: np.ndarray) -> float:
+        """The pixel terms of one uint8 ``[H, W, C]`` image (:meth:`_pixel_terms`' sum)."""
+        px = self._pixels
+        assert px is not None
+        if px.scale is None or px.compressor != "zlib":
+            return sum(float(term[0]) for term in self._pixel_terms(image[None]))
+        flat = image.reshape(-1) if image.shape[2] == 1 else image.transpose(2, 0, 1).reshape(-1)
+        u = np.multiply(flat, px.scale, dtype=np.float32)  # channels first, as pixel_view
+        u -= px.scaled_mean
+        return float(u @ u) + zlib_bits(image) * px.bit_weight
+
+    def _products(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The centred features ``zc`` and their product with the one matrix (or None)."""
+        # centred first: uncentred, float32 would lose the distances to the features' offset
+        zc = z if self._centre is None else z - self._centre
+        if self._matrix is None:
+            return zc, None
+        r = zc @ self._matrix
+        r += self._bias
+        return zc, r
+
+    def _knn_kth(
         self, z: np.ndarray, r: np.ndarray | None, leaf_probs: np.ndarray | None
     ) -> np.ndarray:
-        """``[B]`` kth / |z|: the cosine to the k-th nearest neighbour of the bank."""
+        """``[B]``: each image's product with its k-th nearest neighbour of the bank."""
         knn = self._knn
         assert knn is not None
         if knn.leaves is not None:
             if leaf_probs is None:
                 raise ValueError("this guard's kNN search needs the leaf probabilities")
+            if len(z) == 1:  # one group: no copies of its rows
+                leaves = _top_leaves(leaf_probs, knn.leaves)[0]
+                return _kth_largest(self._leaf_products(z, r, leaves), knn.k)
             kth = np.empty(len(z), np.float32)
             for leaves, rows in _same_leaves(leaf_probs, knn.leaves):
                 products = self._leaf_products(z[rows], None if r is None else r[rows], leaves)
                 kth[rows] = _kth_largest(products, knn.k)
-        elif knn.projected_t is None:
-            kth = _kth_largest(z @ knn.bank.T, knn.k)  # [B, N] products
-        else:
-            assert r is not None
-            coarse = r[:, : self._basis_width] @ knn.projected_t  # [B, N] approximate
-            candidates = largest_indices(coarse, knn.candidates)  # [B, M]
-            # np.take and a batched product, not fancy indexing and einsum (22 vs 28 us; 13 vs
-            # 27 us, one image after a forward pass)
-            products = np.matmul(np.take(knn.bank, candidates, axis=0), z[:, :, None])[:, :, 0]
-            kth = _kth_largest(products, knn.k)
-        return kth / np.maximum(np.sqrt(np.vecdot(z, z)), 1e-12)
+            return kth
+        if knn.projected_t is None:
+            return _kth_largest(z @ knn.bank.T, knn.k)  # [B, N] products
+        assert r is not None
+        coarse = r[:, : self._basis_width] @ knn.projected_t  # [B, N] approximate
+        candidates = largest_indices(coarse, knn.candidates)  # [B, M]
+        # np.take and a batched product, not fancy indexing and einsum (22 vs 28 us; 13 vs
+        # 27 us, one image after a forward pass)
+        products = np.matmul(np.take(knn.bank, candidates, axis=0), z[:, :, None])[:, :, 0]
+        return _kth_largest(products, knn.k)
 
     def _leaf_products(self, z: np.ndarray, r: np.ndarray | None, leaves: np.ndarray) -> np.ndarray:
         """``[b, M]`` products of ``[b, D]`` features with candidates among ``leaves``' images.
 
         The first stage reads only those leaves' columns of the projected bank (contiguous per
-        leaf), then as :meth:`_knn_cosine`.
+        leaf), then as :meth:`_knn_kth`.
         """
         knn = self._knn
         assert knn is not None
@@ -231,11 +276,16 @@ class ServedScore:
         px = self._pixels
         assert px is not None
         flat = images.transpose(0, 3, 1, 2).reshape(len(images), px.mean.size)  # as pixel_view
-        d = flat.astype(np.float32)
-        d -= px.mean
-        weighted = d * px.precision if px.precision.ndim == 1 else d @ px.precision
+        if px.scale is not None:  # a diagonal Gaussian: |x s - m s|^2, the cast in the product
+            u = np.multiply(flat, px.scale, dtype=np.float32)
+            u -= px.scaled_mean
+            quadratic = np.vecdot(u, u)
+        else:
+            d = flat.astype(np.float32)
+            d -= px.mean
+            quadratic = np.vecdot(d @ px.precision, d)
         bits = compressed_sizes(images, px.compressor)  # type: ignore[arg-type]
-        return [np.vecdot(weighted, d), bits * np.float32(px.bit_weight)]
+        return [quadratic, bits * np.float32(px.bit_weight)]
 
 
 def largest_indices(values: np.ndarray, m: int, stride: int = 8) -> np.ndarray:
@@ -275,101 +325,21 @@ def _kth_largest(products: np.ndarray, k: int) -> np.ndarray:
     return np.partition(products, m - k, axis=1)[:, m - k]
 
 
+def _top_leaves(leaf_probs: np.ndarray, leaves: int) -> np.ndarray:
+    """``[B, leaves]``: each row's most probable ``leaves`` (in increasing order)."""
+    if leaves == 1:
+        return leaf_probs.argmax(axis=1)[:, None]
+    return np.sort(np.argsort(-leaf_probs, axis=1)[:, :leaves], axis=1)
+
+
 def _same_leaves(leaf_probs: np.ndarray, leaves: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """``[(leaves, rows)]``: the rows of ``[B, n_leaves]`` whose most probable ``leaves`` agree.
 
     Grouped so that a batch's first stage is one product per group, not per image (a batch of
-    32 spends less in NumPy calls); one image is its own group.
+    32 spends less in NumPy calls).
     """
-    if leaves == 1:
-        top = leaf_probs.argmax(axis=1)[:, None]
-    else:
-        top = np.sort(np.argsort(-leaf_probs, axis=1)[:, :leaves], axis=1)
-    if len(top) == 1:
-        return [(top[0], np.zeros(1, np.intp))]
+    top = _top_leaves(leaf_probs, leaves)
     if leaves == 1:  # a 1-D unique: a tenth of the time of np.unique(axis=0)
         return [(np.array([u]), np.flatnonzero(top[:, 0] == u)) for u in np.unique(top)]
     unique, inverse = np.unique(top, axis=0, return_inverse=True)
     return [(u, np.flatnonzero(inverse.ravel() == g)) for g, u in enumerate(unique)]
-
-
-def _weights(guard: OodGuard) -> tuple[dict[str, float], float]:
-    """Each part's weight in the sum (1 / its scale) and the sum of ``-weight * location``.
-
-    A score of one part is that component as it is (:meth:`OodGuard.combine`): weight 1.
-    """
-    if len(guard.parts) == 1:
-        return {guard.parts[0]: 1.0}, 0.0
-    weight = {p: 1.0 / guard.standardization[p][1] for p in guard.parts}
-    return weight, -sum(guard.standardization[p][0] * weight[p] for p in guard.parts)
-
-
-def _served_knn(guard: OodGuard, weight: float) -> tuple[_Knn, np.ndarray | None]:
-    """The kNN component's served form and its first stage's ``[D, dim]`` basis (or None)."""
-    assert guard.neighbours is not None
-    bank = guard.neighbours.float().numpy()
-    k = min(guard.knn_k, len(bank))
-    m = knn_candidates(k)
-    leaf_rows: list[np.ndarray] = []
-    if guard.knn_leaves is not None:
-        assert guard.neighbour_leaves is not None
-        leaves = guard.neighbour_leaves.cpu().numpy()
-        leaf_rows = [np.flatnonzero(leaves == leaf) for leaf in range(int(leaves.max()) + 1)]
-    if guard.coarse_search is None or m >= len(bank):
-        return _Knn(bank, k, len(bank), None, weight, guard.knn_leaves, leaf_rows, []), None
-    basis = guard.coarse_search.basis.double().numpy()
-    projected_t = np.ascontiguousarray(guard.coarse_search.projected_t.float().numpy())
-    leaf_projected = [np.ascontiguousarray(projected_t[:, rows]) for rows in leaf_rows]
-    if leaf_projected:  # read leaf by leaf only: not kept twice (5.1 MB for 20,000 images)
-        projected_t = None
-    knn = _Knn(bank, k, m, projected_t, weight, guard.knn_leaves, leaf_rows, leaf_projected)
-    return knn, basis
-
-
-def _folded_gaussians(
-    guard: OodGuard, parts: list[str], weight: dict[str, float]
-) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
-    """``(c [D], Q [D, D], [(l [D, K], e [K]) per part])``, float64, weights folded in.
-
-    Every part's (relative) Mahalanobis distance, times its weight, is ``zc'Q_p zc + min_k
-    (zc'l_k + e_k)``; ``Q`` sums the ``Q_p``.
-    """
-    gaussians = {
-        level: tuple(t.double().numpy() for t in guard.gaussians[f"{LAYER}.{level}"])
-        for level in dict.fromkeys(neck_part(p)[1] for p in parts)  # type: ignore[index]
-    }
-    centre = np.concatenate([means for means, _ in gaussians.values()]).mean(0)
-    background = None
-    if any(neck_part(p)[0] == "rmd" for p in parts):  # type: ignore[index]
-        means_b, precision_b = (
-            t.double().numpy() for t in guard.gaussians[f"{LAYER}.{BACKGROUND}"]
-        )
-        b = means_b[0] - centre
-        background = (precision_b, -2 * precision_b @ b, b @ precision_b @ b)
-    quad = np.zeros((len(centre), len(centre)))
-    blocks = []
-    for part in parts:
-        kind, level = neck_part(part)  # type: ignore[misc]
-        means, precision = gaussians[level]
-        a = means - centre  # [K, D]
-        a_p = a @ precision
-        q, lin, const = precision, -2 * a_p.T, (a_p * a).sum(1)  # [D, D], [D, K], [K]
-        if kind == "rmd":
-            assert background is not None
-            q = q - background[0]
-            lin = lin - background[1][:, None]
-            const = const - background[2]
-        quad += weight[part] * q
-        blocks.append((weight[part] * lin, weight[part] * const))
-    return centre, quad, blocks
-
-
-def _served_pixels(guard: OodGuard, weight: float) -> tuple[_Pixels, float]:
-    """The pixel component's served form and its constant ``weight * (logdet + D log 2pi) / 2``."""
-    g = guard.pixel_gaussian
-    assert g is not None
-    mean = g.mean.float().numpy()
-    precision = (0.5 * weight) * g.precision.double().numpy()
-    const = 0.5 * weight * (g.logdet + mean.size * LOG_2PI)
-    pixels = _Pixels(mean, precision.astype(np.float32), -weight * LN2, g.compressor)
-    return pixels, const

@@ -85,24 +85,34 @@ def test_the_served_score_is_the_sum_of_the_components(
     images = _images(noise_images)
     neck, comps, probs = _pass(classifier, guard, images)
     expected = guard.combine({p: comps[p] for p in parts})
-    served = ServedScore(guard)(neck, images, probs)
+    scorer = ServedScore(guard)
+    served = scorer(neck, images, probs)
     assert served.dtype == np.float32 and served.shape == (len(images),)
     assert (np.abs(served - expected) <= _tolerance(guard, comps)).all()
     assert np.ptp(expected) > 10 * _tolerance(guard, comps).max()  # the check can tell
+    # one image at a time (the served single image: its own 1-D path)
+    alone = [scorer(neck[i : i + 1], images[i : i + 1], probs[i : i + 1]) for i in range(8)]
+    assert all(a.dtype == np.float32 and a.shape == (1,) for a in alone)
+    assert (np.abs(np.concatenate(alone) - expected[:8]) <= _tolerance(guard, comps)[:8]).all()
 
 
-def test_one_image_at_a_time_is_the_batch(toy_guarded, noise_images) -> None:
-    classifier, fitted, _ = toy_guarded
-    guard = _with_parts(fitted, ["knn", "rmd_neck_item", "complexity"])
+@pytest.mark.parametrize(
+    ("leaves", "coarse"), [(1, True), (1, False), (2, True), (None, True), (None, False)]
+)
+def test_one_image_at_a_time_is_the_batch(noise_images, leaves, coarse) -> None:
+    """Every kNN search (a leaf's bank in two stages, 1-D; otherwise as a batch of one)."""
+    classifier, fitted, _ = guarded_square_classifier("knn_rmd_complexity", knn_leaves=leaves)
+    guard = _with_parts(fitted, fitted.parts, coarse)
     images = _images(noise_images)
     neck, comps, probs = _pass(classifier, guard, images)
     served = ServedScore(guard)
     batch = served(neck, images, probs)
     alone = np.concatenate(
-        [served(neck[i : i + 1], images[i : i + 1], probs[i : i + 1]) for i in range(8)]
+        [served(neck[i : i + 1], images[i : i + 1], probs[i : i + 1]) for i in range(len(images))]
     )
     # a matrix-vector product rounds otherwise than a matrix product
-    assert (np.abs(alone - batch[:8]) <= _tolerance(guard, comps)[:8]).all()
+    assert (np.abs(alone - batch) <= _tolerance(guard, comps)).all()
+    assert np.ptp(batch) > 10 * _tolerance(guard, comps).max()
     assert served(neck[:0], images[:0], probs[:0]).shape == (0,)
 
 
