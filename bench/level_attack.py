@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from torch import Tensor, nn
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -35,48 +35,27 @@ from bench.machine import machine  # noqa: E402
 from models.attacks.evasion import (  # noqa: E402
     MergedLeafModel,
     art_classifier,
-    make_attack,
     predict_leaf_log_probs,
     run_attack,
 )
 from models.classifier.io import TrainedClassifier  # noqa: E402
 from models.data.ingest import DatasetConfig, build_dataset  # noqa: E402
 from models.robustness.config import RobustnessConfig, level_keys  # noqa: E402
-from models.robustness.evaluate import level_scores, stratified_subset  # noqa: E402
+from models.robustness.level_attack import (  # noqa: E402
+    MergedLevelModel,
+    build_attack,
+    level_marginals,
+)
+from models.robustness.scores import level_scores, stratified_subset  # noqa: E402
 from models.runtime.tensors import to_unit_range  # noqa: E402
 from models.tree.merge import TreeTensors  # noqa: E402
-
-
-def level_marginals(leaf_log_probs: Tensor, node_of_leaf: Tensor, n_nodes: int) -> Tensor:
-    """``[B, n_nodes]`` log-probabilities of a level's nodes from ``[B, n_leaves]`` leaf ones."""
-    return torch.stack(
-        [torch.logsumexp(leaf_log_probs[:, node_of_leaf == k], 1) for k in range(n_nodes)], 1
-    )
-
-
-class MergedLevelModel(nn.Module):
-    """``[B, C, H, W]`` in [0, 1] -> ``[B, n_nodes]`` log-probabilities of one level's nodes."""
-
-    def __init__(self, merged: MergedLeafModel, level: int) -> None:
-        super().__init__()
-        self.merged = merged
-        self.node_of_leaf = merged.tt.leaf_paths[:, level]
-        self.n_nodes = merged.tt.tree.level_sizes[level]
-
-    def forward(self, x: Tensor) -> Tensor:
-        """The level's marginal log-probabilities."""
-        return level_marginals(self.merged(x), self.node_of_leaf, self.n_nodes)
 
 
 def attacked(model: nn.Module, n_classes: int, x: np.ndarray, y: np.ndarray, eps: float,
              config: RobustnessConfig) -> np.ndarray:  # fmt: skip
     """PGD's adversarial images against ``model``'s NLL (ART, as the robustness step runs it)."""
     estimator = art_classifier(model, tuple(x.shape[1:]), torch.device("cpu"), n_classes)
-    attack = make_attack(
-        estimator, "pgd", eps, steps=config.pgd_steps, step_ratio=config.pgd_step_ratio,
-        random_init=config.pgd_random_init, batch_size=config.batch_size,
-    )  # fmt: skip
-    return run_attack(attack, model, x, y, config.seed)
+    return run_attack(build_attack(estimator, "pgd", eps, config), model, x, y, config.seed)
 
 
 def measure(model_dir: str, eps_list: list[float]) -> dict[str, Any]:

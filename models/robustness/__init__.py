@@ -14,14 +14,11 @@ from models.robustness.config import (
     RobustnessGateError,
     check_gate,
     level_keys,
+    own_loss_key,
     robust_key,
 )
-from models.robustness.evaluate import (
-    RobustnessResult,
-    evaluate_robustness,
-    level_scores,
-    stratified_subset,
-)
+from models.robustness.evaluate import RobustnessResult, evaluate_robustness
+from models.robustness.scores import level_scores, stratified_subset
 
 __all__ = [
     "FINE",
@@ -33,6 +30,7 @@ __all__ = [
     "evaluate_robustness",
     "level_keys",
     "level_scores",
+    "own_loss_key",
     "robust_key",
     "stratified_subset",
 ]

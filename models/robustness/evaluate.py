@@ -23,23 +23,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from models.attacks.corruptions import corrupt
 from models.attacks.evasion import (
     MergedLeafModel,
     art_classifier,
-    make_attack,
-    make_autoattack,
     predict_leaf_log_probs,
     run_attack,
 )
-from models.calibration.ece import expected_calibration_error
 from models.classifier.io import TrainedClassifier
 from models.classifier.network import HierarchicalClassifier
-from models.data.dataset import stratified_fraction
 from models.robustness.config import FINE, RobustnessConfig, level_keys
+from models.robustness.level_attack import attack_on_level, build_attack
 from models.robustness.report import (
     adversarial_examples_png,
     attack_table,
@@ -54,40 +50,13 @@ from models.robustness.saliency import (
     neighbours_png,
     saliency_grid_png,
 )
+from models.robustness.scores import level_scores, stratified_subset
 from models.runtime.device import prepare_device
 from models.runtime.tensors import to_unit_range
 from models.tree.hierarchy import Hierarchy
 from models.tree.merge import TreeTensors
 
 logger = logging.getLogger(__name__)
-
-
-def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Sorted indices of about ``n`` labels, each class in proportion (all when ``n >= len``)."""
-    return stratified_fraction(labels, min(1.0, n / max(1, len(labels))), seed)
-
-
-def level_scores(log_probs: Tensor, labels: np.ndarray, tree: Hierarchy) -> dict[str, float]:
-    """Accuracy per level of the merged prediction, graceful degradation and fine ECE.
-
-    ``graceful_<level>``: among images whose leaf is wrong, the share whose node at that coarse
-    level is right (NaN-free: 1.0 when no leaf is wrong).
-    """
-    pred = log_probs.argmax(1).cpu().numpy()
-    paths = tree.leaf_paths
-    names = level_keys(tree)
-    wrong = pred != labels
-    out: dict[str, float] = {}
-    for level, name in enumerate(names):
-        right = paths[pred, level] == paths[labels, level]
-        out[f"accuracy_{name}"] = float(right.mean())
-        if name != FINE:
-            out[f"graceful_{name}"] = float(right[wrong].mean()) if wrong.any() else 1.0
-    out["leaf_mistakes"] = int(wrong.sum())
-    out["ece_fine"] = expected_calibration_error(
-        log_probs.exp(), torch.from_numpy(labels).to(log_probs.device)
-    )
-    return out
 
 
 @dataclass
@@ -148,6 +117,7 @@ def evaluate_robustness(
     x = to_unit_range(test_images[idx])
     subset = _Subset(test_images[idx], x, test_labels[idx], predict_leaf_log_probs(merged, x))
     attacks, worst_adv = _attack_grid(merged, subset, tree, config)
+    level_attacks = _gated_level_attack(merged, subset, tree, config)
     seconds["attacks"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -172,6 +142,7 @@ def evaluate_robustness(
         "pgd_step_size_ratio": config.pgd_step_ratio,
         "clean": level_scores(subset.clean_log_probs, subset.y, tree),
         "attacks": attacks,
+        "level_attacks": level_attacks,
         "corruptions_clean": corr_clean,
         "corruptions": corruptions,
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
@@ -208,42 +179,39 @@ def _attack_grid(
     estimator = art_classifier(merged, (c, h, w), next(merged.parameters()).device)
     attacks: dict[str, dict[str, dict[str, float]]] = {}
     worst_adv: np.ndarray | None = None
-    for name in config.attacks:
-        attacks[name] = {}
-        for eps in config.eps:
-            attack = make_attack(
-                estimator,
-                name,
-                eps,
-                steps=config.pgd_steps,
-                step_ratio=config.pgd_step_ratio,
-                random_init=config.pgd_random_init,
-                batch_size=config.batch_size,
-            )
-            adv = run_attack(attack, merged, subset.x, subset.y, config.seed)
-            scores = level_scores(predict_leaf_log_probs(merged, adv), subset.y, tree)
-            scores["max_linf"] = float(np.abs(adv - subset.x).max())
-            attacks[name][f"{eps:g}"] = scores
-            logger.info("%s eps=%g: %s", name, eps, scores)
-            if name == config.attacks[-1] and eps == max(config.eps):
-                worst_adv = adv
-    for eps in config.autoattack_eps:
-        attack = make_autoattack(
-            estimator,
-            eps,
-            config.autoattack_iter,
-            config.autoattack_restarts,
-            config.autoattack_square_queries,
-            config.batch_size,
-        )
+    grid = [(name, eps) for name in config.attacks for eps in config.eps]
+    grid += [("autoattack", eps) for eps in config.autoattack_eps]
+    for name, eps in grid:
         t0 = time.perf_counter()
+        attack = build_attack(estimator, name, eps, config)
         adv = run_attack(attack, merged, subset.x, subset.y, config.seed)
         scores = level_scores(predict_leaf_log_probs(merged, adv), subset.y, tree)
         scores["max_linf"] = float(np.abs(adv - subset.x).max())
-        scores["seconds"] = time.perf_counter() - t0
-        attacks.setdefault("autoattack", {})[f"{eps:g}"] = scores
-        logger.info("autoattack eps=%g: %s", eps, scores)
+        if name == "autoattack":
+            scores["seconds"] = time.perf_counter() - t0
+        attacks.setdefault(name, {})[f"{eps:g}"] = scores
+        logger.info("%s eps=%g: %s", name, eps, scores)
+        if name == config.attacks[-1] and eps == max(config.eps):
+            worst_adv = adv
     return attacks, worst_adv
+
+
+def _gated_level_attack(
+    merged: MergedLeafModel, subset: _Subset, tree: Hierarchy, config: RobustnessConfig
+) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """``{level: {attack: {eps: scores}}}``: the gated coarse level, attacked on its own loss.
+
+    The gate's attack and eps aimed at that level (:mod:`models.robustness.level_attack`),
+    measured whichever loss the gate reads (one attack more); empty when it reads the leaf.
+    """
+    gate = config.gate
+    if gate.level == FINE:
+        return {}
+    scores = attack_on_level(
+        merged, subset.x, subset.y, tree, gate.level, gate.attack, gate.eps, config
+    )
+    logger.info("%s eps=%g on the %s's own loss: %s", gate.attack, gate.eps, gate.level, scores)
+    return {gate.level: {gate.attack: {f"{gate.eps:g}": scores}}}
 
 
 def _corruption_grid(

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from models.reporting.html import html_report
 from models.reporting.plots import figure_png, pyplot, show_image
-from models.robustness.config import FINE, RobustnessConfig, robust_key
+from models.robustness.config import FINE, RobustnessConfig, own_loss_key, robust_key
 from models.tree.hierarchy import Hierarchy
 
 
@@ -24,6 +24,10 @@ def headline(metrics: dict[str, Any], names: list[str]) -> dict[str, float]:
                 out[robust_key(name, attack, float(eps))] = scores[f"accuracy_{name}"]
                 if name != FINE:
                     out[f"graceful_{name}_{attack}_eps{float(eps):g}"] = scores[f"graceful_{name}"]
+    for level, per_attack in metrics.get("level_attacks", {}).items():
+        for attack, per_eps in per_attack.items():
+            for eps, scores in per_eps.items():
+                out[own_loss_key(level, attack, float(eps))] = scores[f"accuracy_{level}"]
     corr = metrics["corruptions"]
     if corr:
         for name in names:
@@ -60,6 +64,10 @@ def attack_table(metrics: dict[str, Any], names: list[str]) -> str:
     for attack, per_eps in metrics["attacks"].items():
         for eps, s in per_eps.items():
             body += row(attack, eps, s)
+    for level, per_attack in metrics.get("level_attacks", {}).items():
+        for attack, per_eps in per_attack.items():
+            for eps, s in per_eps.items():
+                body += row(f"{attack} on the {level}'s own loss", eps, s)
     return head + body
 
 

@@ -1,11 +1,11 @@
-"""bench/level_attack.py: a coarse level's marginal, and the model PGD attacks for it."""
+"""A coarse level's marginal, and the model an attack on that level's own loss attacks."""
 
 from __future__ import annotations
 
 import torch
 
-from bench.level_attack import MergedLevelModel, level_marginals
 from models.attacks.evasion import MergedLeafModel
+from models.robustness.level_attack import MergedLevelModel, level_marginals
 from models.tree.merge import TreeTensors
 from tests.toy_models import TREE
 

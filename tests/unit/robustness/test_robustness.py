@@ -16,6 +16,24 @@ from models.robustness.evaluate import evaluate_robustness
 from tests.toy_models import square_images
 
 
+def _pgd_only(attack_images: int, **fields) -> RobustnessConfig:
+    """PGD-5 at eps 0.1 on ``attack_images``, one corruption, no pictures: a quick evaluation."""
+    return RobustnessConfig(
+        **{
+            "attacks": ["pgd"],
+            "eps": [0.1],
+            "pgd_steps": 5,
+            "attack_images": attack_images,
+            "corruptions": ["gaussian_noise"],
+            "severities": [1],
+            "corruption_images": 10,
+            "saliency_per_class": 0,
+            "saliency_mistakes": 0,
+        }
+        | fields
+    )
+
+
 def test_config_rejects_a_gate_on_an_unmeasured_attack_and_unknown_corruptions() -> None:
     with pytest.raises(ValidationError, match="not measured"):
         RobustnessConfig(eps=[0.05], gate=RobustnessGate(eps=0.1))
@@ -38,6 +56,46 @@ def test_gate_fails_below_the_bound_and_passes_at_or_above() -> None:
     coarse = RobustnessGate(min_accuracy=0.9, level="category", attack="fgsm", eps=0.05)
     assert "robust_accuracy_category_fgsm_eps0.05" in check_gate(
         {"robust_accuracy_category_fgsm_eps0.05": 0.95}, coarse
+    )
+
+
+def test_a_gate_on_a_levels_own_loss_reads_its_own_key_and_a_leaf_gate_shows_it() -> None:
+    own = RobustnessGate(min_accuracy=0.6, level="category", loss="level", eps=0.05)
+    assert own.metric == "robust_accuracy_category_pgd_eps0.05_own_loss"
+    metrics = {"robust_accuracy_category_pgd_eps0.05": 0.88, own.metric: 0.599}
+    with pytest.raises(RobustnessGateError, match=r"_own_loss = 0.5990 < minimum 0.6000"):
+        check_gate(metrics, own)
+    leaf = RobustnessGate(min_accuracy=0.85, level="category", eps=0.05)
+    assert check_gate(metrics, leaf) == (
+        "robust_accuracy_category_pgd_eps0.05 = 0.8800 >= 0.8500 "
+        "(aimed at the category itself: 0.5990)"
+    )
+    # the leaf has no other loss: "level" reads the grid's own key
+    assert RobustnessGate(loss="level").metric == "robust_accuracy_fine_pgd_eps0.1"
+    with pytest.raises(ValidationError, match="loss"):
+        RobustnessGate(loss="node")
+
+
+def test_a_coarse_gate_level_is_attacked_on_its_own_loss_too(
+    square_classifier: TrainedClassifier,
+) -> None:
+    test_x, test_y = square_images(60, seed=7)
+    config = _pgd_only(60, gate=RobustnessGate(level="group", loss="level", eps=0.1))
+    result = evaluate_robustness(square_classifier, test_x, test_y, config)
+    m = result.metrics
+    own = m["level_attacks"]["group"]["pgd"]["0.1"]
+    assert own["max_linf"] <= 0.1 + 1e-6
+    assert m["robust_accuracy_group_pgd_eps0.1_own_loss"] == own["accuracy_group"]
+    assert m["gate"]["metric"] == "robust_accuracy_group_pgd_eps0.1_own_loss"
+    assert m["gate"]["value"] == own["accuracy_group"]
+    # aimed at the group, the attack leaves no more groups right than the leaf's attack does
+    leaf_attack = m["robust_accuracy_group_pgd_eps0.1"]
+    assert own["accuracy_group"] <= leaf_attack + 0.05 and own["accuracy_group"] < 1.0
+    assert "| pgd on the group's own loss | 0.1 |" in result.tables["attacks"]
+    fine_gate = config.model_copy(update={"gate": RobustnessGate(min_accuracy=0.0, eps=0.1)})
+    assert (
+        evaluate_robustness(square_classifier, test_x, test_y, fine_gate).metrics["level_attacks"]
+        == {}
     )
 
 
@@ -104,20 +162,12 @@ def test_autoattack_is_scored_per_level_and_no_weaker_than_pgd(
     square_classifier: TrainedClassifier,
 ) -> None:
     test_x, test_y = square_images(40, seed=7)
-    config = RobustnessConfig(
-        attacks=["pgd"],
-        eps=[0.1],
-        pgd_steps=5,
-        attack_images=40,
+    config = _pgd_only(
+        40,
         autoattack_eps=[0.1],
         autoattack_iter=5,
         autoattack_square_queries=20,
-        corruptions=["gaussian_noise"],
-        severities=[1],
-        corruption_images=10,
-        saliency_per_class=0,
-        saliency_mistakes=0,
-        gate=RobustnessGate(min_accuracy=0.0, attack="autoattack", eps=0.1),
+        gate=RobustnessGate(attack="autoattack", eps=0.1),
     )
     m = evaluate_robustness(square_classifier, test_x, test_y, config).metrics
     aa = m["attacks"]["autoattack"]["0.1"]
