@@ -165,7 +165,8 @@ def make_autoattack(
     difference-of-logits ratio (initial step 2 eps, as the paper), and the black-box Square
     attack, which does not rely on gradients (it catches gradient masking). The merged model
     returns log-probabilities: differences of them are differences of leaf logits, so DLR reads
-    them as logits.
+    them as logits. A model of two classes (a two-node level's marginal) has no third logit for
+    DLR: it gets APGD-CE and Square.
 
     Args:
         estimator: from :func:`art_classifier`.
@@ -201,13 +202,11 @@ def make_autoattack(
         batch_size=batch_size,
         verbose=False,
     )
+    attacks = [apgd("cross_entropy"), apgd("difference_logits_ratio"), square]
+    if estimator.nb_classes < 3:  # DLR divides by the 1st minus the 3rd largest logit
+        attacks.pop(1)
     return AutoAttack(
-        estimator,
-        norm=np.inf,
-        eps=eps,
-        eps_step=2 * eps,
-        attacks=[apgd("cross_entropy"), apgd("difference_logits_ratio"), square],
-        batch_size=batch_size,
+        estimator, norm=np.inf, eps=eps, eps_step=2 * eps, attacks=attacks, batch_size=batch_size
     )
 
 
