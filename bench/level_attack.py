@@ -24,38 +24,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import yaml
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import machine  # noqa: E402
-from models.attacks.evasion import (  # noqa: E402
-    MergedLeafModel,
-    art_classifier,
-    predict_leaf_log_probs,
-    run_attack,
-)
+from models.attacks.evasion import MergedLeafModel, predict_leaf_log_probs  # noqa: E402
 from models.classifier.io import TrainedClassifier  # noqa: E402
 from models.data.ingest import DatasetConfig, build_dataset  # noqa: E402
 from models.robustness.config import RobustnessConfig, level_keys  # noqa: E402
 from models.robustness.level_attack import (  # noqa: E402
     MergedLevelModel,
-    build_attack,
+    adversarial_images,
     level_marginals,
 )
 from models.robustness.scores import level_scores, stratified_subset  # noqa: E402
 from models.runtime.tensors import to_unit_range  # noqa: E402
 from models.tree.merge import TreeTensors  # noqa: E402
-
-
-def attacked(model: nn.Module, n_classes: int, x: np.ndarray, y: np.ndarray, eps: float,
-             config: RobustnessConfig) -> np.ndarray:  # fmt: skip
-    """PGD's adversarial images against ``model``'s NLL (ART, as the robustness step runs it)."""
-    estimator = art_classifier(model, tuple(x.shape[1:]), torch.device("cpu"), n_classes)
-    return run_attack(build_attack(estimator, "pgd", eps, config), model, x, y, config.seed)
 
 
 def measure(model_dir: str, eps_list: list[float]) -> dict[str, Any]:
@@ -80,7 +66,7 @@ def measure(model_dir: str, eps_list: list[float]) -> dict[str, Any]:
             model = merged if level == tree.depth - 1 else nodes
             target = nodes.node_of_leaf[torch.from_numpy(y)].numpy()
             started = time.perf_counter()
-            adv = attacked(model, nodes.n_nodes, x, target, eps, config)
+            adv = adversarial_images(model, nodes.n_nodes, x, target, "pgd", eps, config)
             leaf_lp = predict_leaf_log_probs(merged, adv)
             scores = level_scores(leaf_lp, y, tree)
             marginal = level_marginals(leaf_lp, nodes.node_of_leaf, nodes.n_nodes).argmax(1)

@@ -198,20 +198,20 @@ def _attack_grid(
 
 def _gated_level_attack(
     merged: MergedLeafModel, subset: _Subset, tree: Hierarchy, config: RobustnessConfig
-) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
-    """``{level: {attack: {eps: scores}}}``: the gated coarse level, attacked on its own loss.
+) -> list[dict[str, Any]]:
+    """``[{"level", "attack", "eps", **scores}]``: the gated coarse level, attacked on its own loss.
 
     The gate's attack and eps aimed at that level (:mod:`models.robustness.level_attack`),
     measured whichever loss the gate reads (one attack more); empty when it reads the leaf.
     """
     gate = config.gate
     if gate.level == FINE:
-        return {}
+        return []
     scores = attack_on_level(
         merged, subset.x, subset.y, tree, gate.level, gate.attack, gate.eps, config
     )
     logger.info("%s eps=%g on the %s's own loss: %s", gate.attack, gate.eps, gate.level, scores)
-    return {gate.level: {gate.attack: {f"{gate.eps:g}": scores}}}
+    return [{"level": gate.level, "attack": gate.attack, "eps": gate.eps, **scores}]
 
 
 def _corruption_grid(

@@ -73,6 +73,21 @@ def build_attack(estimator: Any, name: str, eps: float, config: RobustnessConfig
     )
 
 
+def adversarial_images(
+    model: nn.Module,
+    n_classes: int,
+    x: np.ndarray,
+    y: np.ndarray,
+    attack: str,
+    eps: float,
+    config: RobustnessConfig,
+) -> np.ndarray:
+    """``attack``'s images at ``eps`` against ``model``'s NLL over ``n_classes`` (labels ``y``)."""
+    device = next(model.parameters()).device
+    estimator = art_classifier(model, tuple(x.shape[1:]), device, n_classes)
+    return run_attack(build_attack(estimator, attack, eps, config), model, x, y, config.seed)
+
+
 def attack_on_level(
     merged: MergedLeafModel,
     x: np.ndarray,
@@ -102,10 +117,8 @@ def attack_on_level(
     if level == FINE or level not in names:
         raise ValueError(f"an attack on a level's own loss needs a coarse level of {names[:-1]}")
     nodes = MergedLevelModel(merged, names.index(level))
-    device = next(merged.parameters()).device
-    estimator = art_classifier(nodes, tuple(x.shape[1:]), device, nodes.n_nodes)
     target = nodes.node_of_leaf[torch.from_numpy(y).to(nodes.node_of_leaf.device)].cpu().numpy()
-    adv = run_attack(build_attack(estimator, attack, eps, config), nodes, x, target, config.seed)
+    adv = adversarial_images(nodes, nodes.n_nodes, x, target, attack, eps, config)
     scores = level_scores(predict_leaf_log_probs(merged, adv), y, tree)
     scores["max_linf"] = float(np.abs(adv - x).max())
     return scores

@@ -24,10 +24,8 @@ def headline(metrics: dict[str, Any], names: list[str]) -> dict[str, float]:
                 out[robust_key(name, attack, float(eps))] = scores[f"accuracy_{name}"]
                 if name != FINE:
                     out[f"graceful_{name}_{attack}_eps{float(eps):g}"] = scores[f"graceful_{name}"]
-    for level, per_attack in metrics.get("level_attacks", {}).items():
-        for attack, per_eps in per_attack.items():
-            for eps, scores in per_eps.items():
-                out[own_loss_key(level, attack, float(eps))] = scores[f"accuracy_{level}"]
+    for r in metrics.get("level_attacks", []):
+        out[own_loss_key(r["level"], r["attack"], r["eps"])] = r[f"accuracy_{r['level']}"]
     corr = metrics["corruptions"]
     if corr:
         for name in names:
@@ -64,10 +62,8 @@ def attack_table(metrics: dict[str, Any], names: list[str]) -> str:
     for attack, per_eps in metrics["attacks"].items():
         for eps, s in per_eps.items():
             body += row(attack, eps, s)
-    for level, per_attack in metrics.get("level_attacks", {}).items():
-        for attack, per_eps in per_attack.items():
-            for eps, s in per_eps.items():
-                body += row(f"{attack} on the {level}'s own loss", eps, s)
+    for r in metrics.get("level_attacks", []):
+        body += row(f"{r['attack']} on the {r['level']}'s own loss", f"{r['eps']:g}", r)
     return head + body
 
 

@@ -83,7 +83,8 @@ def test_a_coarse_gate_level_is_attacked_on_its_own_loss_too(
     config = _pgd_only(60, gate=RobustnessGate(level="group", loss="level", eps=0.1))
     result = evaluate_robustness(square_classifier, test_x, test_y, config)
     m = result.metrics
-    own = m["level_attacks"]["group"]["pgd"]["0.1"]
+    [own] = m["level_attacks"]
+    assert (own["level"], own["attack"], own["eps"]) == ("group", "pgd", 0.1)
     assert own["max_linf"] <= 0.1 + 1e-6
     assert m["robust_accuracy_group_pgd_eps0.1_own_loss"] == own["accuracy_group"]
     assert m["gate"]["metric"] == "robust_accuracy_group_pgd_eps0.1_own_loss"
@@ -95,7 +96,7 @@ def test_a_coarse_gate_level_is_attacked_on_its_own_loss_too(
     fine_gate = config.model_copy(update={"gate": RobustnessGate(min_accuracy=0.0, eps=0.1)})
     assert (
         evaluate_robustness(square_classifier, test_x, test_y, fine_gate).metrics["level_attacks"]
-        == {}
+        == []
     )
 
 
