@@ -64,7 +64,7 @@ def measure(model_dir: str, eps_list: list[float]) -> dict[str, Any]:
             nodes = MergedLevelModel(merged, level)
             # the leaf level is attacked as the gate does it, on the merged model itself
             model = merged if level == tree.depth - 1 else nodes
-            target = nodes.node_of_leaf[torch.from_numpy(y)].numpy()
+            target = tree.level_labels(y, level)
             started = time.perf_counter()
             adv = adversarial_images(model, nodes.n_nodes, x, target, "pgd", eps, config)
             leaf_lp = predict_leaf_log_probs(merged, adv)

@@ -116,8 +116,9 @@ def attack_on_level(
     names = level_keys(tree)
     if level == FINE or level not in names:
         raise ValueError(f"an attack on a level's own loss needs a coarse level of {names[:-1]}")
-    nodes = MergedLevelModel(merged, names.index(level))
-    target = nodes.node_of_leaf[torch.from_numpy(y).to(nodes.node_of_leaf.device)].cpu().numpy()
+    index = names.index(level)
+    nodes = MergedLevelModel(merged, index)
+    target = tree.level_labels(y, index)
     adv = adversarial_images(nodes, nodes.n_nodes, x, target, attack, eps, config)
     scores = level_scores(predict_leaf_log_probs(merged, adv), y, tree)
     scores["max_linf"] = float(np.abs(adv - x).max())
