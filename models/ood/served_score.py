@@ -42,6 +42,7 @@ rounding) and the kNN search runs in two stages (:func:`~models.ood.scores.knn_d
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -57,6 +58,9 @@ from models.ood.served_statistics import (
     served_knn,
     served_pixels,
 )
+
+if TYPE_CHECKING:
+    from models.ood.served_kernel import CompiledOneImage
 
 
 class ServedScore:
@@ -110,6 +114,22 @@ class ServedScore:
             self._pixels, pixel_constant = served_pixels(guard, weight["complexity"])
             constant += pixel_constant
         self._constant = float(constant)
+        # one image in one compiled call where numba is installed (served_kernel.py; imported
+        # here: numba takes about a second to import, and only a served score needs it)
+        from models.ood.served_kernel import CompiledOneImage
+
+        self._compiled: CompiledOneImage | None = None
+        if CompiledOneImage.computes(self._centre, self._knn, self._pixels):
+            self._compiled = CompiledOneImage(
+                self._centre,
+                self._matrix,
+                self._bias,
+                self._quad,
+                self._mins,
+                self._basis_width,
+                self._knn,
+                self._pixels,
+            )
 
     @staticmethod
     def serves(guard: OodGuard, image_shape: tuple[int, ...] | None = None) -> bool:
@@ -173,6 +193,8 @@ class ServedScore:
         fewer NumPy calls, each of which costs several microseconds right after a forward pass
         (the network's weights have evicted NumPy's code and data from the caches).
         """
+        if self._compiled is not None and (self._knn is None or leaf_probs is not None):
+            return self._compiled_one(z, image, leaf_probs)
         total = self._constant
         zc, r = self._products(z)
         if self._quad is not None:
@@ -185,6 +207,22 @@ class ServedScore:
         if self._pixels is not None:
             total += self._one_pixels(image)
         return total
+
+    def _compiled_one(
+        self, z: np.ndarray, image: np.ndarray, leaf_probs: np.ndarray | None
+    ) -> float:
+        """:meth:`_one` through the compiled kernel; ``zlib`` (or PNG) stays a Python call."""
+        assert self._compiled is not None
+        constant = self._constant
+        flat = image[:0, 0, 0]  # no pixel part
+        if self._pixels is not None:  # channels first, as pixel_view
+            flat = image.reshape(-1) if image.shape[2] == 1 else image.transpose(2, 0, 1).ravel()
+            bits = zlib_bits(image) if self._pixels.compressor == "zlib" else None
+            if bits is None:
+                bits = float(compressed_sizes(image[None], self._pixels.compressor)[0])
+            constant += bits * self._pixels.bit_weight
+        leaf = 0 if leaf_probs is None else int(leaf_probs.argmax())
+        return self._compiled.score(z, flat, leaf, constant)
 
     def _one_kth(self, z: np.ndarray, r: np.ndarray | None, leaf_probs: np.ndarray | None) -> float:
         """:meth:`_knn_kth` of one image; the default search (one leaf, two stages) in 1-D."""
