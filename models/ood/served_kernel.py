@@ -5,8 +5,8 @@
 minima, the leaf's first-stage search, the candidates' exact products, the pixel terms). Right
 after the network's forward pass each call costs several microseconds for what it does not
 compute: the interpreter, NumPy's dispatch and caches that the pass evicted. Here the same
-arithmetic runs as one compiled loop nest over the same arrays, and only ``zlib`` (a C call
-already) stays in Python.
+arithmetic runs as one compiled loop nest over the same arrays; a zlib or PNG length (a C
+call already) stays in Python, the ``entropy`` length is computed here.
 
 Measured (the default guard, the served ``static-int8`` network, one thread, 3 x 600 test
 images, each score right after a forward pass, this 2-core AMD EPYC host): the score 135-157 us
@@ -45,10 +45,18 @@ FASTMATH = {"reassoc", "contract"}
 
 
 def _jit(func: Any) -> Any:
-    """``func`` compiled by numba at its first call (with numba), else ``func`` as it is."""
+    """``func`` compiled by numba at its first call (with numba), else ``func`` as it is.
+
+    The machine code is cached beside this file or in numba's user-wide cache; where neither
+    is writable (a read-only image without a home) numba refuses to cache, and ``func`` is
+    compiled afresh in every process instead of failing the import.
+    """
     if numba is None:
         return func
-    return numba.njit(cache=True, nogil=True, fastmath=FASTMATH)(func)
+    try:
+        return numba.njit(cache=True, nogil=True, fastmath=FASTMATH)(func)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return numba.njit(cache=False, nogil=True, fastmath=FASTMATH)(func)
 
 
 @_jit
@@ -87,6 +95,23 @@ def _top_indices(values: np.ndarray, m: int) -> np.ndarray:
 
 
 @_jit
+def _entropy_bits(raw: np.ndarray) -> float:
+    """:func:`~models.ood.complexity.entropy_sizes` of one image's ``raw`` bytes (zlib's order)."""
+    counts = np.zeros(256, np.int64)
+    previous = 0
+    for i in range(raw.shape[0]):
+        value = np.int64(raw[i])
+        counts[(value - previous) & 255] += 1
+        previous = value
+    n = raw.shape[0]
+    bits = n * math.log2(n) if n > 0 else 0.0
+    for c in counts:
+        if c > 0:
+            bits -= c * math.log2(c)
+    return bits
+
+
+@_jit
 def one_image_score(
     z: np.ndarray,  # [D] float32 neck features
     centre: np.ndarray,  # [D] the Gaussian parts' centre (zeros without them)
@@ -104,7 +129,9 @@ def one_image_score(
     pixels: np.ndarray,  # [H * W * C] uint8 in the pixel view's order (empty: no pixel part)
     scale: np.ndarray,  # [H * W * C] float32
     scaled_mean: np.ndarray,  # [H * W * C] float32
-    constant: float,  # every offset, and the pixel part's compressed length term
+    raw: np.ndarray,  # the uint8 image in zlib's order for the entropy length (else empty)
+    bit_weight: float,  # the entropy length's weight
+    constant: float,  # every offset (and a compressed length's term computed outside)
 ) -> float:
     """:meth:`ServedScore._one`'s sum, in one call (see the module's docstring)."""
     zc = z - centre
@@ -129,6 +156,8 @@ def one_image_score(
     for i in range(pixels.shape[0]):
         u = np.float32(pixels[i]) * scale[i] - scaled_mean[i]
         total += u * u
+    if raw.shape[0] > 0:
+        total += _entropy_bits(raw) * bit_weight
     return total
 
 
@@ -170,13 +199,15 @@ class CompiledOneImage:
             ]
             self._bank = knn.bank
         self._pixels = (np.zeros(0, f32), np.zeros(0, f32))
+        self._no_raw, self._bit_weight = np.zeros(0, np.uint8), 0.0
         if pixels is not None:
             assert pixels.scale is not None and pixels.scaled_mean is not None
             self._pixels = (pixels.scale, pixels.scaled_mean)
+            self._bit_weight = pixels.bit_weight
         # compile now, on a zero image in the largest leaf: the first request does not wait
         biggest = max(range(len(self._leaves)), key=lambda leaf: len(self._leaves[leaf][1]))
         flat = np.zeros(len(self._pixels[0]), np.uint8)
-        self.score(np.zeros(dim, f32), flat, biggest, 0.0)
+        self.score(np.zeros(dim, f32), flat, biggest, 0.0, flat)
 
     @staticmethod
     def computes(
@@ -195,11 +226,19 @@ class CompiledOneImage:
             return False
         return pixels is None or pixels.scale is not None
 
-    def score(self, z: np.ndarray, flat: np.ndarray, leaf: int, constant: float) -> float:
+    def score(
+        self,
+        z: np.ndarray,
+        flat: np.ndarray,
+        leaf: int,
+        constant: float,
+        raw: np.ndarray | None = None,
+    ) -> float:
         """The score of ``[D]`` features and ``flat`` uint8 pixels in the pixel view's order.
 
         ``leaf``: the most probable (its bank images are searched); ``constant``: every offset
-        plus the compressed length's term.
+        plus a compressed length's term computed outside; ``raw``: the image's bytes in zlib's
+        order when the length is ``entropy`` (computed here).
         """
         knn = self._knn
         projected, rows = self._leaves[leaf if knn is not None else 0]
@@ -220,5 +259,7 @@ class CompiledOneImage:
             weight,
             flat,
             *self._pixels,
+            self._no_raw if raw is None else raw,
+            self._bit_weight,
             constant,
         )

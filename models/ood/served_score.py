@@ -34,6 +34,11 @@ prediction (forward pass and score, in blocks as served) 205 -> 165 us, no score
 than 2.2e-6. What is left is mostly bytes read from memory the network's pass evicted (the
 leaf's first-stage columns, 512 KB; this matrix, 338 KB) and zlib (~30 us).
 
+Where numba is installed the one-image path is one compiled call
+(:mod:`models.ood.served_kernel`): the score 135-157 -> 85 us after a forward pass (zlib ~32 us
+of it), the guard's served cost +0.259 ms (12.8 %) -> +0.212 ms (10.7 %) of a single-image
+``/classify`` (``bench/results/serve_ab_guard_compiled.md``, 30 rounds).
+
 The numbers are those of ``combine(components(...))`` up to float32 rounding, which a unit test
 holds it to, except that a Mahalanobis distance is not clamped at zero (it is below zero only by
 rounding) and the kNN search runs in two stages (:func:`~models.ood.scores.knn_distance`).
@@ -214,15 +219,19 @@ class ServedScore:
         """:meth:`_one` through the compiled kernel; ``zlib`` (or PNG) stays a Python call."""
         assert self._compiled is not None
         constant = self._constant
-        flat = image[:0, 0, 0]  # no pixel part
-        if self._pixels is not None:  # channels first, as pixel_view
-            flat = image.reshape(-1) if image.shape[2] == 1 else image.transpose(2, 0, 1).ravel()
-            bits = zlib_bits(image) if self._pixels.compressor == "zlib" else None
-            if bits is None:
-                bits = float(compressed_sizes(image[None], self._pixels.compressor)[0])
-            constant += bits * self._pixels.bit_weight
+        flat = raw = image[:0, 0, 0]  # no pixel part
+        px = self._pixels
+        if px is not None:
+            raw = image.reshape(-1)  # zlib's order
+            # channels first, as pixel_view
+            flat = raw if image.shape[2] == 1 else image.transpose(2, 0, 1).ravel()
+            if px.compressor == "zlib":
+                constant += zlib_bits(image) * px.bit_weight
+            elif px.compressor != "entropy":  # computed in the kernel
+                constant += float(compressed_sizes(image[None], px.compressor)[0]) * px.bit_weight
         leaf = 0 if leaf_probs is None else int(leaf_probs.argmax())
-        return self._compiled.score(z, flat, leaf, constant)
+        entropy = px is not None and px.compressor == "entropy"
+        return self._compiled.score(z, flat, leaf, constant, raw if entropy else None)
 
     def _one_kth(self, z: np.ndarray, r: np.ndarray | None, leaf_probs: np.ndarray | None) -> float:
         """:meth:`_knn_kth` of one image; the default search (one leaf, two stages) in 1-D."""

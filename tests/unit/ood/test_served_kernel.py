@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import models.ood.served_kernel as served_kernel
+from models.ood.complexity import entropy_sizes
 from models.ood.served_kernel import CompiledOneImage, one_image_score
 from models.ood.served_score import ServedScore
 from tests.toy_models import guarded_square_classifier
@@ -65,6 +66,41 @@ def test_without_numba_one_image_is_served_in_numpy(noise_images, monkeypatch) -
 
 
 @needs_numba
+@pytest.mark.parametrize("compressor", ["entropy", "png"])
+def test_other_lengths_are_compiled_too(noise_images, compressor) -> None:
+    """The entropy length computed in the kernel, PNG's beside it: the NumPy path's numbers."""
+    classifier, fitted, _ = guarded_square_classifier(
+        "knn_rmd_complexity", knn_leaves=1, knn_images=200, compressor=compressor
+    )
+    guard = _with_parts(fitted, fitted.parts)
+    images = _images(noise_images)
+    neck, comps, probs = _pass(classifier, guard, images)
+    scorer = ServedScore(guard)
+    assert scorer._compiled is not None
+    compiled = _alone(scorer, neck, images, probs)
+    expected = guard.combine({p: comps[p] for p in guard.parts})  # in torch, batched
+    assert (np.abs(compiled - expected) <= _tolerance(guard, comps)).all()
+    assert np.ptp(compiled) > 10 * _tolerance(guard, comps).max()
+
+
+def test_the_entropy_length_is_an_order_0_code_of_the_differences() -> None:
+    images = np.zeros((4, 6, 5, 2), np.uint8)
+    images[1] = 9  # one difference of 9 (the first byte), then zeros
+    images[2, :, :, 1] = 255  # alternating 0, 255: differences 0, 255, 1, 255, 1, ...
+    images[3] = np.random.default_rng(0).integers(0, 256, images.shape[1:])
+    bits = entropy_sizes(images)
+    n = 60
+    assert bits[0] == 0.0  # a blank frame costs nothing
+    assert bits[1] == pytest.approx(n * np.log2(n) - (n - 1) * np.log2(n - 1))
+    assert bits[2] == pytest.approx(n * np.log2(n) - 29 * np.log2(29) - 30 * np.log2(30) - 0)
+    assert bits[2] < bits[3] <= 8 * n
+    assert entropy_sizes(images[:0]).shape == (0,)
+    if served_kernel.numba is not None:  # the kernel's one image, the same length
+        for image, expected in zip(images, bits, strict=True):
+            assert served_kernel._entropy_bits(image.reshape(-1)) == pytest.approx(expected)
+
+
+@needs_numba
 def test_only_the_default_searches_and_a_diagonal_pixel_density_are_compiled() -> None:
     _, leaf_search, _ = guarded_square_classifier("knn_rmd_complexity", knn_leaves=1)
     assert ServedScore(_with_parts(leaf_search, leaf_search.parts))._compiled is not None
@@ -91,11 +127,12 @@ def test_the_kernel_takes_the_kth_largest_of_the_leafs_candidates() -> None:
     basis = np.eye(dim, dtype=np.float32)  # an exact first stage: its top M are the top M
     rows = np.arange(n, dtype=np.int64)
     no_pixels = np.zeros(0, np.uint8), np.zeros(0, np.float32), np.zeros(0, np.float32)
+    no_length = np.zeros(0, np.uint8), 0.0
     for k, m in ((1, 5), (3, 5), (2, 30)):
         score = one_image_score(
             z, np.zeros(dim, np.float32), basis, np.zeros(dim, np.float32), (0, 0),
             np.zeros((0, 2), np.int64), dim, np.ascontiguousarray(bank.T), rows, bank,
-            m, k, 2.0, *no_pixels, 0.5,
+            m, k, 2.0, *no_pixels, *no_length, 0.5,
         )  # fmt: skip
         kth = np.sort(bank @ z)[n - k]
         assert score == pytest.approx(0.5 + 2.0 * (1.0 - kth / np.linalg.norm(z)), rel=1e-5)
@@ -103,3 +140,22 @@ def test_the_kernel_takes_the_kth_largest_of_the_leafs_candidates() -> None:
 
 def test_computes_says_no_without_features() -> None:
     assert not CompiledOneImage.computes(None, None, None)
+
+
+@needs_numba
+def test_without_a_writable_cache_the_kernel_compiles_in_every_process(monkeypatch) -> None:
+    real_njit = served_kernel.numba.njit
+
+    def njit(**options):
+        if options.get("cache"):
+            raise RuntimeError("cannot cache function 'f': no locator available for file 'x'")
+        return real_njit(**options)
+
+    monkeypatch.setattr(served_kernel.numba, "njit", njit)
+
+    def add_one(x):
+        return x + 1
+
+    compiled = served_kernel._jit(add_one)
+    assert compiled is not add_one
+    assert compiled(1) == 2
