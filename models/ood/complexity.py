@@ -9,8 +9,10 @@ explains an image worse than the compressor does, small when it explains it bett
 Here ``p`` is one Gaussian over the pixels of the training images (0..255 units, variance plus
 ``variance_floor``: a pixel that is 0 in every training image still has the spread of a few grey
 levels), ``diagonal`` (the default) or with the ``full`` covariance, and ``L`` is the length of
-the pixels' bytes under ``zlib`` at level 1 (the default) or their PNG size (Pillow, default
-zlib level: the compressor Serrà et al. use). Images above 32 px are average-pooled to 32 px
+the pixels' bytes under ``zlib`` at level 1 (the default), their PNG size (Pillow, default
+zlib level: the compressor Serrà et al. use) or ``entropy``, an order-0 code length of their
+differences that runs no coder (cheaper to serve, weaker on held-out classes:
+``bench/results/ood_compressor_entropy_ab.md``). Images above 32 px are average-pooled to 32 px
 first, so that a full precision matrix stays at most 3,072 x 3,072.
 
 Why the cheap pair is the default (``bench/ood_guard_ab.py``: one guard per setting on the same
