@@ -200,14 +200,16 @@ class CompiledOneImage:
             self._bank = knn.bank
         self._pixels = (np.zeros(0, f32), np.zeros(0, f32))
         self._no_raw, self._bit_weight = np.zeros(0, np.uint8), 0.0
+        self._entropy = False  # whether the kernel computes the length (else it is in constant)
         if pixels is not None:
             assert pixels.scale is not None and pixels.scaled_mean is not None
             self._pixels = (pixels.scale, pixels.scaled_mean)
             self._bit_weight = pixels.bit_weight
+            self._entropy = pixels.compressor == "entropy"
         # compile now, on a zero image in the largest leaf: the first request does not wait
         biggest = max(range(len(self._leaves)), key=lambda leaf: len(self._leaves[leaf][1]))
         flat = np.zeros(len(self._pixels[0]), np.uint8)
-        self.score(np.zeros(dim, f32), flat, biggest, 0.0, flat)
+        self.score(np.zeros(dim, f32), flat, flat, biggest, 0.0)
 
     @staticmethod
     def computes(
@@ -227,18 +229,14 @@ class CompiledOneImage:
         return pixels is None or pixels.scale is not None
 
     def score(
-        self,
-        z: np.ndarray,
-        flat: np.ndarray,
-        leaf: int,
-        constant: float,
-        raw: np.ndarray | None = None,
+        self, z: np.ndarray, flat: np.ndarray, raw: np.ndarray, leaf: int, constant: float
     ) -> float:
-        """The score of ``[D]`` features and ``flat`` uint8 pixels in the pixel view's order.
+        """The score of ``[D]`` features and one uint8 image's pixels.
 
-        ``leaf``: the most probable (its bank images are searched); ``constant``: every offset
-        plus a compressed length's term computed outside; ``raw``: the image's bytes in zlib's
-        order when the length is ``entropy`` (computed here).
+        ``flat``: in the pixel view's order (channels first); ``raw``: in zlib's (channels
+        last), read when the length is ``entropy`` (computed here); ``leaf``: the most probable
+        (its bank images are searched); ``constant``: every offset plus a zlib or PNG length's
+        term, computed outside.
         """
         knn = self._knn
         projected, rows = self._leaves[leaf if knn is not None else 0]
@@ -259,7 +257,7 @@ class CompiledOneImage:
             weight,
             flat,
             *self._pixels,
-            self._no_raw if raw is None else raw,
+            raw if self._entropy else self._no_raw,
             self._bit_weight,
             constant,
         )

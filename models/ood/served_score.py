@@ -227,11 +227,10 @@ class ServedScore:
             flat = raw if image.shape[2] == 1 else image.transpose(2, 0, 1).ravel()
             if px.compressor == "zlib":
                 constant += zlib_bits(image) * px.bit_weight
-            elif px.compressor != "entropy":  # computed in the kernel
-                constant += float(compressed_sizes(image[None], px.compressor)[0]) * px.bit_weight
+            elif px.compressor == "png":  # (the entropy length is computed in the kernel)
+                constant += float(compressed_sizes(image[None], "png")[0]) * px.bit_weight
         leaf = 0 if leaf_probs is None else int(leaf_probs.argmax())
-        entropy = px is not None and px.compressor == "entropy"
-        return self._compiled.score(z, flat, leaf, constant, raw if entropy else None)
+        return self._compiled.score(z, flat, raw, leaf, constant)
 
     def _one_kth(self, z: np.ndarray, r: np.ndarray | None, leaf_probs: np.ndarray | None) -> float:
         """:meth:`_knn_kth` of one image; the default search (one leaf, two stages) in 1-D."""
