@@ -5,12 +5,15 @@
 minima, the leaf's first-stage search, the candidates' exact products, the pixel terms). Right
 after the network's forward pass each call costs several microseconds for what it does not
 compute: the interpreter, NumPy's dispatch and caches that the pass evicted. Here the same
-arithmetic runs as one compiled loop nest over the same arrays; a zlib or PNG length (a C
-call already) stays in Python, the ``entropy`` length is computed here.
+arithmetic runs as one compiled loop nest over the same arrays, the pixel part's length too:
+``entropy``, or zlib's level-1 length (:mod:`models.ood.deflate_length`, where it matches this
+process's zlib); a PNG length stays a call in Python.
 
 Measured (the default guard, the served ``static-int8`` network, one thread, 3 x 600 test
 images, each score right after a forward pass, this 2-core AMD EPYC host): the score 135-157 us
-in NumPy, 81-86 us compiled (of which ``zlib`` ~35 us); no score moved by more than 5e-5.
+in NumPy, 81-86 us compiled with zlib's call (~35 us of it); no score moved by more than 5e-5.
+The zlib length computed here instead of called: 24 us less per guarded answer (paired, same
+scores to the bit; ``bench/results/zlib_length.md``).
 
 Why numba and not NumPy alone: what is left in NumPy is calls, not arithmetic (the last stops
 cut the calls from 25 to 15; see ``served_score.py``). Why not a C extension or torch: numba is
@@ -27,36 +30,28 @@ not on the first request.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:
     from models.ood.served_statistics import ServedKnn, ServedPixels
 
-try:
-    import numba
-except ImportError:  # the core without numba: ServedScore serves one image in NumPy
-    numba = None
+from models.ood.compiled import jit as _jit
+from models.ood.compiled import numba
+from models.ood.deflate_length import zlib1_bits, zlib1_compiles
 
-# reassociation lets the sums use vector registers; no assumptions about inf or NaN (the
-# candidates' search starts from the first M products, the minima from a column's value)
-FASTMATH = {"reassoc", "contract"}
+# the pixel length the kernel computes itself (else the caller adds it to the constant)
+NO_LENGTH, ENTROPY_LENGTH, ZLIB1_LENGTH = 0, 1, 2
 
 
-def _jit(func: Any) -> Any:
-    """``func`` compiled by numba at its first call (with numba), else ``func`` as it is.
-
-    The machine code is cached beside this file or in numba's user-wide cache; where neither
-    is writable (a read-only image without a home) numba refuses to cache, and ``func`` is
-    compiled afresh in every process instead of failing the import.
-    """
-    if numba is None:
-        return func
-    try:
-        return numba.njit(cache=True, nogil=True, fastmath=FASTMATH)(func)
-    except RuntimeError:  # "cannot cache function ...: no locator available"
-        return numba.njit(cache=False, nogil=True, fastmath=FASTMATH)(func)
+def _kernel_length(compressor: str, n_bytes: int) -> int:
+    """Which length of an ``n_bytes`` image the kernel computes for ``compressor``."""
+    if compressor == "entropy":
+        return ENTROPY_LENGTH
+    if compressor == "zlib" and zlib1_compiles(n_bytes):
+        return ZLIB1_LENGTH
+    return NO_LENGTH  # PNG, or a zlib this process's own does not match: a call outside
 
 
 @_jit
@@ -129,8 +124,9 @@ def one_image_score(
     pixels: np.ndarray,  # [H * W * C] uint8 in the pixel view's order (empty: no pixel part)
     scale: np.ndarray,  # [H * W * C] float32
     scaled_mean: np.ndarray,  # [H * W * C] float32
-    raw: np.ndarray,  # the uint8 image in zlib's order for the entropy length (else empty)
-    bit_weight: float,  # the entropy length's weight
+    raw: np.ndarray,  # the uint8 image in zlib's order, for a length computed here
+    length: int,  # the length computed here: NO_LENGTH, ENTROPY_LENGTH or ZLIB1_LENGTH
+    bit_weight: float,  # the length's weight
     constant: float,  # every offset (and a compressed length's term computed outside)
 ) -> float:
     """:meth:`ServedScore._one`'s sum, in one call (see the module's docstring)."""
@@ -156,8 +152,10 @@ def one_image_score(
     for i in range(pixels.shape[0]):
         u = np.float32(pixels[i]) * scale[i] - scaled_mean[i]
         total += u * u
-    if raw.shape[0] > 0:
+    if length == ENTROPY_LENGTH:
         total += _entropy_bits(raw) * bit_weight
+    elif length == ZLIB1_LENGTH:
+        total += zlib1_bits(raw) * bit_weight
     return total
 
 
@@ -199,13 +197,13 @@ class CompiledOneImage:
             ]
             self._bank = knn.bank
         self._pixels = (np.zeros(0, f32), np.zeros(0, f32))
-        self._no_raw, self._bit_weight = np.zeros(0, np.uint8), 0.0
-        self._entropy = False  # whether the kernel computes the length (else it is in constant)
+        self._bit_weight = 0.0
+        self._length = NO_LENGTH  # the length the kernel computes (else it is in constant)
         if pixels is not None:
             assert pixels.scale is not None and pixels.scaled_mean is not None
             self._pixels = (pixels.scale, pixels.scaled_mean)
             self._bit_weight = pixels.bit_weight
-            self._entropy = pixels.compressor == "entropy"
+            self._length = _kernel_length(pixels.compressor, len(pixels.scale))
         # compile now, on a zero image in the largest leaf: the first request does not wait
         biggest = max(range(len(self._leaves)), key=lambda leaf: len(self._leaves[leaf][1]))
         flat = np.zeros(len(self._pixels[0]), np.uint8)
@@ -228,15 +226,25 @@ class CompiledOneImage:
             return False
         return pixels is None or pixels.scale is not None
 
+    @property
+    def computes_length(self) -> bool:
+        """Whether the kernel computes the pixel part's length.
+
+        It does for ``entropy``, and for ``zlib`` where
+        :func:`~models.ood.deflate_length.zlib1_bits` matches this process's zlib.
+        """
+        return self._length != NO_LENGTH
+
     def score(
         self, z: np.ndarray, flat: np.ndarray, raw: np.ndarray, leaf: int, constant: float
     ) -> float:
         """The score of ``[D]`` features and one uint8 image's pixels.
 
         ``flat``: in the pixel view's order (channels first); ``raw``: in zlib's (channels
-        last), read when the length is ``entropy`` (computed here); ``leaf``: the most probable
-        (its bank images are searched); ``constant``: every offset plus a zlib or PNG length's
-        term, computed outside.
+        last; the pixel view's size, as :meth:`ServedScore.serves` ensures), read when the
+        kernel computes the length (:attr:`computes_length`); ``leaf``: the most probable (its
+        bank images are searched); ``constant``: every offset, plus the length's term where it
+        is computed outside.
         """
         knn = self._knn
         projected, rows = self._leaves[leaf if knn is not None else 0]
@@ -257,7 +265,8 @@ class CompiledOneImage:
             weight,
             flat,
             *self._pixels,
-            raw if self._entropy else self._no_raw,
+            raw,
+            self._length,
             self._bit_weight,
             constant,
         )

@@ -216,8 +216,9 @@ class ServedScore:
     def _compiled_one(
         self, z: np.ndarray, image: np.ndarray, leaf_probs: np.ndarray | None
     ) -> float:
-        """:meth:`_one` through the compiled kernel; ``zlib`` (or PNG) stays a Python call."""
-        assert self._compiled is not None
+        """:meth:`_one` through the compiled kernel; a PNG length stays a Python call."""
+        compiled = self._compiled
+        assert compiled is not None
         constant = self._constant
         flat = raw = image[:0, 0, 0]  # no pixel part
         px = self._pixels
@@ -225,12 +226,11 @@ class ServedScore:
             raw = image.reshape(-1)  # zlib's order
             # channels first, as pixel_view
             flat = raw if image.shape[2] == 1 else image.transpose(2, 0, 1).ravel()
-            if px.compressor == "zlib":
-                constant += zlib_bits(image) * px.bit_weight
-            elif px.compressor == "png":  # (the entropy length is computed in the kernel)
-                constant += float(compressed_sizes(image[None], "png")[0]) * px.bit_weight
+            if not compiled.computes_length:  # PNG, or a zlib the kernel does not match
+                length = compressed_sizes(image[None], px.compressor)[0]
+                constant += float(length) * px.bit_weight
         leaf = 0 if leaf_probs is None else int(leaf_probs.argmax())
-        return self._compiled.score(z, flat, raw, leaf, constant)
+        return compiled.score(z, flat, raw, leaf, constant)
 
     def _one_kth(self, z: np.ndarray, r: np.ndarray | None, leaf_probs: np.ndarray | None) -> float:
         """:meth:`_knn_kth` of one image; the default search (one leaf, two stages) in 1-D."""

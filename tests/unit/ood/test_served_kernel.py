@@ -7,6 +7,8 @@ import copy
 import numpy as np
 import pytest
 
+import models.ood.compiled as compiled
+import models.ood.deflate_length as deflate_length
 import models.ood.served_kernel as served_kernel
 from models.ood.complexity import entropy_sizes
 from models.ood.served_kernel import CompiledOneImage, one_image_score
@@ -63,6 +65,25 @@ def test_without_numba_one_image_is_served_in_numpy(noise_images, monkeypatch) -
     assert scorer._compiled is None
     batch = scorer(neck, images, probs)
     assert (np.abs(_alone(scorer, neck, images, probs) - batch) <= _tolerance(guard, comps)).all()
+
+
+@needs_numba
+@pytest.mark.parametrize("agrees", [True, False])
+def test_the_zlib_length_is_computed_where_it_is_zlibs(noise_images, monkeypatch, agrees) -> None:
+    """In the kernel where it matches this process's zlib; where not (zlib-ng), zlib's call."""
+    monkeypatch.setattr(deflate_length, "_agrees_with_zlib", lambda: agrees)
+    classifier, fitted, _ = guarded_square_classifier(
+        "knn_rmd_complexity", knn_leaves=1, knn_images=200
+    )
+    guard = _with_parts(fitted, fitted.parts)
+    assert guard.pixel_gaussian is not None and guard.pixel_gaussian.compressor == "zlib"
+    images = _images(noise_images)
+    neck, comps, probs = _pass(classifier, guard, images)
+    scorer = ServedScore(guard)
+    assert scorer._compiled is not None and scorer._compiled.computes_length == agrees
+    compiled = _alone(scorer, neck, images, probs)
+    expected = guard.combine({p: comps[p] for p in guard.parts})  # zlib's lengths, in torch
+    assert (np.abs(compiled - expected) <= _tolerance(guard, comps)).all()
 
 
 @needs_numba
@@ -127,7 +148,7 @@ def test_the_kernel_takes_the_kth_largest_of_the_leafs_candidates() -> None:
     basis = np.eye(dim, dtype=np.float32)  # an exact first stage: its top M are the top M
     rows = np.arange(n, dtype=np.int64)
     no_pixels = np.zeros(0, np.uint8), np.zeros(0, np.float32), np.zeros(0, np.float32)
-    no_length = np.zeros(0, np.uint8), 0.0
+    no_length = np.zeros(0, np.uint8), served_kernel.NO_LENGTH, 0.0
     for k, m in ((1, 5), (3, 5), (2, 30)):
         score = one_image_score(
             z, np.zeros(dim, np.float32), basis, np.zeros(dim, np.float32), (0, 0),
@@ -144,18 +165,18 @@ def test_computes_says_no_without_features() -> None:
 
 @needs_numba
 def test_without_a_writable_cache_the_kernel_compiles_in_every_process(monkeypatch) -> None:
-    real_njit = served_kernel.numba.njit
+    real_njit = compiled.numba.njit
 
     def njit(**options):
         if options.get("cache"):
             raise RuntimeError("cannot cache function 'f': no locator available for file 'x'")
         return real_njit(**options)
 
-    monkeypatch.setattr(served_kernel.numba, "njit", njit)
+    monkeypatch.setattr(compiled.numba, "njit", njit)
 
     def add_one(x):
         return x + 1
 
-    compiled = served_kernel._jit(add_one)
-    assert compiled is not add_one
-    assert compiled(1) == 2
+    jitted = compiled.jit(add_one)
+    assert jitted is not add_one
+    assert jitted(1) == 2
