@@ -6,8 +6,11 @@ against this process's zlib on every Fashion-MNIST image (train and test), every
 project builds (``models/ood/sets.py``, grey and as colour) and generated inputs (noise at
 several amplitudes, random walks, colour 32 x 32 crops), and times both one image at a time
 (the served case), warm and right after reading a 32 MB buffer (as after a forward pass).
+With ``--model-dir``, the served answer itself: the guarded model's ``static-int8`` predictor
+answers each of 3 x 600 test images twice, in alternating order, once with the length computed
+in the compiled score and once with zlib's call (one torch and one BLAS thread, as a worker).
 
-    python bench/zlib_length.py [--quick] [--save NAME]
+    python bench/zlib_length.py [--quick] [--model-dir DIR] [--save NAME]
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import machine  # noqa: E402
+from bench.paired_answers import answers_section, paired_answers, served_predictor  # noqa: E402
 from models.data.sources import read_fashion_mnist  # noqa: E402
 from models.ood.deflate_length import zlib1_bits  # noqa: E402
 from models.ood.sets import build_ood_sets  # noqa: E402
@@ -66,7 +70,22 @@ def per_image_us(images: np.ndarray, length: Callable[[np.ndarray], int], cold: 
     return float(np.median(times)) / 1e3
 
 
-def run(quick: bool) -> dict[str, Any]:  # noqa: D103
+def length_answers(model_dir: str, test: np.ndarray, repeats: int) -> dict[str, Any]:
+    """Paired served answers: the length computed in the compiled score vs zlib's call."""
+    from models.ood.served_kernel import NO_LENGTH, ZLIB1_LENGTH
+
+    predictor = served_predictor(model_dir)
+    compiled = predictor._served._compiled
+    if compiled._length != ZLIB1_LENGTH:
+        raise SystemExit(f"{model_dir}: the compiled zlib length is not used for this model")
+
+    def switch(new: bool) -> None:
+        compiled._length = ZLIB1_LENGTH if new else NO_LENGTH
+
+    return {"model": model_dir, **paired_answers(predictor, test, switch, repeats)}
+
+
+def run(quick: bool, model_dir: str | None = None) -> dict[str, Any]:  # noqa: D103
     source = read_fashion_mnist(REPO / "data", allow_download=False)
     images = source.images[:2000] if quick else source.images
     test = source.images[source.test_mask][:600]
@@ -86,7 +105,10 @@ def run(quick: bool) -> dict[str, Any]:  # noqa: D103
         for state in ("warm", "cold")
         for name, fn in (("zlib.compress", zlib_call), ("compiled", zlib1_bits))
     }
-    return {"rows": rows, "timing_us": timing, "zlib": zlib.ZLIB_RUNTIME_VERSION}
+    result = {"rows": rows, "timing_us": timing, "zlib": zlib.ZLIB_RUNTIME_VERSION}
+    if model_dir:
+        result["answers"] = length_answers(model_dir, test, 1 if quick else 3)
+    return result
 
 
 def save(result: dict[str, Any], name: str) -> None:
@@ -101,6 +123,7 @@ def save(result: dict[str, Any], name: str) -> None:
     rows = "".join(f"| {r['set']} | {r['images']} | {r['mismatches']} |\n" for r in result["rows"])
     times = "".join(f"| {k} | {v:.2f} |\n" for k, v in result["timing_us"].items())
     total = sum(r["images"] for r in result["rows"])
+    answers = result.get("answers")
     wrong = sum(r["mismatches"] for r in result["rows"])
     (out / f"{name}.md").write_text(
         "# The compiled zlib level-1 length against zlib\n\n"
@@ -112,15 +135,17 @@ def save(result: dict[str, Any], name: str) -> None:
         "One image at a time, 600 test images, median microseconds (cold: after reading a "
         "32 MB buffer, as a forward pass leaves the caches):\n\n"
         f"| length | us |\n|---|---|\n{times}"
+        + (answers_section(answers, "the length compiled", "zlib's call") if answers else "")
     )
 
 
 def main() -> None:  # noqa: D103 - the module docstring says it all
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2,000 dataset images, small sets")
+    parser.add_argument("--model-dir", help="a guarded classifier: time its served answers too")
     parser.add_argument("--save", metavar="NAME", help="write bench/results/NAME.md and .json")
     args = parser.parse_args()
-    result = run(args.quick)
+    result = run(args.quick, args.model_dir)
     print(json.dumps(result))
     if args.save:
         save(result, args.save)

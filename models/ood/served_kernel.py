@@ -64,6 +64,15 @@ def _matvec(x: np.ndarray, m: np.ndarray, out: np.ndarray) -> None:
 
 
 @_jit
+def _matvec_codes(x: np.ndarray, step: np.ndarray, codes: np.ndarray, out: np.ndarray) -> None:
+    """``out += x @ (codes * step[:, None])`` for int16 ``codes [D, W]`` read once, in order."""
+    for i in range(codes.shape[0]):
+        xi = x[i] * step[i]
+        for j in range(codes.shape[1]):
+            out[j] += xi * np.float32(codes[i, j])
+
+
+@_jit
 def _dot(a: np.ndarray, b: np.ndarray) -> float:
     total = np.float32(0.0)
     for i in range(a.shape[0]):
@@ -115,7 +124,8 @@ def one_image_score(
     quad: tuple[int, int],  # the columns of zc'Q, (0, 0) without Gaussian parts
     mins: np.ndarray,  # [P, 2] int64: each Gaussian part's columns (start, stop)
     basis_width: int,  # the first stage's columns of the one matrix
-    projected: np.ndarray,  # [basis_width, n] the leaf's bank images on the first stage's basis
+    projected: np.ndarray,  # [basis_width, n] int16: the leaf's bank on the first stage's basis
+    step: np.ndarray,  # [basis_width] float32: the value of one code step per direction
     rows: np.ndarray,  # [n] int64: the leaf's bank images
     bank: np.ndarray,  # [N, D] L2-normalised training features
     candidates: int,  # M, the first stage's candidates
@@ -142,7 +152,7 @@ def one_image_score(
         chosen = rows
         if candidates < rows.shape[0]:  # first stage: the leaf's approximate products
             coarse = np.zeros(rows.shape[0], np.float32)
-            _matvec(r[:basis_width], projected, coarse)
+            _matvec_codes(r[:basis_width], step, projected, coarse)
             chosen = rows[_top_indices(coarse, candidates)]
         products = np.empty(chosen.shape[0], np.float32)
         for c in range(chosen.shape[0]):
@@ -187,14 +197,17 @@ class CompiledOneImage:
         self._mins = np.array([[m.start, m.stop] for m in mins], np.int64).reshape(-1, 2)
         self._basis_width = basis_width
         self._knn = knn
-        # per leaf: its first-stage columns and bank rows (no kNN part: one empty leaf)
-        self._leaves = [(np.zeros((0, 0), f32), np.zeros(0, np.int64))]
+        # per leaf: its first stage's int16 columns and bank rows (no kNN part: one empty leaf)
+        self._leaves = [(np.zeros((0, 0), np.int16), np.zeros(0, np.int64))]
+        self._step = np.zeros(0, f32)
         self._bank = np.zeros((0, dim), f32)
         if knn is not None:
+            assert knn.code_scale is not None  # computes(): a leaf search in two stages
             self._leaves = [
-                (np.ascontiguousarray(p, f32), np.ascontiguousarray(r, np.int64))
-                for p, r in zip(knn.leaf_projected, knn.leaf_rows, strict=True)
+                (np.ascontiguousarray(c, np.int16), np.ascontiguousarray(r, np.int64))
+                for c, r in zip(knn.leaf_codes, knn.leaf_rows, strict=True)
             ]
+            self._step = np.ascontiguousarray(knn.code_scale, f32)
             self._bank = knn.bank
         self._pixels = (np.zeros(0, f32), np.zeros(0, f32))
         self._bit_weight = 0.0
@@ -222,7 +235,7 @@ class CompiledOneImage:
         """
         if numba is None or (centre is None and knn is None):
             return False
-        if knn is not None and not (knn.leaves == 1 and knn.leaf_projected):
+        if knn is not None and not (knn.leaves == 1 and knn.leaf_codes):
             return False
         return pixels is None or pixels.scale is not None
 
@@ -258,6 +271,7 @@ class CompiledOneImage:
             self._mins,
             self._basis_width,
             projected,
+            self._step,
             rows,
             self._bank,
             m,

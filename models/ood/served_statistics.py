@@ -38,7 +38,10 @@ class ServedKnn(NamedTuple):
     weight: float
     leaves: int | None  # compare with the bank images of this many most probable leaves, or all
     leaf_rows: list[np.ndarray]  # per leaf: its bank images' indices (with ``leaves``)
-    leaf_projected: list[np.ndarray]  # per leaf: [dim, n_l] its columns of projected_t
+    leaf_projected: list[np.ndarray]  # per leaf: [dim, n_l] its columns of projected_t, as
+    # read from its int16 codes (leaf_codes x code_scale), so that every path ranks alike
+    leaf_codes: list[np.ndarray]  # per leaf: [dim, n_l] int16, what the compiled score reads
+    code_scale: np.ndarray | None = None  # [dim] float32: each direction's code step
 
 
 class ServedPixels(NamedTuple):
@@ -79,14 +82,35 @@ def served_knn(guard: OodGuard, weight: float) -> tuple[ServedKnn, np.ndarray | 
         leaves = guard.neighbour_leaves.cpu().numpy()
         leaf_rows = [np.flatnonzero(leaves == leaf) for leaf in range(int(leaves.max()) + 1)]
     if guard.coarse_search is None or m >= len(bank):
-        return ServedKnn(bank, k, len(bank), None, weight, guard.knn_leaves, leaf_rows, []), None
+        one_pass = ServedKnn(bank, k, len(bank), None, weight, guard.knn_leaves, leaf_rows, [], [])
+        return one_pass, None
     basis = guard.coarse_search.basis.double().numpy()
     projected_t = np.ascontiguousarray(guard.coarse_search.projected_t.float().numpy())
-    leaf_projected = [np.ascontiguousarray(projected_t[:, rows]) for rows in leaf_rows]
+    codes, scale = first_stage_codes(projected_t)
+    leaf_codes = [np.ascontiguousarray(codes[:, rows]) for rows in leaf_rows]
+    leaf_projected = [c * scale[:, None] for c in leaf_codes]  # float32, as the codes read
     if leaf_projected:  # read leaf by leaf only: not kept twice (5.1 MB for 20,000 images)
         projected_t = None
-    knn = ServedKnn(bank, k, m, projected_t, weight, guard.knn_leaves, leaf_rows, leaf_projected)
+    knn = ServedKnn(
+        bank, k, m, projected_t, weight, guard.knn_leaves, leaf_rows, leaf_projected, leaf_codes,
+        scale if leaf_codes else None,
+    )  # fmt: skip
     return knn, basis
+
+
+def first_stage_codes(projected_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``[dim, N]`` int16 codes of the first stage's projected bank and ``[dim]`` float32 steps.
+
+    Each direction's values to 32,767 steps of its largest: 3.6e-5 of the largest approximate
+    product at most on the default model, where the 64 directions' own approximation is what
+    ranks the candidates (the products of the chosen ones are float32). Half the bytes of a
+    leaf's columns to read after a forward pass (256 of 512 KB): the first stage 24 -> 16 us
+    (``bench/results/first_stage_int16.md``).
+    """
+    scale = np.abs(projected_t).max(axis=1).astype(np.float32) / np.float32(32767)
+    scale[scale == 0] = 1
+    codes = np.round(projected_t / scale[:, None]).astype(np.int16)
+    return codes, scale
 
 
 def folded_gaussians(

@@ -13,6 +13,7 @@ import models.ood.served_kernel as served_kernel
 from models.ood.complexity import entropy_sizes
 from models.ood.served_kernel import CompiledOneImage, one_image_score
 from models.ood.served_score import ServedScore
+from models.ood.served_statistics import first_stage_codes
 from tests.toy_models import guarded_square_classifier
 from tests.unit.ood.test_served_score import _images, _pass, _tolerance, _with_parts
 
@@ -149,10 +150,11 @@ def test_the_kernel_takes_the_kth_largest_of_the_leafs_candidates() -> None:
     rows = np.arange(n, dtype=np.int64)
     no_pixels = np.zeros(0, np.uint8), np.zeros(0, np.float32), np.zeros(0, np.float32)
     no_length = np.zeros(0, np.uint8), served_kernel.NO_LENGTH, 0.0
+    codes, step = first_stage_codes(np.ascontiguousarray(bank.T))  # int16, as served
     for k, m in ((1, 5), (3, 5), (2, 30)):
         score = one_image_score(
             z, np.zeros(dim, np.float32), basis, np.zeros(dim, np.float32), (0, 0),
-            np.zeros((0, 2), np.int64), dim, np.ascontiguousarray(bank.T), rows, bank,
+            np.zeros((0, 2), np.int64), dim, codes, step, rows, bank,
             m, k, 2.0, *no_pixels, *no_length, 0.5,
         )  # fmt: skip
         kth = np.sort(bank @ z)[n - k]
