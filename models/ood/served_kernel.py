@@ -12,8 +12,11 @@ process's zlib); a PNG length stays a call in Python.
 Measured (the default guard, the served ``static-int8`` network, one thread, 3 x 600 test
 images, each score right after a forward pass, this 2-core AMD EPYC host): the score 135-157 us
 in NumPy, 81-86 us compiled with zlib's call (~35 us of it); no score moved by more than 5e-5.
-The zlib length computed here instead of called: 24 us less per guarded answer (paired, same
-scores to the bit; ``bench/results/zlib_length.md``).
+The zlib length computed here instead of called: 8-24 us less per guarded answer (three paired
+runs, the same scores; ``bench/results/zlib_length.md``); the first stage read from int16 codes
+instead of float32 columns (half the bytes): 6.5-13 us less, 0 of 25,997 served scores changed
+(``bench/results/first_stage_int16.md``). Not kept: Q of the quadratic form read from its upper
+triangle (338 -> 205 KB of the matrix): no time saved, paired (-0.3 us over 1,800 answers).
 
 Why numba and not NumPy alone: what is left in NumPy is calls, not arithmetic (the last stops
 cut the calls from 25 to 15; see ``served_score.py``). Why not a C extension or torch: numba is

@@ -37,7 +37,9 @@ leaf's first-stage columns, 512 KB; this matrix, 338 KB) and zlib (~30 us).
 Where numba is installed the one-image path is one compiled call
 (:mod:`models.ood.served_kernel`): the score 135-157 -> 85 us after a forward pass (zlib ~32 us
 of it), the guard's served cost +0.259 ms (12.8 %) -> +0.212 ms (10.7 %) of a single-image
-``/classify`` (``bench/results/serve_ab_guard_compiled.md``, 30 rounds).
+``/classify`` (``bench/results/serve_ab_guard_compiled.md``, 30 rounds). Since, the kernel
+computes zlib's length itself (:mod:`models.ood.deflate_length`) and reads the first stage from
+int16 codes, no score changed (``bench/results/zlib_length.md``, ``first_stage_int16.md``).
 
 The numbers are those of ``combine(components(...))`` up to float32 rounding, which a unit test
 holds it to, except that a Mahalanobis distance is not clamped at zero (it is below zero only by
