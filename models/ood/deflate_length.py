@@ -15,6 +15,9 @@ Why not a faster compressor (libdeflate) or an order-0 length: another length ch
 guard's scores and its measured AUROC (``entropy`` is worse on the held-out classes,
 ``bench/results/ood_compressor_entropy_ab.md``). Limits: one block, as zlib writes for inputs
 under 16,383 bytes at its default memory level (:data:`MAX_BYTES`); larger images keep the call.
+numba compiles it in ~10 s on this 2-core host, once: the machine code is cached beside this
+file (or in ``NUMBA_CACHE_DIR``). Where no cache is writable, every worker pays it at start (the
+served guarded predictor builds in 16.6 s instead of 4.6 s without this module; 0.9 s cached).
 """
 
 from __future__ import annotations
