@@ -13,8 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.label_efficiency_arms import job_name  # noqa: E402
 
 
 def job_rows(committed: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
@@ -49,7 +54,7 @@ def job_rows(committed: dict[str, Any], source: str) -> dict[str, dict[str, Any]
             job["pretrain_steps"] = row["pretrain_steps"]
         if "merged_fine_mean" in row:
             job |= {"merged_fine": row["merged_fine_mean"], "merge_weight": row["merge_weights"][0]}
-        jobs[f"{row['arm']}-{row['labels']:g}-s{seed}"] = job
+        jobs[job_name(row["arm"], row["labels"], seed)] = job
     return jobs
 
 
