@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from bench import label_efficiency_arms as arms
+from bench import label_efficiency_paired as paired
 from bench.machine import machine
 from models.data.dataset import LabelledImages
 from models.data.ingest import build_dataset
@@ -154,6 +155,8 @@ def aggregate(
             if merged:
                 row["merged_fine_mean"] = _mean(merged)
                 row["merge_weights"] = [r["merge_weight"] for r in group]
+                if len(merged) == len(group):
+                    row["merged_fine_per_seed"] = merged
             names = [arms.job_name(arm, fraction, r["seed"]) for r in group]
             curve = mean_curve([r.get("val_curve") for r in group])
             if curve:
@@ -286,6 +289,7 @@ def markdown(
             f"{_fmt(r['group_mean'], None)} | {steps} | {r['seconds']:.0f} | "
             f"{_fmt(merged, None)} |"
         )
+    lines += paired.markdown(table, paired.paired_gains(table))
     fid_rows = [r for r in table if "fidelity" in r]
     if fid_rows:
         levels = [k for k in fid_rows[0]["fidelity"] if k not in ("fidelity_fine", "diversity")]
@@ -365,7 +369,7 @@ def summarise(
         "settings": params.model_dump(),
     }
     reference = results.get("reference")
-    document = {"rows": table, "reference": reference, **head}
+    document = {"rows": table, "paired": paired.paired_gains(table), "reference": reference, **head}
     out.mkdir(parents=True, exist_ok=True)
     name = "label_efficiency_quick" if args.quick else "label_efficiency"
     shown, curves_file = write_pictures(table, runs, data, out, name)
