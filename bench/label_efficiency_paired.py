@@ -1,9 +1,10 @@
 """The study's arms compared seed by seed.
 
-A seed fixes, for every arm alike, the labelled subset (``labelled_indices``) and C's start, so
-the difference of two arms within one seed is the arms' own, and its spread over the seeds says
-whether a mean gain is every seed's or one seed's luck. The table's mean ± std per arm mixes in
-how hard each seed's labelled subset is; the paired differences do not (their mean is the same).
+A seed fixes the labelled subset every arm learns from (``labelled_indices``) and seeds each
+arm's own random draws, so the difference of two arms within one seed is not the luck of a
+subset, and its spread over the seeds says whether a mean gain is every seed's or one seed's.
+The table's mean ± std per arm mixes in how hard each seed's labelled subset is; the paired
+differences do not (their mean is the same).
 """
 
 from __future__ import annotations
@@ -67,8 +68,8 @@ def markdown(table: list[dict[str, Any]], gains: list[dict[str, Any]]) -> list[s
     shown = {f: arms for f, arms in per_seed(table).items() if f in {g["labels"] for g in gains}}
     seeds = sorted({s for arms in shown.values() for fine in arms.values() for s in fine})
     lines = [
-        "\nSeed by seed (each seed is one labelled subset and one start of C for every arm, so "
-        "a difference within a seed is the arms' own), fine accuracy in %:\n",
+        "\nSeed by seed (a seed is one labelled subset for every arm, so a difference within a "
+        "seed is not the luck of a subset), fine accuracy in %:\n",
         "| labels | arm | " + " | ".join(f"seed {s}" for s in seeds) + " |",
         "|---|---|" + "---|" * len(seeds),
     ]
