@@ -289,7 +289,7 @@ def markdown(
             f"{_fmt(r['group_mean'], None)} | {steps} | {r['seconds']:.0f} | "
             f"{_fmt(merged, None)} |"
         )
-    lines += paired.markdown(table, paired.paired_gains(table))
+    lines += paired.markdown(table, head["paired"])
     fid_rows = [r for r in table if "fidelity" in r]
     if fid_rows:
         levels = [k for k in fid_rows[0]["fidelity"] if k not in ("fidelity_fine", "diversity")]
@@ -365,11 +365,12 @@ def summarise(
         "seconds": seconds,
         "test_images": _test_images(results),
         "targets": targets(table),
+        "paired": paired.paired_gains(table),
         "jobs": state,
         "settings": params.model_dump(),
     }
     reference = results.get("reference")
-    document = {"rows": table, "paired": paired.paired_gains(table), "reference": reference, **head}
+    document = {"rows": table, "reference": reference, **head}
     out.mkdir(parents=True, exist_ok=True)
     name = "label_efficiency_quick" if args.quick else "label_efficiency"
     shown, curves_file = write_pictures(table, runs, data, out, name)

@@ -34,7 +34,7 @@ def _samples(runs: Path, job: str, value: int = 0, per_leaf: int = SAMPLES_PER_L
 def _head(settings: dict | None = None) -> dict:
     """A results page's header with nothing in it but ``settings``."""
     head = {"label": "", "machine": "m", "command": "c", "seconds": 1.0, "test_images": 10}
-    return head | {"targets": {}, "jobs": {}, "settings": settings or {}}
+    return head | {"targets": {}, "paired": [], "jobs": {}, "settings": settings or {}}
 
 
 def test_the_picture_shows_the_plain_triple_arm_at_the_fewest_labels_and_first_seed(
