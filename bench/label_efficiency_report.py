@@ -258,6 +258,38 @@ def _fmt(mean: float | None, std: float | None) -> str:
     return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
 
 
+def _fidelity_table(fid_rows: list[dict[str, Any]], reference: dict[str, Any] | None) -> list[str]:
+    """G's fidelity per level and its diversity (the page's table).
+
+    Diversity alone where no judge's weights were beside the runs (a runs folder assembled from
+    copied job files).
+    """
+    levels = [k for k in fid_rows[0]["fidelity"] if k not in ("fidelity_fine", "diversity")]
+    if levels:
+        intro = (
+            "\nConditional fidelity of G (share of G(z, y) the all-labels reference classifier "
+            "assigns to y's node; reference test fine accuracy "
+            f"{_fmt(reference.get('fine') if reference else None, None)} %), in %, and its "
+        )
+    else:
+        intro = (
+            "\nConditional fidelity of G not judged (the reference classifier's weights were "
+            "not beside these runs); its "
+        )
+    header = ["labels", "arm", *(k.removeprefix("fidelity_") for k in levels), "diversity"]
+    lines = [
+        intro + "diversity (per leaf, the pixel standard deviation across G's samples over that "
+        "across the leaf's real images; 1 = as varied as the data, ~0 = one image per leaf):\n",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for r in fid_rows:
+        cells = [f"{100 * r['fidelity'][k]:.1f}" for k in levels]
+        cells.append(f"{r['fidelity'].get('diversity', float('nan')):.2f}")
+        lines.append(f"| {r['labels']:.0%} | {r['arm']} | {' | '.join(cells)} |")
+    return lines
+
+
 def markdown(
     table: list[dict[str, Any]],
     head: dict[str, Any],
@@ -292,23 +324,7 @@ def markdown(
     lines += paired.markdown(table, head["paired"])
     fid_rows = [r for r in table if "fidelity" in r]
     if fid_rows:
-        levels = [k for k in fid_rows[0]["fidelity"] if k not in ("fidelity_fine", "diversity")]
-        lines += [
-            "\nConditional fidelity of G (share of G(z, y) the all-labels reference classifier "
-            f"assigns to y's node; reference test fine accuracy "
-            f"{_fmt(reference.get('fine') if reference else None, None)} %), in %, and its "
-            "diversity (per leaf, the pixel standard deviation across G's samples over that "
-            "across the leaf's real images; 1 = as varied as the data, ~0 = one image per leaf):"
-            "\n",
-            "| labels | arm | "
-            + " | ".join(k.removeprefix("fidelity_") for k in levels)
-            + " | diversity |",
-            "|---|---|" + "---|" * (len(levels) + 1),
-        ]
-        for r in fid_rows:
-            cells = [f"{100 * r['fidelity'][k]:.1f}" for k in levels]
-            cells.append(f"{r['fidelity'].get('diversity', float('nan')):.2f}")
-            lines.append(f"| {r['labels']:.0%} | {r['arm']} | {' | '.join(cells)} |")
+        lines += _fidelity_table(fid_rows, reference)
     if picture is not None:
         job, file = picture
         lines.append(f"\nWhat G draws for each leaf ({job}, a row per leaf): ![samples]({file})")

@@ -125,3 +125,24 @@ def test_the_semi_supervised_heads_row_does_not_inherit_the_fine_tuned_c_curve()
         ("gan-semi", True),
         ("gan-semi-head", False),
     ]
+
+
+def _columns(line: str) -> int:
+    return line.strip().strip("|").count("|") + 1
+
+
+@pytest.mark.parametrize("judged", [True, False])
+def test_the_fidelity_table_has_as_many_header_cells_as_each_row(judged: bool) -> None:
+    fidelity = {"diversity": 1.07}
+    if judged:
+        fidelity |= {"fidelity_category": 0.99, "fidelity_item": 0.95, "fidelity_fine": 0.95}
+    table = aggregate(
+        [_row("triple", 0.01, 0, 0.86, None)], {"triple-0.01-s0": fidelity}, ["triple"]
+    )
+    page = markdown(table, _head(), {"fine": 0.89})
+    lines = page.splitlines()
+    start = [i for i, line in enumerate(lines) if line.startswith("| labels | arm |")][-1]
+    header, rule, body = lines[start : start + 3]  # the fidelity table, after the main one
+    assert _columns(header) == _columns(rule) == _columns(body) == (5 if judged else 3)
+    assert ("| 1% | triple | 99.0 | 95.0 | 1.07 |" if judged else "| 1% | triple | 1.07 |") == body
+    assert ("not judged" in page) is not judged
