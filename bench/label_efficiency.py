@@ -29,8 +29,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
@@ -39,6 +37,7 @@ from bench import label_efficiency_arms as arms  # noqa: E402
 from bench import label_efficiency_report as report  # noqa: E402
 from bench.label_efficiency_pace import COST, Pace  # noqa: E402
 from models.data.ingest import build_dataset  # noqa: E402
+from pipelines.run_config import load_run_config  # noqa: E402
 
 SUMMARY_RESERVE_S = 15.0  # seconds kept at the end of the budget for the summary
 EVAL_RESERVE_S = 15.0  # seconds a job keeps after its training deadline to evaluate and write
@@ -47,8 +46,7 @@ MIN_START_S = 20.0  # no job starts with less than this left before the training
 
 def load_params(path: str, quick: bool, device: str) -> arms.StudyParams:
     """The study's config; ``--quick`` shrinks data, networks and steps (same code path)."""
-    raw = yaml.safe_load(Path(path).read_text()) or {}
-    params = arms.StudyParams.model_validate(raw.get("parameters", {}))
+    params, _ = load_run_config(path, arms.StudyParams)  # a config may name a ``base``
     params.triple = params.triple.model_copy(update={"device": device})
     if quick:
         params.dataset.subsample = {"train": 2000, "val": 300, "test": 1000}

@@ -3,6 +3,12 @@
 ``parameters`` holds the pipeline's own pydantic configs (validated here, ``extra="forbid"``,
 so a misplaced key fails before anything runs); every other key (``enable_cache``, ``settings``,
 ``steps``, ``schedule`` ...) is ZenML's and is handed to ``pipeline.with_options``.
+
+A config may name another as its ``base`` (a path relative to itself): it is then that config
+with this one's keys laid over it, so a variant states only what it changes. The parameters'
+sections (``classifier``, ``triple.triple`` ...) merge key by key; a value (a number, a list, a
+mapping such as ``study.seeds``) replaces the base's whole. Bases may have bases; a cycle is
+refused.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -24,12 +30,25 @@ class ConfigError(ValueError):
 
 
 def load_run_config(path: str | Path, params_model: type[P]) -> tuple[P, dict[str, Any]]:
-    """Read a run config: ``(validated parameters, ZenML run options)``.
+    """Read a run config, its ``base`` chain resolved: ``(validated parameters, ZenML options)``.
 
     Raises:
-        ConfigError: when the file is missing, not YAML, or a parameter is invalid.
+        ConfigError: when a file of the chain is missing or not YAML, the chain is a cycle, or a
+            parameter is invalid.
     """
-    path = Path(path)
+    params: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    for raw in _chain(Path(path), ()):
+        params = _laid_over(params, raw.pop("parameters", None) or {}, params_model)
+        options = _laid_over(options, raw, None)
+    return validate_params(params, params_model, str(path)), options
+
+
+def _chain(path: Path, seen: tuple[Path, ...]) -> list[dict[str, Any]]:
+    """The mappings of ``path``'s base chain, the furthest base first, ``path``'s own last."""
+    if path.resolve() in seen:
+        cycle = " -> ".join(str(p) for p in (*seen, path.resolve()))
+        raise ConfigError(f"{path}: its base chain is a cycle ({cycle})")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except OSError as err:
@@ -38,8 +57,43 @@ def load_run_config(path: str | Path, params_model: type[P]) -> tuple[P, dict[st
         raise ConfigError(f"{path} is not valid YAML: {err}") from err
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    params = raw.pop("parameters", {}) or {}
-    return validate_params(params, params_model, str(path)), raw
+    base = raw.pop("base", None)
+    if base is None:
+        return [raw]
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: base must be the path of another config, got {base!r}")
+    return [*_chain(path.parent / base, (*seen, path.resolve())), raw]
+
+
+def _laid_over(
+    base: dict[str, Any], top: dict[str, Any], model: type[BaseModel] | None
+) -> dict[str, Any]:
+    """``top`` laid over ``base``.
+
+    With a ``model``, only its sections (fields that are pydantic models) merge key by key; a
+    field's value, a mapping such as ``study.seeds`` included, is replaced whole. Without one
+    (ZenML's options), every mapping merges.
+    """
+    out = dict(base)
+    for key, value in top.items():
+        section = _section(model, key) if model is not None else None
+        merges = model is None or section is not None
+        if merges and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _laid_over(out[key], value, section)
+        else:
+            out[key] = value
+    return out
+
+
+def _section(model: type[BaseModel], key: str) -> type[BaseModel] | None:
+    """The pydantic model of ``model``'s field ``key`` (``X | None`` read as ``X``), else None."""
+    field = model.model_fields.get(key)
+    if field is None:
+        return None
+    for kind in (field.annotation, *get_args(field.annotation)):
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            return kind
+    return None
 
 
 def validate_params(params: dict[str, Any], params_model: type[P], where: str) -> P:
