@@ -64,6 +64,16 @@ class TripleConfig(BaseModel):
         "square and a contrast change; or FixMatch's RandAugment (two random operations per "
         "image, then a cut-out square)",
     )
+    teacher_d_weight: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="the pseudo-label teacher pools D's leaf distribution on the same unlabelled "
+        "images with its own, (1 - w) log p_teacher + w log p_D (the merge the study fits on val "
+        "at the end, used while training); 0: the EMA teacher alone",
+    )
+    teacher_d_start: int = Field(2000, ge=0, description="step D joins the teacher from")
+    teacher_d_ramp: int = Field(1000, ge=0, description="steps of its sigmoid ramp-up")
     unlabelled_weight: float = Field(
         1.0, ge=0, description="its weight after the ramp (mean teacher: ~10, on the summed MSE)"
     )

@@ -45,12 +45,8 @@ from models.tree.merge import TreeTensors, merged_log_probs
 from models.triple import losses, rounds
 from models.triple.augment import STRONG_VIEWS
 from models.triple.inputs import labelled_subset, level_weights
-from models.triple.players import (
-    GameResult,
-    batch_stats_frozen,
-    build_players,
-    game_run_key,
-)
+from models.triple.merge import merge_log_probs
+from models.triple.players import GameResult, batch_stats_frozen, build_players, game_run_key
 
 logger = logging.getLogger(__name__)
 
@@ -279,10 +275,13 @@ class TripleGame:
     ) -> dict[str, Tensor]:
         """C's unlabelled-data term and its adversarial term."""
         out: dict[str, Tensor] = {}
-        kind = self.game.unlabelled
+        g, kind = self.game, self.game.unlabelled
+        w_d = g.teacher_d_weight * self._ramp(g.teacher_d_start, g.teacher_d_ramp)
+        if teacher_u is not None and s_all_u is not None and w_d > 0:  # D joins the teacher
+            teacher_u = merge_log_probs(teacher_u, torch.log_softmax(s_all_u.float(), 1), w_d)
         if kind == "pseudo-label" and teacher_u is not None and strong_logits:
             out["c_unlabelled"], out["c_confident_share"] = losses.pseudo_label(
-                strong_logits, teacher_u, self.game.confidence, self.tt, self.weights
+                strong_logits, teacher_u, g.confidence, self.tt, self.weights
             )
         elif kind == "mean-teacher" and teacher_u is not None and log_p_u is not None:
             out["c_unlabelled"] = losses.consistency(log_p_u.exp(), teacher_u.exp())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.label_efficiency import inline_order, job_cost, plan
+from bench.label_efficiency import inline_order, job_cost, load_params, plan
 from bench.label_efficiency_arms import (
     ARMS,
     StudyConfig,
@@ -71,3 +71,12 @@ def test_the_pretraining_the_triple_arms_wait_for_sets_the_pace() -> None:
     assert pretraining_leads(StudyConfig(triple_trunk="gan"), None)
     assert not pretraining_leads(StudyConfig(triple_trunk="scratch"), None)  # a triple job leads
     assert not pretraining_leads(StudyConfig(triple_trunk="gan"), labelled)  # gan-semi's own GAN
+
+
+def test_the_study_reads_a_config_through_its_base_chain() -> None:
+    # label_efficiency_cpu_teacher_d -> _randaugment_budget -> _budget -> _long_gan -> _cpu
+    params = load_params("pipelines/configs/label_efficiency_cpu_teacher_d.yaml", False, "cpu")
+    game = params.triple.triple
+    assert game is not None and game.teacher_d_weight == 0.5 and game.strong_view == "randaugment"
+    assert (params.study.steps, params.gan.steps, params.classifier.hidden) == (8000, 6000, 256)
+    assert params.study.seeds == {0.01: [0, 1, 2]} and params.triple.device == "cpu"

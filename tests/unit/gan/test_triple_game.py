@@ -19,6 +19,7 @@ from models.gan.training import TrainerCallback
 from models.runtime.checkpoint import CheckpointError
 from models.tree.merge import TreeTensors
 from models.triple import TripleGame, TripleInputError, play_triple_game
+from models.triple import losses as triple_losses
 from tests.toy_models import TREE, square_images
 
 ARCH = GanArchitecture(latent_dim=8, g_width=8, d_width=8, spectral_norm=True)
@@ -131,6 +132,27 @@ def test_randaugment_view_feeds_the_pseudo_label_term(tmp_path: Path) -> None:
     assert np.isfinite(last["c_unlabelled"]) and last["c_unlabelled"] > 0
     # the same seed and batches: only the student's view differs, so the term does too
     assert last["c_unlabelled"] != other["c_unlabelled"]
+
+
+def test_d_joins_the_pseudo_label_teacher_after_its_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    game = make_game(tmp_path, teacher_d_weight=1.0, teacher_d_start=3, teacher_d_ramp=0)
+    n, leaves = 5, TREE.num_leaves
+    teacher = torch.log_softmax(torch.zeros(n, leaves).index_fill(1, torch.tensor([0]), 9.0), 1)
+    d_scores = torch.zeros(n, leaves).index_fill(1, torch.tensor([1]), 9.0)  # D says leaf 1
+    strong = [torch.zeros(n, k) for k in TREE.level_sizes]
+    seen: list[torch.Tensor] = []
+
+    def capture(_strong, teacher_log_p, *_args):
+        seen.append(teacher_log_p.argmax(1))
+        return torch.zeros(()), torch.ones(())
+
+    monkeypatch.setattr(triple_losses, "pseudo_label", capture)
+    for step in (2, 3):  # before D's start the EMA teacher alone labels; from it, D weighs 1
+        game.step = step
+        game._unlabelled_terms(None, strong, teacher, d_scores)
+    assert seen[0].tolist() == [0] * n and seen[1].tolist() == [1] * n
 
 
 class KillAt(TrainerCallback):
