@@ -16,7 +16,8 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar, get_args
+from types import UnionType
+from typing import Any, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -38,14 +39,20 @@ def load_run_config(path: str | Path, params_model: type[P]) -> tuple[P, dict[st
     """
     params: dict[str, Any] = {}
     options: dict[str, Any] = {}
-    for raw in _chain(Path(path), ()):
-        params = _laid_over(params, raw.pop("parameters", None) or {}, params_model)
+    chain = _chain(Path(path), ())
+    for where, raw in chain:
+        own = raw.pop("parameters", None) or {}
+        if not isinstance(own, dict):
+            raise ConfigError(f"{where}: parameters must be a mapping, got {type(own).__name__}")
+        params = _laid_over(params, own, params_model)
         options = _laid_over(options, raw, None)
-    return validate_params(params, params_model, str(path)), options
+    bases = " over ".join(str(where) for where, _ in reversed(chain[:-1]))
+    where = f"{path} (over {bases})" if bases else str(path)  # a bad key may be a base's
+    return validate_params(params, params_model, where), options
 
 
-def _chain(path: Path, seen: tuple[Path, ...]) -> list[dict[str, Any]]:
-    """The mappings of ``path``'s base chain, the furthest base first, ``path``'s own last."""
+def _chain(path: Path, seen: tuple[Path, ...]) -> list[tuple[Path, dict[str, Any]]]:
+    """``path``'s base chain as (file, mapping), the furthest base first, ``path``'s own last."""
     if path.resolve() in seen:
         cycle = " -> ".join(str(p) for p in (*seen, path.resolve()))
         raise ConfigError(f"{path}: its base chain is a cycle ({cycle})")
@@ -59,10 +66,10 @@ def _chain(path: Path, seen: tuple[Path, ...]) -> list[dict[str, Any]]:
         raise ConfigError(f"{path}: expected a mapping at the top level")
     base = raw.pop("base", None)
     if base is None:
-        return [raw]
+        return [(path, raw)]
     if not isinstance(base, str):
         raise ConfigError(f"{path}: base must be the path of another config, got {base!r}")
-    return [*_chain(path.parent / base, (*seen, path.resolve())), raw]
+    return [*_chain(path.parent / base, (*seen, path.resolve())), (path, raw)]
 
 
 def _laid_over(
@@ -90,10 +97,9 @@ def _section(model: type[BaseModel], key: str) -> type[BaseModel] | None:
     field = model.model_fields.get(key)
     if field is None:
         return None
-    for kind in (field.annotation, *get_args(field.annotation)):
-        if isinstance(kind, type) and issubclass(kind, BaseModel):
-            return kind
-    return None
+    kind = field.annotation
+    kinds = get_args(kind) if get_origin(kind) in (Union, UnionType) else (kind,)
+    return next((k for k in kinds if isinstance(k, type) and issubclass(k, BaseModel)), None)
 
 
 def validate_params(params: dict[str, Any], params_model: type[P], where: str) -> P:

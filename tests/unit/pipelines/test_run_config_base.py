@@ -103,8 +103,15 @@ def test_a_broken_base_fails_naming_it(tmp_path: Path, text: str, named: str) ->
         load_run_config(child, Params)
 
 
-def test_a_key_the_base_does_not_know_fails_naming_the_child(tmp_path: Path) -> None:
+def test_a_bad_key_fails_naming_the_config_and_its_bases(tmp_path: Path) -> None:
+    _write(tmp_path, "base.yaml", BASE.replace("steps: 2000", "stepz: 2000"))  # the base's typo
+    child = _write(tmp_path, "child.yaml", "base: base.yaml\nparameters: {label: child}\n")
+    with pytest.raises(ConfigError, match=r"child\.yaml \(over .*base\.yaml\): invalid parameters"):
+        load_run_config(child, Params)
+
+
+def test_parameters_that_are_not_a_mapping_fail_naming_the_file(tmp_path: Path) -> None:
     _write(tmp_path, "base.yaml", BASE)
-    child = _write(tmp_path, "child.yaml", "base: base.yaml\nparameters: {study: {stepz: 1}}\n")
-    with pytest.raises(ConfigError, match=r"child\.yaml: invalid parameters:\n.*study\.stepz"):
+    child = _write(tmp_path, "child.yaml", "base: base.yaml\nparameters: [1, 2]\n")
+    with pytest.raises(ConfigError, match=r"child\.yaml: parameters must be a mapping, got list"):
         load_run_config(child, Params)
